@@ -1,0 +1,206 @@
+//! The command line: clap definitions with pt-BR help, one `match` that dispatches to
+//! `commands::*`, and the mapping of failures to exit codes and pt-BR messages.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::commands::{
+    self, enqueue::EnqueueArgs, list::ListArgs, retry::RetryArgs, show::ShowArgs, status::StatusArgs,
+};
+use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
+
+/// The help layout, with pt-BR headings (clap's own are English).
+const HELP_TEMPLATE: &str = "{about-with-newline}\nUso: {usage}\n\n{all-args}{after-help}";
+
+/// extrator — leva os cancelamentos de pedidos do Winthor até a API de cancelamento, com fila
+/// durável, novas tentativas e códigos de erro para o suporte.
+#[derive(Debug, Parser)]
+#[command(
+    name = "extrator",
+    version,
+    about = "Leva os cancelamentos de pedidos do Winthor até a API de cancelamento, com fila durável e códigos de erro para o suporte",
+    help_template = HELP_TEMPLATE,
+    subcommand_help_heading = "Comandos",
+    subcommand_value_name = "COMANDO",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    next_help_heading = "Opções",
+    after_help = "Códigos de saída: 0 ok; 1 falhou; 2 uso incorreto; 78 configuração inválida."
+)]
+pub struct Cli {
+    /// Arquivo de configuração (padrão: /etc/extrator/extrator.toml, ou a variável EXTRATOR_CONFIG)
+    #[arg(long, global = true, env = "EXTRATOR_CONFIG", hide_env = true, value_name = "ARQUIVO", default_value = crate::config::DEFAULT_PATH, hide_default_value = true)]
+    pub config: PathBuf,
+    /// Mostra esta ajuda
+    #[arg(short = 'h', long, global = true, action = ArgAction::Help)]
+    help: Option<bool>,
+    /// Mostra a versão
+    #[arg(short = 'V', long, action = ArgAction::Version)]
+    version: Option<bool>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Executa o serviço em primeiro plano (é o que o systemd executa)
+    #[command(help_template = HELP_TEMPLATE)]
+    Run,
+    /// Coloca cancelamentos na fila: um pelas opções, ou vários com --json
+    #[command(help_template = HELP_TEMPLATE)]
+    Enqueue(EnqueueArgs),
+    /// Saúde em um relance: serviço, itens por estado, falhas por código, último sucesso
+    #[command(help_template = HELP_TEMPLATE)]
+    Status(StatusArgs),
+    /// Lista itens, com filtros
+    #[command(help_template = HELP_TEMPLATE)]
+    List(ListArgs),
+    /// Mostra um item e todas as suas tentativas
+    #[command(help_template = HELP_TEMPLATE)]
+    Show(ShowArgs),
+    /// Reenvia itens que falharam (ou outros, com --state)
+    #[command(help_template = HELP_TEMPLATE)]
+    Retry(RetryArgs),
+}
+
+/// Parses the command line, runs the command, and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    let outcome = match &cli.command {
+        Command::Run => commands::run::run(&cli.config),
+        Command::Enqueue(args) => commands::enqueue::run(&cli.config, args),
+        Command::Status(args) => commands::status::run(&cli.config, args),
+        Command::List(args) => commands::list::run(&cli.config, args),
+        Command::Show(args) => commands::show::run(&cli.config, args),
+        Command::Retry(args) => commands::retry::run(&cli.config, args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(Failure { exit_code, message }) => {
+            eprintln!("extrator: erro: {message}");
+            ExitCode::from(exit_code)
+        }
+    }
+}
+
+/// Prints clap's help or version as is, and its errors in pt-BR, with the right exit code.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = error.print();
+            ExitCode::from(EXIT_OK)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            let _ = error.print();
+            eprintln!("extrator: erro: informe um comando");
+            ExitCode::from(EXIT_USAGE)
+        }
+        _ => {
+            eprintln!("extrator: erro: {}", describe_usage_error(error));
+            eprintln!("Use 'extrator --help' ou 'extrator COMANDO --help' para ver as opções.");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// A clap error in pt-BR, built from its kind and context.
+fn describe_usage_error(error: &clap::Error) -> String {
+    let context = |kind: ContextKind| -> String {
+        match error.get(kind) {
+            Some(ContextValue::String(text)) => text.clone(),
+            Some(ContextValue::Strings(texts)) => texts.join(", "),
+            Some(ContextValue::StyledStr(text)) => text.to_string(),
+            Some(ContextValue::StyledStrs(texts)) => {
+                texts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            }
+            Some(ContextValue::Number(number)) => number.to_string(),
+            _ => String::new(),
+        }
+    };
+    let argument = context(ContextKind::InvalidArg);
+    let suggestion = match context(ContextKind::SuggestedArg) {
+        text if text.is_empty() => match context(ContextKind::SuggestedSubcommand) {
+            text if text.is_empty() => String::new(),
+            text => format!(" (você quis dizer '{text}'?)"),
+        },
+        text => format!(" (você quis dizer '{text}'?)"),
+    };
+    match error.kind() {
+        ErrorKind::UnknownArgument => format!("argumento desconhecido '{argument}'{suggestion}"),
+        ErrorKind::InvalidSubcommand => {
+            format!("comando desconhecido '{}'{suggestion}", context(ContextKind::InvalidSubcommand))
+        }
+        ErrorKind::MissingRequiredArgument => format!("falta informar: {argument}"),
+        ErrorKind::ArgumentConflict => {
+            format!("'{argument}' não pode ser usado junto com '{}'", context(ContextKind::PriorArg))
+        }
+        ErrorKind::InvalidValue => {
+            let valid = context(ContextKind::ValidValue);
+            let valid = if valid.is_empty() { String::new() } else { format!("; valores válidos: {valid}") };
+            let value = context(ContextKind::InvalidValue);
+            if value.is_empty() {
+                format!("falta o valor de '{argument}'{valid}")
+            } else {
+                format!("valor inválido '{value}' para '{argument}'{valid}")
+            }
+        }
+        ErrorKind::ValueValidation => {
+            // Our value parsers already explain in pt-BR; clap keeps that text as the source.
+            let why =
+                std::error::Error::source(error).map_or_else(String::new, |source| format!(": {source}"));
+            format!("valor inválido '{}' para '{argument}'{why}", context(ContextKind::InvalidValue))
+        }
+        ErrorKind::TooManyValues | ErrorKind::WrongNumberOfValues | ErrorKind::TooFewValues => {
+            format!("número errado de valores para '{argument}'")
+        }
+        _ => untranslated(error),
+    }
+}
+
+/// The rare clap errors without a translation: clap's own text, marked as such.
+fn untranslated(error: &clap::Error) -> String {
+    let english = error.render().to_string();
+    let first = english.lines().next().unwrap_or("").trim_start_matches("error: ");
+    format!("uso incorreto ({first})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(args: &[&str]) -> String {
+        let error = Cli::try_parse_from(args).expect_err("should be refused");
+        describe_usage_error(&error)
+    }
+
+    #[test]
+    fn usage_errors_are_pt_br() {
+        assert_eq!(error_of(&["extrator", "lsit"]), "comando desconhecido 'lsit' (você quis dizer 'list'?)");
+        assert!(
+            error_of(&["extrator", "list", "--stat", "failed"])
+                .starts_with("argumento desconhecido '--stat'")
+        );
+        let invalid = error_of(&["extrator", "list", "--state", "enviado"]);
+        assert!(invalid.contains("valor inválido 'enviado' para '--state"), "{invalid}");
+        assert!(invalid.contains("pending, in_flight, processing, done, failed"), "{invalid}");
+        let code = error_of(&["extrator", "list", "--code", "42"]);
+        assert!(code.contains("código desconhecido"), "{code}");
+        assert!(error_of(&["extrator", "enqueue"]).starts_with("falta informar: --order"));
+        let conflict = error_of(&["extrator", "enqueue", "--json", "-", "--order", "1"]);
+        assert!(conflict.contains("não pode ser usado junto"), "{conflict}");
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

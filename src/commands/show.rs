@@ -1,0 +1,115 @@
+//! `extrator show ID` / `--order N`: one item, every field, and every attempt.
+
+use std::path::Path;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{load_config, open_store, print_json};
+use crate::failure::{Failure, Outcome};
+use crate::store::{Access, AttemptRow, ItemRow};
+use crate::text::{Table, local_time, truncate};
+
+/// The `show` flags.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Opções")]
+pub struct ShowArgs {
+    /// O id do item (veja extrator list)
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "order",
+        conflicts_with = "order",
+        help_heading = "Argumentos"
+    )]
+    pub id: Option<i64>,
+    /// Procura pelo número do pedido em vez do id
+    #[arg(long, value_name = "PEDIDO")]
+    pub order: Option<String>,
+    /// Saída em JSON com nomes de campos estáveis
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The `--json` document.
+#[derive(Serialize)]
+struct ShowJson<'a> {
+    item: &'a ItemRow,
+    attempts: &'a [AttemptRow],
+}
+
+/// Runs `show`.
+pub fn run(config_path: &Path, args: &ShowArgs) -> Outcome {
+    let loaded = load_config(config_path)?;
+    let store = open_store(&loaded, Access::ReadOnly)?;
+    let (item, wanted) = match (&args.order, args.id) {
+        (Some(order), _) => (store.get_by_order(order)?, format!("pedido {order}")),
+        (None, Some(id)) => (store.get(id)?, format!("item {id}")),
+        (None, None) => return Err(Failure::usage("informe o ID do item ou --order PEDIDO")),
+    };
+    let item = item.ok_or_else(|| Failure::failed(format!("{wanted} não encontrado na fila")))?;
+    let attempts = store.attempts(item.id)?;
+    if args.json {
+        return print_json(&ShowJson { item: &item, attempts: &attempts });
+    }
+    print!("{}", render(&item, &attempts));
+    Ok(())
+}
+
+/// The human view: fields, then the attempts table.
+fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
+    let optional = |value: Option<&str>| value.unwrap_or("—").to_owned();
+    let mut fields = Table::new(&["Item:", &item.id.to_string()]);
+    let rows: Vec<(&str, String)> = vec![
+        ("Pedido:", item.order.clone()),
+        ("Filial:", item.branch.clone()),
+        ("Motivo:", item.reason.clone()),
+        ("Cancelado em:", item.cancelled_at.clone()),
+        ("Cliente:", optional(item.customer.as_deref())),
+        (
+            "Extra:",
+            item.extra
+                .as_ref()
+                .map_or_else(|| "—".to_owned(), |extra| serde_json::Value::Object(extra.clone()).to_string()),
+        ),
+        ("Estado:", format!("{} ({})", item.state.label(), item.state)),
+        ("Tentativas:", item.attempts.to_string()),
+        ("Último código:", item.last_code.as_deref().map_or_else(|| "—".to_owned(), crate::codes::label)),
+        ("Última mensagem:", optional(item.last_message.as_deref())),
+        ("Próxima tentativa:", item.next_attempt_at.map_or_else(|| "—".to_owned(), local_time)),
+        ("Criado em:", local_time(item.created_at)),
+        ("Atualizado em:", local_time(item.updated_at)),
+        ("Origem:", item.source.clone()),
+        ("Idempotency-Key:", item.idempotency_key.clone()),
+    ];
+    for (label, value) in rows {
+        fields.row(vec![label.to_owned(), value]);
+    }
+    let mut out = fields.render();
+    out.push('\n');
+    if attempts.is_empty() {
+        out.push_str("Nenhuma tentativa de envio ainda.\n");
+        return out;
+    }
+    let mut table =
+        Table::new(&["#", "INÍCIO", "DURAÇÃO", "RESULTADO", "CÓDIGO", "TIPO", "HTTP", "MENSAGEM"]);
+    for attempt in attempts {
+        let outcome = match attempt.outcome.as_str() {
+            "success" => "sucesso",
+            "processing" => "processando",
+            _ if attempt.probe => "falha (sonda)",
+            _ => "falha",
+        };
+        table.row(vec![
+            attempt.number.to_string(),
+            local_time(attempt.started_at),
+            format!("{}ms", attempt.duration_ms),
+            outcome.to_owned(),
+            attempt.code.clone().unwrap_or_else(|| "—".to_owned()),
+            attempt.kind.clone(),
+            attempt.http_status.map_or_else(|| "—".to_owned(), |status| status.to_string()),
+            truncate(attempt.message.as_deref().unwrap_or(""), 80),
+        ]);
+    }
+    out.push_str(&table.render());
+    out
+}

@@ -1,0 +1,757 @@
+//! The configuration file (`/etc/extrator/extrator.toml`): every key, its default, and the loader
+//! that every command (the daemon, `check`, `enqueue`, …) shares.
+//!
+//! Loading is two stages, as support needs it: (1) TOML → typed structs with
+//! `deny_unknown_fields`, where an error names the file, line, column and key; (2) `Config::check`,
+//! for rules that span keys. Environment overrides `EXTRATOR_<SECTION>__<KEY>` are applied on top
+//! of the file and named in their own errors. All operator text is pt-BR.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::HumanDuration;
+
+/// Where the config is read from when neither `--config` nor `EXTRATOR_CONFIG` says otherwise.
+pub const DEFAULT_PATH: &str = "/etc/extrator/extrator.toml";
+
+/// The prefix of environment overrides; `EXTRATOR_API__URL` overrides `[api] url`.
+const ENV_PREFIX: &str = "EXTRATOR_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub queue: QueueConfig,
+    pub retry: RetryConfig,
+    pub history: HistoryConfig,
+    pub log: LogConfig,
+}
+
+/// `[api]`: the third-party cancellation API.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The endpoint the cancellations are POSTed to. Required: there is no sensible default.
+    pub url: String,
+    pub connect_timeout: HumanDuration,
+    pub request_timeout: HumanDuration,
+    pub concurrency: u32,
+    pub async_poll_interval: HumanDuration,
+    pub async_max_wait: HumanDuration,
+    /// A PEM bundle of extra CA certificates, for APIs behind a private CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Extra headers sent with every request.
+    pub headers: BTreeMap<String, String>,
+    pub auth: AuthConfig,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            url: String::new(),
+            connect_timeout: HumanDuration::secs(10),
+            request_timeout: HumanDuration::secs(30),
+            concurrency: 4,
+            async_poll_interval: HumanDuration::secs(30),
+            async_max_wait: HumanDuration::secs(3_600),
+            ca_file: None,
+            headers: BTreeMap::new(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// How requests authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No credentials.
+    #[default]
+    None,
+    /// HTTP Basic with `user` and the password.
+    Basic,
+    /// POST `user` and the password to `login_url`, then send the returned token as Bearer.
+    Login,
+}
+
+/// `[api.auth]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The preferred way to give the password: a file readable only by the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Allowed, but warned about when the config file is readable by others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_url: Option<String>,
+    /// The JSON field of the login response that holds the token.
+    pub token_field: String,
+    /// Case-insensitive fragments of a 401/403/404 body that mean "the user does not exist" (code 03).
+    pub user_not_found_patterns: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            mode: AuthMode::None,
+            user: None,
+            password_file: None,
+            password: None,
+            login_url: None,
+            token_field: "token".to_owned(),
+            user_not_found_patterns: [
+                "user not found",
+                "user does not exist",
+                "unknown user",
+                "usuário não encontrado",
+                "usuario nao encontrado",
+                "usuário inexistente",
+                "usuario inexistente",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        }
+    }
+}
+
+/// `[queue]`: the local durable queue and the spool directory.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    pub database: PathBuf,
+    pub spool_dir: PathBuf,
+    pub poll_interval: HumanDuration,
+    /// How long a command waits for another process's write lock before giving up.
+    pub busy_timeout: HumanDuration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            database: PathBuf::from("/var/lib/extrator/extrator.db"),
+            spool_dir: PathBuf::from("/var/spool/extrator"),
+            poll_interval: HumanDuration::secs(5),
+            busy_timeout: HumanDuration::secs(60),
+        }
+    }
+}
+
+/// `[retry]`: the per-item retry schedule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub first_delay: HumanDuration,
+    pub max_delay: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 10,
+            first_delay: HumanDuration::secs(30),
+            max_delay: HumanDuration::secs(3_600),
+        }
+    }
+}
+
+/// `[history]`: how long attempt records of delivered items are kept.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    pub retention: HumanDuration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { retention: HumanDuration::secs(90 * 86_400) }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: LogLevel,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: LogLevel::Info }
+    }
+}
+
+/// The log levels support may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The name `tracing` filters understand.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// A password: never printed by `Debug`, and serialized only as a placeholder.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+/// A config that loaded, with what the operator should be warned about.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub path: PathBuf,
+    /// pt-BR warnings (e.g. a password in a file others can read); the config is usable.
+    pub warnings: Vec<String>,
+}
+
+/// Why a config could not be used. `Display` is the whole pt-BR message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or the environment variable, the error is in.
+    pub source: String,
+    /// Line and column (1-based) in the file, when known.
+    pub position: Option<(usize, usize)>,
+    /// The key, as `section.key`, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuração inválida em {}", self.source)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ", linha {line}, coluna {column}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ", chave `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Picks the config path: `--config`, else `EXTRATOR_CONFIG`, else the default. (clap reads the
+/// environment variable; this only supplies the default.)
+pub fn path_or_default(path: Option<&Path>) -> PathBuf {
+    path.map_or_else(|| PathBuf::from(DEFAULT_PATH), Path::to_path_buf)
+}
+
+/// Loads, overrides from the process environment, and checks the config at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    load_with_env(path, std::env::vars())
+}
+
+/// `load`, with the environment given explicitly so tests need not mutate the process's.
+pub fn load_with_env(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Loaded, ConfigError> {
+    let whole_file = |message: String| ConfigError {
+        source: path.display().to_string(),
+        position: None,
+        key: None,
+        message,
+    };
+    let text = std::fs::read(path).map_err(|error| {
+        whole_file(match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                "o arquivo não existe (informe outro com --config ou EXTRATOR_CONFIG)".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => "sem permissão para ler o arquivo".to_owned(),
+            _ => format!("não foi possível ler o arquivo: {error}"),
+        })
+    })?;
+    let text = String::from_utf8(text).map_err(|_| whole_file("o arquivo não está em UTF-8".to_owned()))?;
+    let from_file = parse_str(&text, &path.display().to_string())?;
+    let overrides = env_overrides(env);
+    let config = if overrides.is_empty() { from_file } else { apply_env(&text, &overrides)? };
+    config.check().map_err(|(key, message)| ConfigError {
+        source: path.display().to_string(),
+        position: None,
+        key: Some(key),
+        message,
+    })?;
+    let mut warnings = Vec::new();
+    if config.api.auth.password.is_some() && readable_by_others(path) {
+        warnings.push(format!(
+            "a senha está em `api.auth.password` e {} pode ser lido por outros usuários: \
+             prefira `api.auth.password_file` ou a credencial systemd `api-password`",
+            path.display()
+        ));
+    }
+    Ok(Loaded { config, path: path.to_path_buf(), warnings })
+}
+
+/// Parses config text; `source` names it in errors.
+pub fn parse_str(text: &str, source: &str) -> Result<Config, ConfigError> {
+    let deserializer = toml::de::Deserializer::parse(text).map_err(|error| ConfigError {
+        source: source.to_owned(),
+        position: error.span().map(|span| line_column(text, span.start)),
+        key: None,
+        message: translate(error.message()),
+    })?;
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = key_of(error.path());
+        let inner = error.into_inner();
+        ConfigError {
+            source: source.to_owned(),
+            position: inner.span().map(|span| line_column(text, span.start)),
+            key,
+            message: translate(inner.message()),
+        }
+    })
+}
+
+/// The `EXTRATOR_<SECTION>__<KEY>` variables present, as (variable, key path) pairs.
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String, Vec<String>, String)> {
+    let mut found: Vec<_> = env
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix(ENV_PREFIX)?;
+            // `EXTRATOR_CONFIG` and other single-word variables are not key overrides.
+            rest.contains("__").then(|| {
+                let path = rest.split("__").map(str::to_ascii_lowercase).collect();
+                (name.clone(), path, value)
+            })
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Applies environment overrides on top of the file's table, coercing each value to the type the
+/// key has in the defaults (so `EXTRATOR_API__CONCURRENCY=8` is a number, `…__USER=123` a string).
+fn apply_env(text: &str, overrides: &[(String, Vec<String>, String)]) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = toml::from_str(text).unwrap_or_default();
+    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    for (name, path, raw) in overrides {
+        let env_error = |message: String| ConfigError {
+            source: format!("variável de ambiente {name}"),
+            position: None,
+            key: Some(path.join(".")),
+            message,
+        };
+        let (last, parents) = path.split_last().ok_or_else(|| env_error("nome vazio".to_owned()))?;
+        let value = match lookup(&defaults, path) {
+            Some(toml::Value::String(_)) | None => toml::Value::String(raw.clone()),
+            Some(_) => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut parsed| parsed.remove("v"))
+                .ok_or_else(|| env_error(format!("valor \"{raw}\" não é um valor TOML válido")))?,
+        };
+        let mut node = &mut table;
+        for part in parents {
+            let entry = node.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            node = entry.as_table_mut().ok_or_else(|| env_error(format!("`{part}` não é uma seção")))?;
+        }
+        node.insert(last.clone(), value);
+    }
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+        let key = key_of(error.path());
+        let variable = overrides
+            .iter()
+            .find(|(_, path, _)| Some(path.join(".")) == key)
+            .or_else(|| {
+                // An unknown key is reported at its section; name the variable under it.
+                overrides
+                    .iter()
+                    .find(|(_, path, _)| key.as_deref().is_none_or(|key| path.join(".").starts_with(key)))
+            })
+            .map_or_else(
+                || "variáveis de ambiente EXTRATOR_*".to_owned(),
+                |(name, ..)| format!("variável de ambiente {name}"),
+            );
+        ConfigError {
+            source: variable,
+            position: None,
+            key,
+            message: translate(error.into_inner().message()),
+        }
+    })
+}
+
+/// Looks up a dotted key path in a table.
+fn lookup<'t>(table: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(first)?;
+    if rest.is_empty() { Some(value) } else { lookup(value.as_table()?, rest) }
+}
+
+/// The key path of a serde error, or `None` at the top level.
+fn key_of(path: &serde_path_to_error::Path) -> Option<String> {
+    let key = path.to_string();
+    (key != ".").then_some(key)
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    (line, column)
+}
+
+/// Turns serde's and the TOML parser's English messages into pt-BR. Our own deserializers already
+/// speak pt-BR and pass through unchanged.
+fn translate(message: &str) -> String {
+    let message = message.trim();
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        let (field, expected) = split_expected(rest);
+        return match expected {
+            Some(expected) => {
+                format!("chave desconhecida {field}; as chaves válidas aqui são: {}", names(expected))
+            }
+            None => format!("chave desconhecida {field}"),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        let (value, expected) = split_expected(rest);
+        return format!("valor desconhecido {value}; use um de: {}", names(expected.unwrap_or("")));
+    }
+    if let Some(field) = message.strip_prefix("missing field ") {
+        return format!("falta a chave obrigatória {field}");
+    }
+    for (prefix, what) in [("invalid type: ", "tipo errado"), ("invalid value: ", "valor inválido")] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+            return format!("{what}: encontrei {}, esperava {}", found_pt(found), expected_pt(expected));
+        }
+    }
+    if message.starts_with("duplicate key") {
+        return format!("chave repetida ({message})");
+    }
+    if message.is_ascii() {
+        // The TOML parser's own syntax messages ("invalid string", "expected `=`", …).
+        return format!("sintaxe TOML inválida ({message})");
+    }
+    message.to_owned()
+}
+
+/// Splits "`x`, expected one of `a`, `b`" into ("`x`", Some("`a`, `b`")).
+fn split_expected(rest: &str) -> (&str, Option<&str>) {
+    match rest.split_once(", expected ") {
+        Some((head, expected)) => (head, Some(expected.strip_prefix("one of ").unwrap_or(expected))),
+        None => (rest.split_once(", there are no").map_or(rest, |(head, _)| head), None),
+    }
+}
+
+/// "`a`, `b`" → "a, b".
+fn names(list: &str) -> String {
+    list.replace('`', "")
+}
+
+/// serde's description of what was found, in pt-BR.
+fn found_pt(found: &str) -> String {
+    let pairs = [
+        ("string ", "o texto "),
+        ("integer ", "o número "),
+        ("floating point ", "o número decimal "),
+        ("boolean ", "o valor lógico "),
+    ];
+    for (english, portuguese) in pairs {
+        if let Some(rest) = found.strip_prefix(english) {
+            return format!("{portuguese}{}", rest.replace('`', ""));
+        }
+    }
+    match found {
+        "sequence" => "uma lista".to_owned(),
+        "map" => "uma seção (tabela)".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// serde's description of what was expected, in pt-BR.
+fn expected_pt(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "um número inteiro não negativo".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "um número inteiro".to_owned(),
+        "a string" => "um texto entre aspas".to_owned(),
+        "a boolean" => "true ou false".to_owned(),
+        "a sequence" => "uma lista entre colchetes".to_owned(),
+        "path string" => "um caminho entre aspas".to_owned(),
+        other if other.starts_with("struct ") || other == "a map" => "uma seção (tabela)".to_owned(),
+        other if other.starts_with("enum ") => "um dos valores permitidos".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// True when the file's mode lets users other than its owner and group read it.
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o004 != 0)
+}
+
+impl Config {
+    /// Rules that span keys or bound values. Returns the key at fault and a pt-BR message.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        let api = &self.api;
+        if api.url.trim().is_empty() {
+            return fail("api.url", "é obrigatória: informe a URL da API de cancelamento".to_owned());
+        }
+        check_url("api.url", &api.url)?;
+        if api.connect_timeout.get().is_zero() {
+            return fail("api.connect_timeout", "deve ser maior que zero".to_owned());
+        }
+        if api.request_timeout.get().is_zero() {
+            return fail("api.request_timeout", "deve ser maior que zero".to_owned());
+        }
+        if api.connect_timeout > api.request_timeout {
+            return fail(
+                "api.connect_timeout",
+                format!(
+                    "({}) não pode ser maior que api.request_timeout ({})",
+                    api.connect_timeout, api.request_timeout
+                ),
+            );
+        }
+        if !(1..=64).contains(&api.concurrency) {
+            return fail("api.concurrency", format!("deve estar entre 1 e 64 (está {})", api.concurrency));
+        }
+        if api.async_poll_interval.get().is_zero() {
+            return fail("api.async_poll_interval", "deve ser maior que zero".to_owned());
+        }
+        let auth = &api.auth;
+        if auth.mode != AuthMode::None {
+            if auth.user.as_deref().is_none_or(|user| user.trim().is_empty()) {
+                return fail("api.auth.user", "é obrigatório quando api.auth.mode não é \"none\"".to_owned());
+            }
+            if auth.password.is_none() && auth.password_file.is_none() && !has_systemd_credential() {
+                return fail(
+                    "api.auth.password_file",
+                    "informe a senha: api.auth.password_file, a credencial systemd `api-password` \
+                     ou api.auth.password"
+                        .to_owned(),
+                );
+            }
+        }
+        if auth.mode == AuthMode::Login {
+            match &auth.login_url {
+                None => {
+                    return fail(
+                        "api.auth.login_url",
+                        "é obrigatória quando api.auth.mode = \"login\"".to_owned(),
+                    );
+                }
+                Some(url) => check_url("api.auth.login_url", url)?,
+            }
+        }
+        if self.retry.max_attempts == 0 {
+            return fail("retry.max_attempts", "deve ser pelo menos 1".to_owned());
+        }
+        if self.retry.first_delay.get().is_zero() {
+            return fail("retry.first_delay", "deve ser maior que zero".to_owned());
+        }
+        if self.retry.first_delay > self.retry.max_delay {
+            return fail(
+                "retry.first_delay",
+                format!(
+                    "({}) não pode ser maior que retry.max_delay ({})",
+                    self.retry.first_delay, self.retry.max_delay
+                ),
+            );
+        }
+        if self.queue.poll_interval.get().is_zero() {
+            return fail("queue.poll_interval", "deve ser maior que zero".to_owned());
+        }
+        if self.queue.database.as_os_str().is_empty() {
+            return fail("queue.database", "é obrigatório".to_owned());
+        }
+        if self.queue.spool_dir.as_os_str().is_empty() {
+            return fail("queue.spool_dir", "é obrigatório".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// True when systemd handed the service an `api-password` credential.
+fn has_systemd_credential() -> bool {
+    std::env::var_os("CREDENTIALS_DIRECTORY")
+        .is_some_and(|dir| Path::new(&dir).join("api-password").is_file())
+}
+
+/// A URL must be `http://` or `https://` with a host.
+fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    match host {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
+        _ => Err((
+            key.to_owned(),
+            format!("\"{url}\" não é uma URL válida: use http://host/caminho ou https://host/caminho"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[api]\nurl = \"https://api.exemplo.com.br/cancelar\"\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_str(text, "teste.toml")
+    }
+
+    #[test]
+    fn minimal_config_takes_every_default() {
+        let config = parse(MINIMAL).unwrap();
+        config.check().unwrap();
+        assert_eq!(config.api.request_timeout.to_string(), "30s");
+        assert_eq!(config.api.concurrency, 4);
+        assert_eq!(config.retry.max_attempts, 10);
+        assert_eq!(config.retry.first_delay.to_string(), "30s");
+        assert_eq!(config.retry.max_delay.to_string(), "1h");
+        assert_eq!(config.queue.database, Path::new("/var/lib/extrator/extrator.db"));
+    }
+
+    #[test]
+    fn unknown_key_names_line_key_and_the_valid_ones() {
+        let error = parse("[api]\nurl = \"https://x\"\nconect_timeout = \"5s\"\n").unwrap_err();
+        assert_eq!(error.position, Some((3, 1)), "{error}");
+        let text = error.to_string();
+        assert!(text.contains("chave desconhecida `conect_timeout`"), "{text}");
+        assert!(text.contains("connect_timeout"), "{text}");
+        assert!(text.contains("linha 3"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_and_what_was_expected() {
+        let error = parse("[api]\nurl = \"https://x\"\nconcurrency = \"quatro\"\n").unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("api.concurrency"));
+        assert_eq!(error.position.map(|p| p.0), Some(3));
+        assert!(error.message.contains("esperava um número inteiro"), "{error}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key_with_a_hint() {
+        let error = parse("[api]\nurl = \"https://x\"\n\n[retry]\nfirst_delay = \"30\"\n").unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("retry.first_delay"));
+        assert_eq!(error.position.map(|p| p.0), Some(5));
+        assert!(error.message.contains("falta a unidade"), "{error}");
+    }
+
+    #[test]
+    fn bad_enum_lists_the_choices() {
+        let error = parse("[api]\nurl = \"https://x\"\n[api.auth]\nmode = \"oauth\"\n").unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("api.auth.mode"));
+        assert!(error.message.contains("none, basic, login"), "{error}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let error = parse("[api]\nurl = https://x\n").unwrap_err();
+        assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
+        assert!(error.message.starts_with("sintaxe TOML inválida"), "{error}");
+    }
+
+    #[test]
+    fn cross_key_rules_name_the_key() {
+        let config = parse("[api]\nurl = \"https://x\"\n[api.auth]\nmode = \"basic\"\n").unwrap();
+        assert_eq!(config.check().unwrap_err().0, "api.auth.user");
+        let config = parse("[api]\nurl = \"ftp://x\"\n").unwrap();
+        assert_eq!(config.check().unwrap_err().0, "api.url");
+        let config = parse("[api]\nurl = \"https://x\"\n[retry]\nfirst_delay = \"2h\"\n").unwrap();
+        assert_eq!(config.check().unwrap_err().0, "retry.first_delay");
+        assert_eq!(parse("").unwrap().check().unwrap_err().0, "api.url");
+    }
+
+    #[test]
+    fn env_overrides_are_typed_by_the_defaults() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), MINIMAL).unwrap();
+        let env = [
+            ("EXTRATOR_API__CONCURRENCY", "8"),
+            ("EXTRATOR_API__REQUEST_TIMEOUT", "45s"),
+            ("EXTRATOR_API__AUTH__MODE", "basic"),
+            ("EXTRATOR_API__AUTH__USER", "123"),
+            ("EXTRATOR_API__AUTH__PASSWORD_FILE", "/run/senha"),
+            ("EXTRATOR_CONFIG", "/ignorado"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let loaded = load_with_env(file.path(), env).unwrap();
+        assert_eq!(loaded.config.api.concurrency, 8);
+        assert_eq!(loaded.config.api.request_timeout.to_string(), "45s");
+        assert_eq!(loaded.config.api.auth.user.as_deref(), Some("123"));
+    }
+
+    #[test]
+    fn env_override_errors_name_the_variable() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), MINIMAL).unwrap();
+        let bad = |name: &str, value: &str| {
+            load_with_env(file.path(), [(name.to_owned(), value.to_owned())]).unwrap_err()
+        };
+        let error = bad("EXTRATOR_API__CONCURRENCY", "muitos");
+        assert!(error.source.contains("EXTRATOR_API__CONCURRENCY"), "{error}");
+        let error = bad("EXTRATOR_RETRY__FIRST_DELAY", "30");
+        assert!(error.source.contains("EXTRATOR_RETRY__FIRST_DELAY"), "{error}");
+        assert!(error.message.contains("falta a unidade"), "{error}");
+        let error = bad("EXTRATOR_QUEUE__DATABSE", "/tmp/x.db");
+        assert!(error.source.contains("EXTRATOR_QUEUE__DATABSE"), "{error}");
+        assert!(error.message.contains("chave desconhecida `databse`"), "{error}");
+    }
+
+    #[test]
+    fn password_is_never_in_debug_output() {
+        let config = parse(
+            "[api]\nurl = \"https://x\"\n[api.auth]\nmode = \"basic\"\nuser = \"u\"\npassword = \"S3nh4-Sup3r-Secreta\"\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("S3nh4"), "{debug}");
+        assert_eq!(config.api.auth.password.as_ref().map(Secret::expose), Some("S3nh4-Sup3r-Secreta"));
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let error = load_with_env(Path::new("/nao/existe.toml"), []).unwrap_err();
+        assert!(error.to_string().contains("/nao/existe.toml"), "{error}");
+        assert!(error.message.contains("não existe"), "{error}");
+    }
+}

@@ -1,0 +1,237 @@
+//! Reads an intake document — one JSON object, an array of objects, or JSON lines — into validated
+//! items, or into every reason it cannot be taken, each with its location. Pure: the same code
+//! serves `extrator enqueue --json` and the spool directory, so both refuse the same inputs with the
+//! same words.
+
+use std::fmt;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::item::{self, NewItem};
+
+/// The largest document accepted; past it, the input is refused before parsing.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// How many record errors are listed before the rest are counted.
+const MAX_LISTED_ERRORS: usize = 20;
+
+/// Where a record is in the document, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// 1-based record number.
+    pub record: usize,
+    /// 1-based line where the record starts.
+    pub line: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "registro {} (linha {})", self.record, self.line)
+    }
+}
+
+/// A validated item and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub location: Location,
+    pub item: NewItem,
+}
+
+/// Why a document was refused. `Display` is the whole pt-BR explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeError {
+    /// Nothing to queue.
+    Empty,
+    /// Larger than `MAX_DOCUMENT_BYTES`.
+    TooLarge(usize),
+    /// Not JSON at all, or broken JSON, at a line and column.
+    Syntax { line: usize, column: usize, message: String },
+    /// Well-formed JSON whose records are wrong.
+    Records(Vec<(Location, item::FieldError)>),
+}
+
+impl fmt::Display for IntakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntakeError::Empty => f.write_str("entrada vazia: nenhum cancelamento encontrado"),
+            IntakeError::TooLarge(size) => write!(
+                f,
+                "entrada grande demais ({size} bytes; o máximo é {MAX_DOCUMENT_BYTES}): divida-a em arquivos menores"
+            ),
+            IntakeError::Syntax { line, column, message } => {
+                write!(f, "JSON inválido na linha {line}, coluna {column}: {message}")
+            }
+            IntakeError::Records(errors) => {
+                write!(f, "{} registro(s) inválido(s):", errors.len())?;
+                for (location, error) in errors.iter().take(MAX_LISTED_ERRORS) {
+                    write!(f, "\n  {location}: {error}")?;
+                }
+                if errors.len() > MAX_LISTED_ERRORS {
+                    write!(f, "\n  … e mais {}", errors.len() - MAX_LISTED_ERRORS)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for IntakeError {}
+
+/// Parses and validates a whole document. Either every record is valid, or nothing is returned:
+/// a batch is all or nothing.
+pub fn parse_document(bytes: &[u8]) -> Result<Vec<Record>, IntakeError> {
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(IntakeError::TooLarge(bytes.len()));
+    }
+    let values = json_values(bytes)?;
+    if values.is_empty() {
+        return Err(IntakeError::Empty);
+    }
+    let mut records = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (location, value) in values {
+        match item::from_json(&value) {
+            Ok(item) => records.push(Record { location, item }),
+            Err(error) => errors.push((location, error)),
+        }
+    }
+    if errors.is_empty() { Ok(records) } else { Err(IntakeError::Records(errors)) }
+}
+
+/// Splits a document into located JSON values: the elements of a top-level array, or each
+/// top-level value of a single object / JSON-lines stream.
+fn json_values(bytes: &[u8]) -> Result<Vec<(Location, Value)>, IntakeError> {
+    let first = bytes.iter().position(|byte| !byte.is_ascii_whitespace());
+    let Some(first) = first else { return Ok(Vec::new()) };
+    if bytes[first] == b'[' {
+        let array: Vec<&RawValue> = serde_json::from_slice(bytes).map_err(|error| syntax_error(&error))?;
+        return array
+            .into_iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                // The raw element borrows from `bytes`, so its address gives its offset.
+                let offset = (raw.get().as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
+                let location = Location { record: index + 1, line: line_of(bytes, offset) };
+                let value = serde_json::from_str(raw.get()).map_err(|error| syntax_error(&error))?;
+                Ok((location, value))
+            })
+            .collect();
+    }
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
+    let mut values = Vec::new();
+    loop {
+        let start = stream.byte_offset();
+        let Some(next) = stream.next() else { break };
+        let value = next.map_err(|error| syntax_error(&error))?;
+        let begin = bytes[start..]
+            .iter()
+            .position(|byte| !byte.is_ascii_whitespace())
+            .map_or(start, |skip| start + skip);
+        values.push((Location { record: values.len() + 1, line: line_of(bytes, begin) }, value));
+    }
+    Ok(values)
+}
+
+/// 1-based line of a byte offset.
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset].iter().filter(|byte| **byte == b'\n').count() + 1
+}
+
+/// serde_json's syntax error in pt-BR, keeping its line and column.
+fn syntax_error(error: &serde_json::Error) -> IntakeError {
+    let english = error.to_string();
+    // serde_json appends " at line L column C"; the position is reported on its own.
+    let english = english.split(" at line ").next().unwrap_or(&english);
+    let translations = [
+        ("expected value", "esperava um valor JSON (o conteúdo não parece JSON)"),
+        ("EOF while parsing", "o arquivo terminou no meio de um valor"),
+        ("trailing characters", "há conteúdo depois do fim do JSON"),
+        ("trailing comma", "vírgula sobrando antes de ] ou }"),
+        ("key must be a string", "a chave de um objeto deve ser um texto entre aspas"),
+        ("expected `,` or `}`", "esperava , ou }"),
+        ("expected `,` or `]`", "esperava , ou ]"),
+        ("expected `:`", "esperava :"),
+        ("expected ident", "palavra inválida (use true, false ou null)"),
+        ("invalid escape", "sequência de escape inválida num texto"),
+        ("invalid unicode code point", "código Unicode inválido num texto"),
+        ("control character", "caractere de controle dentro de um texto"),
+        ("invalid number", "número inválido"),
+        ("number out of range", "número grande demais"),
+        ("recursion limit exceeded", "aninhamento profundo demais"),
+        ("lone leading surrogate", "código Unicode inválido num texto"),
+    ];
+    let message = translations.iter().find(|(prefix, _)| english.starts_with(prefix)).map_or_else(
+        || {
+            if english.contains("UTF-8") || english.contains("utf-8") {
+                "o conteúdo não é texto UTF-8".to_owned()
+            } else {
+                format!("erro de sintaxe ({english})")
+            }
+        },
+        |(_, portuguese)| (*portuguese).to_owned(),
+    );
+    IntakeError::Syntax { line: error.line(), column: error.column(), message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str = r#"{"order": "1", "branch": "1", "reason": "x"}"#;
+
+    #[test]
+    fn reads_an_object_an_array_and_json_lines() {
+        assert_eq!(parse_document(ONE.as_bytes()).unwrap().len(), 1);
+        let array = format!("[{ONE},\n {}]", ONE.replace("\"1\",", "\"2\","));
+        let records = parse_document(array.as_bytes()).unwrap();
+        assert_eq!(records[1].location, Location { record: 2, line: 2 });
+        let lines = format!("{ONE}\n\n{}\n", ONE.replace("\"1\",", "\"3\","));
+        let records = parse_document(lines.as_bytes()).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[1].location, Location { record: 2, line: 3 });
+        assert_eq!(records[1].item.order, "3");
+    }
+
+    #[test]
+    fn every_bad_record_is_listed_with_its_location() {
+        let lines =
+            format!("{ONE}\n{{\"order\": \"2\"}}\n{{\"order\": \"3\", \"branch\": 1, \"reason\": []}}\n");
+        let error = parse_document(lines.as_bytes()).unwrap_err();
+        let IntakeError::Records(errors) = &error else { panic!("{error}") };
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].0, Location { record: 2, line: 2 });
+        let text = error.to_string();
+        assert!(text.contains("registro 2 (linha 2): campo `branch`"), "{text}");
+        assert!(text.contains("registro 3 (linha 3): campo `reason`"), "{text}");
+    }
+
+    #[test]
+    fn syntax_errors_keep_line_and_column_in_pt_br() {
+        let error = parse_document(b"{\"order\": \"1\",\n \"branch\": }").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "JSON inválido na linha 2, coluna 12: esperava um valor JSON (o conteúdo não parece JSON)"
+        );
+        let error = parse_document(b"\x00\x9f\x92\x96 binary").unwrap_err();
+        assert!(matches!(error, IntakeError::Syntax { line: 1, .. }), "{error}");
+        let error = parse_document(b"[{\"order\": \"1\"").unwrap_err();
+        assert!(error.to_string().contains("terminou no meio"), "{error}");
+    }
+
+    #[test]
+    fn empty_and_oversized_inputs_are_refused() {
+        assert_eq!(parse_document(b"  \n"), Err(IntakeError::Empty));
+        assert_eq!(parse_document(b"[]"), Err(IntakeError::Empty));
+        let huge = vec![b' '; MAX_DOCUMENT_BYTES + 1];
+        assert!(matches!(parse_document(&huge), Err(IntakeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn many_errors_are_summarised() {
+        let lines = "{}\n".repeat(25);
+        let text = parse_document(lines.as_bytes()).unwrap_err().to_string();
+        assert!(text.starts_with("25 registro(s) inválido(s):"), "{text}");
+        assert!(text.ends_with("… e mais 5"), "{text}");
+    }
+}

@@ -1,0 +1,16 @@
+//! extrator: takes Winthor's order cancellations into a durable SQLite queue and delivers them to
+//! a third-party cancellation API. `main.rs` only calls `cli::main`; everything lives here so tests
+//! can reach it.
+
+pub mod cli;
+pub mod codes;
+pub mod commands;
+pub mod config;
+pub mod duration;
+pub mod failure;
+pub mod intake;
+pub mod item;
+pub mod logging;
+pub mod spool;
+pub mod store;
+pub mod text;

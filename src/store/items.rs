@@ -1,0 +1,466 @@
+//! Items: enqueue (idempotent on the order number, all or nothing), reading with filters, the
+//! dispatcher's claim and lease recovery, and the operator's re-send.
+
+use std::fmt;
+use std::time::Duration;
+
+use rusqlite::{OptionalExtension, Row, ToSql, params};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{Store, StoreError, from_millis, to_millis};
+use crate::item::{NewItem, State};
+
+/// Where an item came in from; stored so `show` can tell support.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `extrator enqueue`.
+    Command,
+    /// A file in the spool directory, by name.
+    Spool(String),
+}
+
+impl Origin {
+    /// The stored form.
+    fn as_text(&self) -> String {
+        match self {
+            Origin::Command => "enqueue".to_owned(),
+            Origin::Spool(name) => format!("spool:{name}"),
+        }
+    }
+}
+
+/// What enqueue did with one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnqueueOutcome {
+    pub order: String,
+    pub id: i64,
+    /// `true` when the order was already queued with identical content (a no-op).
+    pub already_queued: bool,
+    pub state: State,
+}
+
+/// An order already queued with different content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub order: String,
+    pub id: i64,
+    /// The fields that differ.
+    pub fields: Vec<&'static str>,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pedido {} (item {}): difere em {}", self.order, self.id, self.fields.join(", "))
+    }
+}
+
+/// An item as stored, for `list`, `show` and `--json` (field names are part of the contract).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItemRow {
+    pub id: i64,
+    pub order: String,
+    pub branch: String,
+    pub reason: String,
+    pub cancelled_at: String,
+    pub customer: Option<String>,
+    pub extra: Option<Map<String, Value>>,
+    pub state: State,
+    pub attempts: i64,
+    pub last_code: Option<String>,
+    pub last_message: Option<String>,
+    /// When it is next due; `None` once it is `done` or `failed`.
+    pub next_attempt_at: Option<jiff::Timestamp>,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+    pub idempotency_key: String,
+    /// `enqueue` or `spool:<file>`.
+    pub source: String,
+}
+
+/// One HTTP attempt, as recorded by the dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRow {
+    pub number: i64,
+    pub started_at: jiff::Timestamp,
+    pub duration_ms: i64,
+    /// `success`, `processing` or `failure`.
+    pub outcome: String,
+    pub code: Option<String>,
+    pub kind: String,
+    pub http_status: Option<i64>,
+    pub message: Option<String>,
+    pub body_excerpt: Option<String>,
+    /// A circuit-breaker probe: does not count toward the item's attempts.
+    pub probe: bool,
+}
+
+/// The selection shared by `list` and `retry`. Empty fields select everything.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub ids: Vec<i64>,
+    pub states: Vec<State>,
+    pub code: Option<String>,
+    pub order: Option<String>,
+    /// Last update at or after.
+    pub since: Option<jiff::Timestamp>,
+    /// Last update before.
+    pub until: Option<jiff::Timestamp>,
+    /// At most this many, newest update first; `None` for all.
+    pub limit: Option<u32>,
+}
+
+impl Filter {
+    /// The `WHERE` clause and its parameters.
+    fn to_sql(&self) -> (String, Vec<Box<dyn ToSql>>) {
+        let mut clauses: Vec<String> = Vec::new();
+        let mut params: Vec<Box<dyn ToSql>> = Vec::new();
+        if !self.ids.is_empty() {
+            clauses.push(format!("id IN ({})", vec!["?"; self.ids.len()].join(", ")));
+            params.extend(self.ids.iter().map(|id| Box::new(*id) as Box<dyn ToSql>));
+        }
+        if !self.states.is_empty() {
+            clauses.push(format!("state IN ({})", vec!["?"; self.states.len()].join(", ")));
+            params.extend(self.states.iter().map(|state| Box::new(state.as_str()) as Box<dyn ToSql>));
+        }
+        if let Some(code) = &self.code {
+            clauses.push("last_code = ?".to_owned());
+            params.push(Box::new(code.clone()));
+        }
+        if let Some(order) = &self.order {
+            clauses.push("order_number = ?".to_owned());
+            params.push(Box::new(order.clone()));
+        }
+        if let Some(since) = self.since {
+            clauses.push("updated_at >= ?".to_owned());
+            params.push(Box::new(to_millis(since)));
+        }
+        if let Some(until) = self.until {
+            clauses.push("updated_at < ?".to_owned());
+            params.push(Box::new(to_millis(until)));
+        }
+        let sql =
+            if clauses.is_empty() { String::new() } else { format!(" WHERE {}", clauses.join(" AND ")) };
+        (sql, params)
+    }
+}
+
+/// The columns `read_item` expects, in order.
+const ITEM_COLUMNS: &str = "id, order_number, branch, reason, cancelled_at, customer, extra, state, \
+     attempts, last_code, last_message, next_at, created_at, updated_at, idempotency_key, source";
+
+/// Reads an `ITEM_COLUMNS` row. Bad stored values surface as conversion errors.
+fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
+    let conversion = |index: usize, message: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, message.into())
+    };
+    let state: String = row.get(7)?;
+    let state: State = state.parse().map_err(|message| conversion(7, message))?;
+    let extra: Option<String> = row.get(6)?;
+    let extra = extra
+        .map(|text| serde_json::from_str(&text).map_err(|error| conversion(6, error.to_string())))
+        .transpose()?;
+    let next_at: i64 = row.get(11)?;
+    let waiting = matches!(state, State::Pending | State::Processing | State::InFlight);
+    Ok(ItemRow {
+        id: row.get(0)?,
+        order: row.get(1)?,
+        branch: row.get(2)?,
+        reason: row.get(3)?,
+        cancelled_at: row.get(4)?,
+        customer: row.get(5)?,
+        extra,
+        state,
+        attempts: row.get(8)?,
+        last_code: row.get(9)?,
+        last_message: row.get(10)?,
+        next_attempt_at: waiting.then(|| from_millis(next_at)),
+        created_at: from_millis(row.get(12)?),
+        updated_at: from_millis(row.get(13)?),
+        idempotency_key: row.get(14)?,
+        source: row.get(15)?,
+    })
+}
+
+/// The stored fields of an existing item, for the identity check.
+struct Existing {
+    id: i64,
+    branch: String,
+    reason: String,
+    cancelled_at: String,
+    customer: Option<String>,
+    extra: Option<String>,
+    state: String,
+}
+
+/// Which fields of `new` differ from `existing`. An omitted `cancelled_at` ("now") matches any, so
+/// running the same `enqueue` command twice is a no-op rather than a conflict.
+fn differences(new: &NewItem, extra: Option<&str>, existing: &Existing) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if new.branch != existing.branch {
+        fields.push("branch");
+    }
+    if new.reason != existing.reason {
+        fields.push("reason");
+    }
+    if let Some(cancelled_at) = &new.cancelled_at {
+        let same_instant = crate::item::parse_rfc3339(cancelled_at).ok()
+            == crate::item::parse_rfc3339(&existing.cancelled_at).ok();
+        if !same_instant {
+            fields.push("cancelled_at");
+        }
+    }
+    if new.customer != existing.customer {
+        fields.push("customer");
+    }
+    if extra != existing.extra.as_deref() {
+        fields.push("extra");
+    }
+    fields
+}
+
+impl Store {
+    /// Queues a batch: all of it, or — when any order is already queued with other content —
+    /// none of it (`StoreError::Conflicts`). Identical re-submissions are reported, not stored.
+    pub fn enqueue(
+        &mut self,
+        items: &[NewItem],
+        origin: &Origin,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        const ACTION: &str = "gravar os cancelamentos";
+        let source = origin.as_text();
+        let now_ms = to_millis(now);
+        let (tx, context) = self.write(ACTION)?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut conflicts = Vec::new();
+        {
+            let mut find = tx
+                .prepare_cached(
+                    "SELECT id, branch, reason, cancelled_at, customer, extra, state \
+                     FROM items WHERE order_number = ?1",
+                )
+                .map_err(|e| context.fail(e))?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO items (order_number, branch, reason, cancelled_at, customer, extra, \
+                     idempotency_key, source, state, next_at, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9, ?9)",
+                )
+                .map_err(|e| context.fail(e))?;
+            for item in items {
+                let extra = item.extra.as_ref().map(|extra| Value::Object(extra.clone()).to_string());
+                let existing = find
+                    .query_row([&item.order], |row| {
+                        Ok(Existing {
+                            id: row.get(0)?,
+                            branch: row.get(1)?,
+                            reason: row.get(2)?,
+                            cancelled_at: row.get(3)?,
+                            customer: row.get(4)?,
+                            extra: row.get(5)?,
+                            state: row.get(6)?,
+                        })
+                    })
+                    .optional()
+                    .map_err(|e| context.fail(e))?;
+                match existing {
+                    Some(existing) => {
+                        let fields = differences(item, extra.as_deref(), &existing);
+                        if fields.is_empty() {
+                            let state = existing.state.parse().map_err(|detail| StoreError::Corrupt {
+                                path: context.path.clone(),
+                                detail,
+                            })?;
+                            outcomes.push(EnqueueOutcome {
+                                order: item.order.clone(),
+                                id: existing.id,
+                                already_queued: true,
+                                state,
+                            });
+                        } else {
+                            conflicts.push(Conflict { order: item.order.clone(), id: existing.id, fields });
+                        }
+                    }
+                    None => {
+                        let cancelled_at = item
+                            .cancelled_at
+                            .clone()
+                            .unwrap_or_else(|| now.round(jiff::Unit::Second).unwrap_or(now).to_string());
+                        // Stable for the item's whole life, unique across databases in practice.
+                        let key = format!("extrator-{}-{now_ms}", item.order);
+                        insert
+                            .execute(params![
+                                item.order,
+                                item.branch,
+                                item.reason,
+                                cancelled_at,
+                                item.customer,
+                                extra,
+                                key,
+                                source,
+                                now_ms
+                            ])
+                            .map_err(|e| context.fail(e))?;
+                        outcomes.push(EnqueueOutcome {
+                            order: item.order.clone(),
+                            id: tx.last_insert_rowid(),
+                            already_queued: false,
+                            state: State::Pending,
+                        });
+                    }
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            // Dropping the transaction rolls it back: nothing of the batch is kept.
+            return Err(StoreError::Conflicts(conflicts));
+        }
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(outcomes)
+    }
+
+    /// Items matching `filter`, most recently updated first.
+    pub fn list(&self, filter: &Filter) -> Result<Vec<ItemRow>, StoreError> {
+        let (where_sql, params) = filter.to_sql();
+        let limit = filter.limit.map_or_else(String::new, |limit| format!(" LIMIT {limit}"));
+        let sql =
+            format!("SELECT {ITEM_COLUMNS} FROM items{where_sql} ORDER BY updated_at DESC, id DESC{limit}");
+        let read = || -> rusqlite::Result<Vec<ItemRow>> {
+            let mut statement = self.conn.prepare(&sql)?;
+            let rows = statement.query_map(rusqlite::params_from_iter(params.iter()), read_item)?;
+            rows.collect()
+        };
+        read().map_err(|e| self.error("ler os itens", e))
+    }
+
+    /// How many items match `filter`, ignoring its limit.
+    pub fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
+        let (where_sql, params) = filter.to_sql();
+        self.conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM items{where_sql}"),
+                rusqlite::params_from_iter(params.iter()),
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|count| u64::try_from(count).unwrap_or(0))
+            .map_err(|e| self.error("contar os itens", e))
+    }
+
+    /// One item by id.
+    pub fn get(&self, id: i64) -> Result<Option<ItemRow>, StoreError> {
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ?1");
+        self.conn.query_row(&sql, [id], read_item).optional().map_err(|e| self.error("ler o item", e))
+    }
+
+    /// One item by order number.
+    pub fn get_by_order(&self, order: &str) -> Result<Option<ItemRow>, StoreError> {
+        let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE order_number = ?1");
+        self.conn.query_row(&sql, [order], read_item).optional().map_err(|e| self.error("ler o item", e))
+    }
+
+    /// Every attempt of an item, oldest first.
+    pub fn attempts(&self, item_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<AttemptRow>> {
+            let mut statement = self.conn.prepare(
+                "SELECT number, started_at, duration_ms, outcome, code, kind, http_status, message, \
+                 body_excerpt, probe FROM attempts WHERE item_id = ?1 ORDER BY number, id",
+            )?;
+            let rows = statement.query_map([item_id], |row| {
+                Ok(AttemptRow {
+                    number: row.get(0)?,
+                    started_at: from_millis(row.get(1)?),
+                    duration_ms: row.get(2)?,
+                    outcome: row.get(3)?,
+                    code: row.get(4)?,
+                    kind: row.get(5)?,
+                    http_status: row.get(6)?,
+                    message: row.get(7)?,
+                    body_excerpt: row.get(8)?,
+                    probe: row.get(9)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.error("ler as tentativas", e))
+    }
+
+    /// Moves the given items back to `pending`, due now, with a fresh attempt budget. An item is
+    /// touched only if it is still in the state it was selected in (and never while `in_flight`),
+    /// so a concurrent change by the daemon wins. Returns how many moved.
+    pub fn requeue(&mut self, selected: &[ItemRow], now: jiff::Timestamp) -> Result<usize, StoreError> {
+        const ACTION: &str = "reenfileirar os itens";
+        let (tx, context) = self.write(ACTION)?;
+        let mut moved = 0;
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE items SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1, \
+                     lease_until = NULL, processing_since = NULL \
+                     WHERE id = ?2 AND state = ?3 AND state <> 'in_flight'",
+                )
+                .map_err(|e| context.fail(e))?;
+            for item in selected {
+                moved += update
+                    .execute(params![to_millis(now), item.id, item.state.as_str()])
+                    .map_err(|e| context.fail(e))?;
+            }
+        }
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(moved)
+    }
+
+    /// Claims the pending item that has been due longest: one statement on the `items_due` index,
+    /// so claims stay cheap with a million items waiting. The item is leased until `now + lease`.
+    pub fn claim_next(
+        &mut self,
+        now: jiff::Timestamp,
+        lease: Duration,
+    ) -> Result<Option<ItemRow>, StoreError> {
+        let now_ms = to_millis(now);
+        let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let sql = format!(
+            "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
+             WHERE id = (SELECT id FROM items WHERE state = 'pending' AND next_at <= ?1 \
+                         ORDER BY next_at LIMIT 1) \
+             RETURNING {ITEM_COLUMNS}"
+        );
+        self.conn
+            .query_row(&sql, params![now_ms, lease_until], read_item)
+            .optional()
+            .map_err(|e| self.error("reservar um item", e))
+    }
+
+    /// Returns `in_flight` items whose lease ended before `now` (all of them, with `now` = far
+    /// future) to where they were: `processing` if the API had accepted them, else `pending`, due
+    /// at once. A crash between sending and recording therefore re-sends under the same
+    /// idempotency key; nothing is lost.
+    pub fn recover_leases(&mut self, now: jiff::Timestamp) -> Result<usize, StoreError> {
+        const ACTION: &str = "recuperar itens em envio";
+        let (tx, context) = self.write(ACTION)?;
+        let now_ms = to_millis(now);
+        let moved = tx
+            .execute(
+                "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' \
+                 ELSE 'processing' END, lease_until = NULL, next_at = MIN(next_at, ?1), updated_at = ?1 \
+                 WHERE state = 'in_flight' AND lease_until <= ?1",
+                [now_ms],
+            )
+            .map_err(|e| context.fail(e))?;
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(moved)
+    }
+
+    /// The query plan of the claim's inner `SELECT`, for the test that keeps it on the index.
+    pub fn claim_query_plan(&self) -> Result<String, StoreError> {
+        let read = || -> rusqlite::Result<String> {
+            let mut statement = self.conn.prepare(
+                "EXPLAIN QUERY PLAN SELECT id FROM items WHERE state = 'pending' AND next_at <= ?1 \
+                 ORDER BY next_at LIMIT 1",
+            )?;
+            let details = statement.query_map([0_i64], |row| row.get::<_, String>(3))?;
+            Ok(details.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
+        };
+        read().map_err(|e| self.error("ler o plano de consulta", e))
+    }
+}

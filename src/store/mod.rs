@@ -1,0 +1,311 @@
+//! The durable queue: the only module that touches SQLite.
+//!
+//! One `Store` is one connection. Write transactions start `IMMEDIATE` so that a writer either
+//! gets the lock up front or waits `busy_timeout` for it — never fails half-way through. Times are
+//! Unix milliseconds (UTC) in the database and `jiff::Timestamp` outside it.
+
+mod items;
+mod schema;
+mod status;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
+
+pub use items::{AttemptRow, Conflict, EnqueueOutcome, Filter, ItemRow, Origin};
+pub use status::{DaemonRow, Snapshot};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit survives power loss. Used by `enqueue` and the spool import,
+    /// since the ERP is told "queued" only once it is on disk.
+    Full,
+    /// `synchronous=NORMAL` (in WAL): a power loss may roll back the last commits, never corrupt.
+    Normal,
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Creates the file if needed and migrates the schema.
+    ReadWrite(Durability),
+    /// For reading commands: never creates or migrates, so `status` run as root cannot leave a
+    /// root-owned database behind the service's back.
+    ReadOnly,
+}
+
+/// A connection to the queue database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+/// Why the queue could not do what was asked. `Display` is pt-BR and names the database.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A SQLite failure while doing `action` (a pt-BR phrase such as "gravar os itens").
+    Sqlite { path: PathBuf, action: &'static str, busy_timeout: Duration, source: rusqlite::Error },
+    /// The database does not exist and this command does not create it.
+    Missing(PathBuf),
+    /// The database was written by a newer extrator.
+    TooNew { path: PathBuf, found: i64, supported: i64 },
+    /// Migrations are pending and this command may not apply them.
+    TooOld { path: PathBuf, found: i64, supported: i64 },
+    /// An enqueue whose orders are already queued with other content.
+    Conflicts(Vec<Conflict>),
+    /// Another process holds the daemon lock.
+    Locked(PathBuf),
+    /// A row holds a value this build cannot read.
+    Corrupt { path: PathBuf, detail: String },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Sqlite { path, action, busy_timeout, source } => write!(
+                f,
+                "não foi possível {action} no banco de dados {}: {}",
+                path.display(),
+                describe_sqlite(source, *busy_timeout)
+            ),
+            StoreError::Missing(path) => write!(
+                f,
+                "o banco de dados {} não existe ainda: nada foi enfileirado (confira queue.database)",
+                path.display()
+            ),
+            StoreError::TooNew { path, found, supported } => write!(
+                f,
+                "o banco de dados {} está na versão {found} do esquema, mais nova que a desta versão \
+                 do extrator ({supported}): atualize o extrator",
+                path.display()
+            ),
+            StoreError::TooOld { path, found, supported } => write!(
+                f,
+                "o banco de dados {} está na versão {found} do esquema e esta versão do extrator usa \
+                 a {supported}: reinicie o serviço (systemctl restart extrator) para migrá-lo",
+                path.display()
+            ),
+            StoreError::Conflicts(conflicts) => {
+                write!(
+                    f,
+                    "{} pedido(s) já estão na fila com conteúdo diferente; nada foi gravado:",
+                    conflicts.len()
+                )?;
+                for conflict in conflicts.iter().take(20) {
+                    write!(f, "\n  {conflict}")?;
+                }
+                if conflicts.len() > 20 {
+                    write!(f, "\n  … e mais {}", conflicts.len() - 20)?;
+                }
+                Ok(())
+            }
+            StoreError::Locked(path) => {
+                write!(f, "outro `extrator run` já está usando a fila {} (só pode haver um)", path.display())
+            }
+            StoreError::Corrupt { path, detail } => {
+                write!(f, "dado ilegível no banco de dados {}: {detail}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// SQLite's failure in words an administrator can act on.
+fn describe_sqlite(error: &rusqlite::Error, busy_timeout: Duration) -> String {
+    let Some(code) = error.sqlite_error_code() else { return format!("erro do SQLite ({error})") };
+    match code {
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => format!(
+            "está travado por outro processo há mais de {} (queue.busy_timeout); tente de novo",
+            crate::duration::format(busy_timeout)
+        ),
+        ErrorCode::DiskFull => "o disco está cheio; libere espaço e tente de novo".to_owned(),
+        ErrorCode::ReadOnly | ErrorCode::PermissionDenied => {
+            "sem permissão de escrita (rode como o usuário do serviço, ou confira as permissões)".to_owned()
+        }
+        ErrorCode::CannotOpen => {
+            "não foi possível abrir o arquivo (o diretório existe? há permissão?)".to_owned()
+        }
+        ErrorCode::NotADatabase => "o arquivo não é um banco de dados SQLite".to_owned(),
+        ErrorCode::DatabaseCorrupt => "o banco de dados está corrompido".to_owned(),
+        ErrorCode::SystemIoFailure => format!("erro de E/S no disco ({error})"),
+        _ => format!("erro do SQLite ({error})"),
+    }
+}
+
+impl Store {
+    /// Opens (and for `ReadWrite`, creates and migrates) the database at `path`.
+    pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let fail =
+            |action, source| StoreError::Sqlite { path: path.to_path_buf(), action, busy_timeout, source };
+        let flags = match access {
+            Access::ReadOnly => {
+                if !path.exists() {
+                    return Err(StoreError::Missing(path.to_path_buf()));
+                }
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            }
+            Access::ReadWrite(_) => {
+                if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+                    // Best effort: a missing directory is then reported by SQLite's own open error.
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            }
+        };
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| fail("abrir o arquivo", e))?;
+        conn.busy_timeout(busy_timeout).map_err(|e| fail("configurar a conexão", e))?;
+        let mut store = Store { conn, path: path.to_path_buf(), busy_timeout };
+        match access {
+            Access::ReadOnly => store.check_version()?,
+            Access::ReadWrite(durability) => {
+                store
+                    .conn
+                    .pragma_update(None, "journal_mode", "WAL")
+                    .map_err(|e| fail("ativar o modo WAL", e))?;
+                let synchronous = match durability {
+                    Durability::Full => "FULL",
+                    Durability::Normal => "NORMAL",
+                };
+                store
+                    .conn
+                    .pragma_update(None, "synchronous", synchronous)
+                    .map_err(|e| fail("configurar a conexão", e))?;
+                store
+                    .conn
+                    .pragma_update(None, "foreign_keys", true)
+                    .map_err(|e| fail("configurar a conexão", e))?;
+                store.migrate()?;
+                align_ownership(path);
+            }
+        }
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A `StoreError::Sqlite` for this store.
+    fn error(&self, action: &'static str, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite { path: self.path.clone(), action, busy_timeout: self.busy_timeout, source }
+    }
+
+    /// The schema version recorded in the file.
+    fn version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| self.error("ler a versão do esquema", e))
+    }
+
+    /// Refuses a database this build cannot read without migrating it.
+    fn check_version(&self) -> Result<(), StoreError> {
+        let found = self.version()?;
+        let supported = schema::current_version();
+        match found.cmp(&supported) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater => {
+                Err(StoreError::TooNew { path: self.path.clone(), found, supported })
+            }
+            std::cmp::Ordering::Less => Err(StoreError::TooOld { path: self.path.clone(), found, supported }),
+        }
+    }
+
+    /// Applies the pending migrations, each in its own `IMMEDIATE` transaction, so that two
+    /// processes opening a new database at once do not both apply migration 1.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let supported = schema::current_version();
+        loop {
+            let (tx, context) = self.write("migrar o esquema")?;
+            let found: i64 =
+                tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(|e| context.fail(e))?;
+            if found > supported {
+                return Err(StoreError::TooNew { path: context.path, found, supported });
+            }
+            if found == supported {
+                return Ok(());
+            }
+            let index = usize::try_from(found).unwrap_or(0);
+            tx.execute_batch(schema::MIGRATIONS[index])
+                .and_then(|()| tx.pragma_update(None, "user_version", found + 1))
+                .and_then(|()| tx.commit())
+                .map_err(|e| context.fail(e))?;
+        }
+    }
+
+    /// The context for errors of `action`, owned so it can be used while a transaction borrows
+    /// the connection.
+    fn context(&self, action: &'static str) -> ErrorContext {
+        ErrorContext { path: self.path.clone(), busy_timeout: self.busy_timeout, action }
+    }
+
+    /// Starts an `IMMEDIATE` write transaction for `action`.
+    fn write(
+        &mut self,
+        action: &'static str,
+    ) -> Result<(rusqlite::Transaction<'_>, ErrorContext), StoreError> {
+        let context = self.context(action);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|source| context.fail(source))?;
+        Ok((tx, context))
+    }
+}
+
+/// What a SQLite error inside a transaction is reported with.
+struct ErrorContext {
+    path: PathBuf,
+    busy_timeout: Duration,
+    action: &'static str,
+}
+
+impl ErrorContext {
+    /// Wraps a SQLite error.
+    fn fail(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            action: self.action,
+            busy_timeout: self.busy_timeout,
+            source,
+        }
+    }
+}
+
+/// When root opens a database that belongs to the service's user, SQLite may create the `-wal`
+/// and `-shm` files as root, and the service can no longer open its own queue. Give them the
+/// database's owner.
+fn align_ownership(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(database) = std::fs::metadata(path) else { return };
+    for suffix in ["-wal", "-shm"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        let companion = PathBuf::from(companion);
+        if let Ok(meta) = std::fs::metadata(&companion)
+            && (meta.uid() != database.uid() || meta.gid() != database.gid())
+        {
+            let _ = std::os::unix::fs::chown(&companion, Some(database.uid()), Some(database.gid()));
+        }
+    }
+}
+
+/// Unix milliseconds of a timestamp.
+pub fn to_millis(at: jiff::Timestamp) -> i64 {
+    at.as_millisecond()
+}
+
+/// The timestamp of Unix milliseconds (clamped into jiff's range, which no real value leaves).
+pub fn from_millis(millis: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(millis).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests;

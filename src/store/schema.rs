@@ -1,0 +1,63 @@
+//! The database schema as numbered migrations, applied in order and recorded in
+//! `PRAGMA user_version`. Never edit a shipped migration: add the next one.
+
+/// Migration `n` (1-based) is `MIGRATIONS[n - 1]`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: items, attempts, and the daemon's heartbeat.
+    r#"
+    CREATE TABLE items (
+        id               INTEGER PRIMARY KEY,
+        order_number     TEXT    NOT NULL UNIQUE,
+        branch           TEXT    NOT NULL,
+        reason           TEXT    NOT NULL,
+        cancelled_at     TEXT    NOT NULL,
+        customer         TEXT,
+        extra            TEXT,
+        idempotency_key  TEXT    NOT NULL UNIQUE,
+        source           TEXT    NOT NULL,
+        state            TEXT    NOT NULL
+                         CHECK (state IN ('pending', 'in_flight', 'processing', 'done', 'failed')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        last_code        TEXT,
+        last_message     TEXT,
+        next_at          INTEGER NOT NULL,
+        lease_until      INTEGER,
+        processing_since INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    ) STRICT;
+    -- The claim walks this index: due items of one state, oldest due first.
+    CREATE INDEX items_due ON items (state, next_at);
+
+    CREATE TABLE attempts (
+        id           INTEGER PRIMARY KEY,
+        item_id      INTEGER NOT NULL REFERENCES items (id),
+        number       INTEGER NOT NULL,
+        started_at   INTEGER NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        outcome      TEXT    NOT NULL CHECK (outcome IN ('success', 'processing', 'failure')),
+        code         TEXT,
+        kind         TEXT    NOT NULL,
+        http_status  INTEGER,
+        message      TEXT,
+        body_excerpt TEXT,
+        probe        INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX attempts_item ON attempts (item_id, number);
+    CREATE INDEX attempts_started ON attempts (started_at);
+
+    CREATE TABLE daemon (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        pid          INTEGER NOT NULL,
+        version      TEXT    NOT NULL,
+        started_at   INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        stopped_at   INTEGER
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}

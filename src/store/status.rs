@@ -1,0 +1,124 @@
+//! The figures `extrator status` shows, and the daemon's heartbeat row that tells whether the
+//! daemon is alive.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Store, StoreError, from_millis, to_millis};
+use crate::item::State;
+
+/// The daemon's own row: who it is and when it last proved it was working.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonRow {
+    pub pid: i64,
+    pub version: String,
+    pub started_at: jiff::Timestamp,
+    pub heartbeat_at: jiff::Timestamp,
+    /// Set on a clean stop.
+    pub stopped_at: Option<jiff::Timestamp>,
+}
+
+/// Health at a glance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Items per state, every state present (zero included), in lifecycle order.
+    pub counts: Vec<(State, u64)>,
+    /// Failed attempts per code since the given moment (the last 24 h for `status`).
+    pub failures_by_code: Vec<(String, u64)>,
+    pub oldest_pending: Option<jiff::Timestamp>,
+    pub last_success: Option<jiff::Timestamp>,
+    pub daemon: Option<DaemonRow>,
+}
+
+impl Store {
+    /// Reads the status figures; failures are counted from `since`.
+    pub fn snapshot(&self, since: jiff::Timestamp) -> Result<Snapshot, StoreError> {
+        let read = || -> rusqlite::Result<Snapshot> {
+            let mut counts: Vec<(State, u64)> = State::ALL.iter().map(|state| (*state, 0)).collect();
+            let mut statement = self.conn.prepare("SELECT state, COUNT(*) FROM items GROUP BY state")?;
+            let rows =
+                statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (state, count) = row?;
+                if let Some(slot) = counts.iter_mut().find(|(known, _)| known.as_str() == state) {
+                    slot.1 = u64::try_from(count).unwrap_or(0);
+                }
+            }
+            let mut statement = self.conn.prepare(
+                "SELECT COALESCE(code, '99'), COUNT(*) FROM attempts \
+                 WHERE started_at >= ?1 AND outcome = 'failure' GROUP BY 1 ORDER BY 1",
+            )?;
+            let failures_by_code = statement
+                .query_map([to_millis(since)], |row| {
+                    Ok((row.get(0)?, u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0)))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let oldest_pending: Option<i64> = self.conn.query_row(
+                "SELECT MIN(created_at) FROM items WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )?;
+            let last_success: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT started_at FROM attempts WHERE outcome = 'success' \
+                     ORDER BY started_at DESC LIMIT 1",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let daemon = self
+                .conn
+                .query_row(
+                    "SELECT pid, version, started_at, heartbeat_at, stopped_at FROM daemon WHERE id = 1",
+                    [],
+                    |row| {
+                        Ok(DaemonRow {
+                            pid: row.get(0)?,
+                            version: row.get(1)?,
+                            started_at: from_millis(row.get(2)?),
+                            heartbeat_at: from_millis(row.get(3)?),
+                            stopped_at: row.get::<_, Option<i64>>(4)?.map(from_millis),
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(Snapshot {
+                counts,
+                failures_by_code,
+                oldest_pending: oldest_pending.map(from_millis),
+                last_success: last_success.map(from_millis),
+                daemon,
+            })
+        };
+        read().map_err(|e| self.error("ler o estado da fila", e))
+    }
+
+    /// Records that a daemon started (replacing the previous daemon's row).
+    pub fn daemon_started(&mut self, pid: u32, now: jiff::Timestamp) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO daemon (id, pid, version, started_at, heartbeat_at, stopped_at) \
+                 VALUES (1, ?1, ?2, ?3, ?3, NULL)",
+                params![pid, env!("CARGO_PKG_VERSION"), to_millis(now)],
+            )
+            .map(drop)
+            .map_err(|e| self.error("registrar o início do serviço", e))
+    }
+
+    /// The daemon's proof of life, written from its working loop.
+    pub fn heartbeat(&mut self, now: jiff::Timestamp) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE daemon SET heartbeat_at = ?1 WHERE id = 1", [to_millis(now)])
+            .map(drop)
+            .map_err(|e| self.error("registrar o sinal de vida", e))
+    }
+
+    /// Records a clean stop, so `status` can tell "stopped" from "died".
+    pub fn daemon_stopped(&mut self, now: jiff::Timestamp) -> Result<(), StoreError> {
+        self.conn
+            .execute("UPDATE daemon SET stopped_at = ?1, heartbeat_at = ?1 WHERE id = 1", [to_millis(now)])
+            .map(drop)
+            .map_err(|e| self.error("registrar a parada do serviço", e))
+    }
+}

@@ -1,0 +1,151 @@
+//! Store tests on a real SQLite file in a temporary directory.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::item::{self, NewItem, State};
+
+const BUSY: Duration = Duration::from_secs(5);
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("fila.db"), Access::ReadWrite(Durability::Full), BUSY).unwrap()
+}
+
+fn item(order: &str, reason: &str) -> NewItem {
+    item::from_json(&json!({"order": order, "branch": "1", "reason": reason})).unwrap()
+}
+
+fn at(seconds: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+#[test]
+fn enqueue_is_idempotent_on_identical_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let first = store.enqueue(&[item("10", "a"), item("11", "b")], &Origin::Command, at(0)).unwrap();
+    assert!(first.iter().all(|outcome| !outcome.already_queued));
+    let again = store.enqueue(&[item("10", "a")], &Origin::Command, at(60)).unwrap();
+    assert!(again[0].already_queued);
+    assert_eq!(again[0].id, first[0].id);
+    assert_eq!(store.count(&Filter::default()).unwrap(), 2);
+}
+
+#[test]
+fn a_conflict_refuses_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("10", "a")], &Origin::Command, at(0)).unwrap();
+    let error =
+        store.enqueue(&[item("12", "new"), item("10", "outro motivo")], &Origin::Command, at(1)).unwrap_err();
+    let StoreError::Conflicts(conflicts) = &error else { panic!("{error}") };
+    assert_eq!(conflicts[0].order, "10");
+    assert_eq!(conflicts[0].fields, vec!["reason"]);
+    assert!(error.to_string().contains("pedido 10 (item 1): difere em reason"), "{error}");
+    assert_eq!(store.count(&Filter::default()).unwrap(), 1, "item 12 must not be kept");
+}
+
+#[test]
+fn omitted_cancelled_at_matches_but_a_different_one_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut stamped = item("10", "a");
+    stamped.cancelled_at = Some("2026-11-22T10:00:00-03:00".to_owned());
+    store.enqueue(&[stamped.clone()], &Origin::Command, at(0)).unwrap();
+    assert!(store.enqueue(&[item("10", "a")], &Origin::Command, at(5)).unwrap()[0].already_queued);
+    stamped.cancelled_at = Some("2026-11-22T13:00:00Z".to_owned());
+    assert!(store.enqueue(&[stamped.clone()], &Origin::Command, at(5)).unwrap()[0].already_queued);
+    stamped.cancelled_at = Some("2026-11-22T13:00:01Z".to_owned());
+    assert!(store.enqueue(&[stamped], &Origin::Command, at(5)).is_err());
+}
+
+#[test]
+fn claim_takes_the_longest_due_and_leases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a")], &Origin::Command, at(10)).unwrap();
+    store.enqueue(&[item("2", "b")], &Origin::Command, at(0)).unwrap();
+    assert_eq!(store.claim_next(at(-1), Duration::from_secs(60)).unwrap(), None, "nothing due yet");
+    let claimed = store.claim_next(at(20), Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(claimed.order, "2");
+    assert_eq!(claimed.state, State::InFlight);
+    assert_eq!(store.claim_next(at(20), Duration::from_secs(60)).unwrap().unwrap().order, "1");
+    assert_eq!(store.claim_next(at(20), Duration::from_secs(60)).unwrap(), None);
+
+    assert_eq!(store.recover_leases(at(79)).unwrap(), 0, "leases still valid");
+    assert_eq!(store.recover_leases(at(80)).unwrap(), 2);
+    let back = store.get_by_order("2").unwrap().unwrap();
+    assert_eq!(back.state, State::Pending);
+    assert!(back.next_attempt_at.unwrap() <= at(80));
+}
+
+#[test]
+fn the_claim_uses_the_due_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let plan = store.claim_query_plan().unwrap();
+    assert!(plan.contains("INDEX items_due (state=? AND next_at<?)"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "the claim must not sort: {plan}");
+}
+
+#[test]
+fn requeue_resets_only_items_still_in_the_selected_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a"), item("2", "b")], &Origin::Command, at(0)).unwrap();
+    store.conn.execute("UPDATE items SET state = 'failed', attempts = 10, last_code = '07'", []).unwrap();
+    let selected = store.list(&Filter { states: vec![State::Failed], ..Filter::default() }).unwrap();
+    assert_eq!(selected.len(), 2);
+    // The daemon changes item 2 between selection and confirmation.
+    store.conn.execute("UPDATE items SET state = 'in_flight' WHERE order_number = '2'", []).unwrap();
+    assert_eq!(store.requeue(&selected, at(100)).unwrap(), 1);
+    let one = store.get_by_order("1").unwrap().unwrap();
+    assert_eq!((one.state, one.attempts), (State::Pending, 0));
+    assert_eq!(one.last_code.as_deref(), Some("07"), "history of the last failure stays visible");
+    assert_eq!(store.get_by_order("2").unwrap().unwrap().state, State::InFlight);
+}
+
+#[test]
+fn filters_combine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    for (order, when) in [("1", 0), ("2", 100), ("3", 200)] {
+        store.enqueue(&[item(order, "x")], &Origin::Command, at(when)).unwrap();
+    }
+    store.conn.execute("UPDATE items SET last_code = '04' WHERE order_number IN ('2', '3')", []).unwrap();
+    let pick = |filter: Filter| -> Vec<String> {
+        store.list(&filter).unwrap().into_iter().map(|row| row.order).collect()
+    };
+    assert_eq!(pick(Filter { code: Some("04".into()), ..Filter::default() }), ["3", "2"]);
+    assert_eq!(pick(Filter { since: Some(at(100)), until: Some(at(200)), ..Filter::default() }), ["2"]);
+    assert_eq!(pick(Filter { ids: vec![1, 3], ..Filter::default() }), ["3", "1"]);
+    assert_eq!(pick(Filter { order: Some("2".into()), ..Filter::default() }), ["2"]);
+    assert_eq!(pick(Filter { limit: Some(1), ..Filter::default() }), ["3"]);
+    assert_eq!(store.count(&Filter { limit: Some(1), ..Filter::default() }).unwrap(), 3);
+}
+
+#[test]
+fn read_only_open_never_creates_and_refuses_old_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fila.db");
+    assert!(matches!(Store::open(&path, Access::ReadOnly, BUSY), Err(StoreError::Missing(_))));
+    assert!(!path.exists());
+    drop(open(&dir));
+    Store::open(&path, Access::ReadOnly, BUSY).unwrap();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.pragma_update(None, "user_version", 99).unwrap();
+    let error = Store::open(&path, Access::ReadOnly, BUSY).err().unwrap();
+    assert!(error.to_string().contains("versão 99"), "{error}");
+}
+
+#[test]
+fn garbage_file_is_named_as_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fila.db");
+    std::fs::write(&path, vec![0xAB_u8; 8192]).unwrap();
+    let error = Store::open(&path, Access::ReadWrite(Durability::Full), BUSY).err().unwrap().to_string();
+    assert!(error.contains("não é um banco de dados SQLite"), "{error}");
+    assert!(error.contains("fila.db"), "{error}");
+}

@@ -1,0 +1,137 @@
+//! pt-BR presentation helpers shared by the commands: local times, ages, I/O errors, and aligned
+//! tables.
+
+use std::io;
+use std::time::Duration;
+
+/// A timestamp in the server's local time zone, as Brazilians write it: `22/11/2026 14:03:05`.
+pub fn local_time(at: jiff::Timestamp) -> String {
+    at.to_zoned(jiff::tz::TimeZone::system()).strftime("%d/%m/%Y %H:%M:%S").to_string()
+}
+
+/// How long ago, rounded to a readable unit: `há 5min`, `há 2h`, `agora`.
+pub fn ago(at: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let millis = now.as_millisecond().saturating_sub(at.as_millisecond());
+    if millis < 0 {
+        return format!("daqui a {}", rounded(Duration::from_millis(millis.unsigned_abs())));
+    }
+    if millis < 1_000 {
+        return "agora".to_owned();
+    }
+    format!("há {}", rounded(Duration::from_millis(millis.unsigned_abs())))
+}
+
+/// A duration with its largest unit only (`3d`, `5h`, `12min`, `40s`).
+pub fn rounded(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}min", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// An I/O error in pt-BR, for messages that also name the path.
+pub fn io_error(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "não encontrado".to_owned(),
+        io::ErrorKind::PermissionDenied => "permissão negada".to_owned(),
+        io::ErrorKind::IsADirectory => "é um diretório, não um arquivo".to_owned(),
+        io::ErrorKind::NotADirectory => "não é um diretório".to_owned(),
+        io::ErrorKind::StorageFull => "o disco está cheio".to_owned(),
+        io::ErrorKind::ReadOnlyFilesystem => "o sistema de arquivos é somente leitura".to_owned(),
+        io::ErrorKind::AlreadyExists => "já existe".to_owned(),
+        io::ErrorKind::InvalidData => "o conteúdo não é texto UTF-8".to_owned(),
+        _ => format!("erro de E/S ({error})"),
+    }
+}
+
+/// Cuts `text` to `width` characters, with `…` when cut, on one line.
+pub fn truncate(text: &str, width: usize) -> String {
+    let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if one_line.chars().count() <= width {
+        return one_line;
+    }
+    let mut cut: String = one_line.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A table with a header row, printed with columns aligned by character count (so accented
+/// headers line up).
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub fn new(headers: &[&str]) -> Table {
+        Table { rows: vec![headers.iter().map(|header| (*header).to_owned()).collect()] }
+    }
+
+    /// Adds a row; missing cells are blank.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The aligned text, one line per row, the last column unpadded.
+    pub fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|column| {
+                self.rows
+                    .iter()
+                    .map(|row| row.get(column).map_or(0, |cell| cell.chars().count()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (column, width) in widths.iter().enumerate() {
+                let cell = row.get(column).map_or("", String::as_str);
+                if column + 1 == columns {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(width - cell.chars().count() + 2));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_by_characters_not_bytes() {
+        let mut table = Table::new(&["ESTADO", "N"]);
+        table.row(vec!["concluído".into(), "1".into()]);
+        table.row(vec!["falhou".into(), "22".into()]);
+        assert_eq!(table.render(), "ESTADO     N\nconcluído  1\nfalhou     22\n");
+    }
+
+    #[test]
+    fn ages_read_naturally() {
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let before = |secs: i64| jiff::Timestamp::from_second(1_800_000_000 - secs).unwrap();
+        assert_eq!(ago(before(0), now), "agora");
+        assert_eq!(ago(before(42), now), "há 42s");
+        assert_eq!(ago(before(600), now), "há 10min");
+        assert_eq!(ago(before(7_300), now), "há 2h");
+        assert_eq!(ago(before(-120), now), "daqui a 2min");
+    }
+
+    #[test]
+    fn truncate_keeps_one_line() {
+        assert_eq!(truncate("a\nb", 10), "a b");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+    }
+}
