@@ -165,10 +165,7 @@ impl Store {
         match access {
             Access::ReadOnly => store.check_version()?,
             Access::ReadWrite(durability) => {
-                store
-                    .conn
-                    .pragma_update(None, "journal_mode", "WAL")
-                    .map_err(|e| fail("ativar o modo WAL", e))?;
+                store.enable_wal().map_err(|e| fail("ativar o modo WAL", e))?;
                 let synchronous = match durability {
                     Durability::Full => "FULL",
                     Durability::Normal => "NORMAL",
@@ -186,6 +183,30 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Switches the file to WAL (a no-op once it is). SQLite answers a journal-mode change that
+    /// races another process's first write with an immediate `SQLITE_BUSY` that skips the busy
+    /// handler, so this waits for it by hand, within the same `busy_timeout`.
+    fn enable_wal(&self) -> rusqlite::Result<()> {
+        let deadline = std::time::Instant::now() + self.busy_timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match self
+                .conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+            {
+                Ok(_) => return Ok(()),
+                Err(error)
+                    if error.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The database file.

@@ -1,1 +1,10 @@
+//! Integration tests: the real `extrator` binary on a real SQLite file in a temporary directory.
+//! One test binary with a module per area (see ripgrep's `tests/tests.rs`).
 
+mod config;
+mod daemon;
+mod enqueue;
+mod retry;
+mod spool;
+mod util;
+mod views;

@@ -1,0 +1,196 @@
+//! Shared helpers: a temporary installation (config, database, spool) and ways to run the real
+//! `extrator` binary against it and read its real SQLite file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_extrator"))
+}
+
+/// A temporary installation: its own config, database and spool directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Env {
+    /// A new installation with a fast poll interval.
+    pub fn new() -> Env {
+        Env::with_extra_config("")
+    }
+
+    /// A new installation whose config ends with `extra` (more sections).
+    pub fn with_extra_config(extra: &str) -> Env {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = dir.path().join("extrator.toml");
+        let text = format!(
+            "[api]\nurl = \"https://api.exemplo.com.br/cancelamentos\"\n\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n{extra}",
+            dir.path().join("fila.db").display(),
+            dir.path().join("spool").display()
+        );
+        std::fs::write(&config, text).expect("write config");
+        Env { dir, config }
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("fila.db")
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.dir.path().join("spool")
+    }
+
+    /// A command for the binary with this installation's config and a clean environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin());
+        command.args(args).env("EXTRATOR_CONFIG", &self.config).env_remove("RUST_LOG").env("TZ", "UTC");
+        for (name, _) in std::env::vars() {
+            if name.starts_with("EXTRATOR_") && name != "EXTRATOR_CONFIG" {
+                command.env_remove(name);
+            }
+        }
+        command
+    }
+
+    /// Runs the binary to completion with no input.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().expect("run extrator")
+    }
+
+    /// Runs the binary with `input` on stdin.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn extrator");
+        let mut stdin = child.stdin.take().expect("stdin");
+        // The binary may refuse before reading everything; a broken pipe is then expected.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        child.wait_with_output().expect("wait extrator")
+    }
+
+    /// Starts `extrator run` in the background, stderr captured to a file.
+    pub fn spawn_daemon(&self) -> Child {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("log file");
+        self.command(&["run"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn run")
+    }
+
+    /// What the daemon has logged so far.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// A direct connection to the real database file.
+    pub fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.database()).expect("open database");
+        conn.busy_timeout(Duration::from_secs(30)).expect("busy timeout");
+        conn
+    }
+
+    /// How many items are queued.
+    pub fn item_count(&self) -> i64 {
+        if !self.database().exists() {
+            return 0;
+        }
+        self.db().query_row("SELECT COUNT(*) FROM items", [], |row| row.get(0)).expect("count")
+    }
+
+    /// Every item row as text, to compare the queue before and after a refused operation.
+    pub fn dump(&self) -> Vec<String> {
+        if !self.database().exists() {
+            return Vec::new();
+        }
+        let conn = self.db();
+        let mut statement = conn
+            .prepare(
+                "SELECT id, order_number, branch, reason, cancelled_at, customer, extra, state, attempts, \
+                 next_at, updated_at FROM items ORDER BY id",
+            )
+            .expect("prepare dump");
+        statement
+            .query_map([], |row| {
+                let mut cells = Vec::new();
+                for index in 0..11 {
+                    let value: rusqlite::types::Value = row.get(index)?;
+                    cells.push(format!("{value:?}"));
+                }
+                Ok(cells.join("|"))
+            })
+            .expect("dump")
+            .collect::<Result<_, _>>()
+            .expect("dump rows")
+    }
+
+    /// Writes a file into the spool the way the ERP should: a `.tmp` file renamed into place.
+    pub fn drop_spool_file(&self, name: &str, contents: &[u8]) {
+        std::fs::create_dir_all(self.spool()).expect("spool dir");
+        let temporary = self.spool().join(format!("{name}.tmp"));
+        std::fs::write(&temporary, contents).expect("write spool file");
+        std::fs::rename(&temporary, self.spool().join(name)).expect("rename spool file");
+    }
+
+    /// File names in a spool subdirectory (or the spool itself with `""`).
+    pub fn spool_files(&self, subdir: &str) -> Vec<String> {
+        let dir = if subdir.is_empty() { self.spool() } else { self.spool().join(subdir) };
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+/// Asserts the exit code, printing the command's output when it differs.
+#[track_caller]
+pub fn expect_exit(output: &Output, code: i32) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "exit code\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    (stdout, stderr)
+}
+
+/// Polls `condition` every few milliseconds until it holds or `timeout` passes.
+#[track_caller]
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends a signal to a child process with `kill(1)`.
+pub fn signal(child: &Child, name: &str) {
+    let status =
+        Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// One JSON record.
+pub fn record(order: &str, reason: &str) -> String {
+    format!(r#"{{"order": "{order}", "branch": "1", "reason": "{reason}"}}"#)
+}
+
+/// A JSON-lines document of orders `first..first + count`.
+pub fn json_lines(first: usize, count: usize) -> String {
+    (first..first + count).map(|order| record(&order.to_string(), "cliente desistiu") + "\n").collect()
+}
