@@ -1,6 +1,8 @@
 //! Integration tests: the real `extrator` binary on a real SQLite file in a temporary directory.
 //! One test binary with a module per area (see ripgrep's `tests/tests.rs`).
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a panic is how a test reports failure")]
+
 mod config;
 mod daemon;
 mod enqueue;
