@@ -8,7 +8,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    self, enqueue::EnqueueArgs, list::ListArgs, retry::RetryArgs, show::ShowArgs, status::StatusArgs,
+    self, demo::DemoArgs, enqueue::EnqueueArgs, list::ListArgs, retry::RetryArgs, show::ShowArgs,
+    status::StatusArgs,
 };
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 
@@ -66,6 +67,9 @@ pub enum Command {
     /// Reenvia itens que falharam (ou outros, com --state)
     #[command(help_template = HELP_TEMPLATE)]
     Retry(RetryArgs),
+    /// Demonstração completa num diretório temporário, sem configurar nada
+    #[command(help_template = HELP_TEMPLATE)]
+    Demo(DemoArgs),
 }
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
@@ -81,6 +85,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => commands::list::run(&cli.config, args),
         Command::Show(args) => commands::show::run(&cli.config, args),
         Command::Retry(args) => commands::retry::run(&cli.config, args),
+        Command::Demo(args) => commands::demo::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),

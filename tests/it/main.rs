@@ -5,6 +5,7 @@
 
 mod config;
 mod daemon;
+mod demo;
 mod enqueue;
 mod retry;
 mod spool;
