@@ -2,6 +2,7 @@
 //! a third-party cancellation API. `main.rs` only calls `cli::main`; everything lives here so tests
 //! can reach it.
 
+pub mod classify;
 pub mod cli;
 pub mod codes;
 pub mod commands;

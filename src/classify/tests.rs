@@ -1,0 +1,227 @@
+//! Every row of SPEC 3, every error envelope, and `Retry-After` in both forms.
+
+use super::*;
+
+fn patterns() -> Vec<String> {
+    crate::config::AuthConfig::default().user_not_found_patterns
+}
+
+fn now() -> jiff::Timestamp {
+    "2026-11-22T12:00:00Z".parse().unwrap()
+}
+
+fn response(status: u16, body: &str) -> Exchange {
+    Exchange::Response(Response { status, body: body.as_bytes().to_vec(), ..Response::default() })
+}
+
+fn with(status: u16, body: &str, edit: impl FnOnce(&mut Response)) -> Exchange {
+    let mut response = Response { status, body: body.as_bytes().to_vec(), ..Response::default() };
+    edit(&mut response);
+    Exchange::Response(response)
+}
+
+#[test]
+fn every_row_of_the_code_table() {
+    let cases: Vec<(Exchange, Option<&str>, &str, Option<&str>)> = vec![
+        // (exchange, code, kind, a fragment of the message)
+        (response(200, r#"{"ok": true}"#), None, "http_200", None),
+        (response(201, ""), None, "http_201", None),
+        (response(204, ""), None, "http_204", None),
+        (response(200, "OK"), None, "http_200", Some("OK")),
+        (
+            Exchange::Transport(TransportFailure::ConnectRefused),
+            Some("01"),
+            "connect_refused",
+            Some("recusada"),
+        ),
+        (Exchange::Transport(TransportFailure::Unreachable), Some("01"), "unreachable", Some("inalcançável")),
+        (
+            response(401, r#"{"message": "invalid credentials"}"#),
+            Some("02"),
+            "http_401",
+            Some("invalid credentials"),
+        ),
+        (response(401, ""), Some("02"), "http_401", Some("credenciais recusadas")),
+        (
+            response(403, r#"{"message": "Invalid password"}"#),
+            Some("02"),
+            "http_403",
+            Some("Invalid password"),
+        ),
+        (response(401, r#"{"message": "User not found"}"#), Some("03"), "http_401", Some("User not found")),
+        (
+            response(404, r#"{"errors":[{"key":"user","message":"Usuário não encontrado"}]}"#),
+            Some("03"),
+            "http_404",
+            Some("user: Usuário não encontrado"),
+        ),
+        (
+            Exchange::Transport(TransportFailure::ConnectTimeout),
+            Some("04"),
+            "connect_timeout",
+            Some("connect_timeout"),
+        ),
+        (
+            Exchange::Transport(TransportFailure::ResponseTimeout),
+            Some("04"),
+            "read_timeout",
+            Some("request_timeout"),
+        ),
+        (
+            Exchange::Transport(TransportFailure::BodyTimeout),
+            Some("04"),
+            "body_timeout",
+            Some("não terminou"),
+        ),
+        (Exchange::Transport(TransportFailure::DnsNoName), Some("05"), "dns_nxdomain", Some("não existe")),
+        (
+            Exchange::Transport(TransportFailure::DnsUnavailable),
+            Some("05"),
+            "dns_unavailable",
+            Some("nenhum servidor DNS"),
+        ),
+        (Exchange::Transport(TransportFailure::DnsTimeout), Some("05"), "dns_timeout", None),
+        (
+            Exchange::Transport(TransportFailure::Tls { certificate: true, detail: "UnknownIssuer".into() }),
+            Some("06"),
+            "tls_certificate",
+            Some("UnknownIssuer"),
+        ),
+        (
+            Exchange::Transport(TransportFailure::Tls { certificate: false, detail: "alert".into() }),
+            Some("06"),
+            "tls_handshake",
+            Some("alert"),
+        ),
+        (
+            response(400, r#"{"errors":[{"key":"orderKey","message":"pedido inválido"}]}"#),
+            Some("07"),
+            "http_400",
+            Some("orderKey: pedido inválido"),
+        ),
+        (response(402, "pagamento"), Some("07"), "http_402", Some("pagamento")),
+        (
+            response(404, r#"{"message": "order 123 not found"}"#),
+            Some("07"),
+            "http_404",
+            Some("order 123 not found"),
+        ),
+        (response(409, r#"{"message": "já cancelado"}"#), Some("07"), "http_409", Some("já cancelado")),
+        (
+            response(412, r#"{"message": "Precondition failed", "code": 412}"#),
+            Some("07"),
+            "http_412",
+            Some("Precondition failed"),
+        ),
+        (
+            response(
+                422,
+                r#"{"error": true, "errorMessage": "Pedido faturado", "errorCode": "E12", "errorDescription": "não pode cancelar"}"#,
+            ),
+            Some("07"),
+            "http_422",
+            Some("Pedido faturado (não pode cancelar)"),
+        ),
+        (
+            response(200, r#"{"success": false, "message": "pedido inexistente"}"#),
+            Some("07"),
+            "rejected_in_body",
+            Some("pedido inexistente"),
+        ),
+        (
+            response(200, r#"{"error": true, "errorMessage": "bloqueado"}"#),
+            Some("07"),
+            "rejected_in_body",
+            Some("bloqueado"),
+        ),
+        (
+            response(403, r#"{"message":"Missing Authentication Token"}"#),
+            Some("07"),
+            "wrong_path",
+            Some("a URL da API provavelmente está errada"),
+        ),
+        (
+            with(302, "", |r| r.location = Some("https://nova.api/v2".into())),
+            Some("07"),
+            "redirect",
+            Some("https://nova.api/v2"),
+        ),
+        (with(301, "", |_| {}), Some("07"), "redirect", Some("URL da API provavelmente mudou")),
+        (with(429, "", |r| r.retry_after = Some("120".into())), Some("08"), "http_429", None),
+        (with(503, "busy", |r| r.retry_after = Some("5".into())), Some("08"), "http_503", Some("busy")),
+        (
+            response(500, "<html><head><title>500 Internal Server Error</title></head><body>x</body></html>"),
+            Some("99"),
+            "http_500",
+            Some("500 Internal Server Error"),
+        ),
+        (
+            response(503, "<html><body><h1>Service</h1> Unavailable</body></html>"),
+            Some("99"),
+            "http_503",
+            Some("Service Unavailable"),
+        ),
+        (response(200, r#"{"ok": tru"#), Some("99"), "invalid_json", Some("JSON ilegível")),
+        (
+            with(200, "nao json", |r| r.content_type = Some("application/json".into())),
+            Some("99"),
+            "invalid_json",
+            None,
+        ),
+        (Exchange::Transport(TransportFailure::Reset), Some("99"), "connection_reset", Some("conexão caiu")),
+        (Exchange::Transport(TransportFailure::Other("x".into())), Some("99"), "transport", Some("x")),
+    ];
+    for (exchange, code, kind, fragment) in cases {
+        let verdict = classify(&exchange, &patterns(), now());
+        assert_eq!(verdict.code(), code, "{exchange:?} → {verdict:?}");
+        assert_eq!(verdict.kind, kind, "{exchange:?}");
+        if let Some(fragment) = fragment {
+            let message = verdict.message.clone().unwrap_or_default();
+            assert!(message.contains(fragment), "{exchange:?}: message {message:?} lacks {fragment:?}");
+        }
+        if let Exchange::Response(response) = &exchange {
+            assert_eq!(verdict.http_status, Some(response.status));
+        }
+    }
+}
+
+#[test]
+fn async_answers_are_processing_not_failures() {
+    let verdict = classify(&response(202, r#"{"status": "queued"}"#), &patterns(), now());
+    assert_eq!(verdict.outcome, Outcome::Processing);
+    let still = r#"{"errors":[{"key":"orderKey","message":"still processing"}]}"#;
+    let verdict = classify(&response(208, still), &patterns(), now());
+    assert_eq!(verdict.outcome, Outcome::Processing);
+    assert_eq!(verdict.message.as_deref(), Some("orderKey: still processing"));
+}
+
+#[test]
+fn retry_after_in_seconds_as_a_date_or_missing() {
+    let at = |value: Option<&str>| {
+        let exchange = with(429, "", |r| r.retry_after = value.map(str::to_owned));
+        classify(&exchange, &patterns(), now()).retry_after
+    };
+    assert_eq!(at(Some("120")), Some(Duration::from_secs(120)));
+    assert_eq!(at(Some("Sun, 22 Nov 2026 12:01:30 GMT")), Some(Duration::from_secs(90)));
+    assert_eq!(at(Some("Sun, 22 Nov 2026 11:00:00 GMT")), Some(Duration::ZERO), "a past date means now");
+    assert_eq!(at(None), Some(DEFAULT_RETRY_AFTER));
+    assert_eq!(at(Some("amanhã")), Some(DEFAULT_RETRY_AFTER));
+}
+
+#[test]
+fn user_not_found_patterns_are_configurable() {
+    let custom = vec!["login desconhecido".to_owned()];
+    let exchange = response(401, "Erro: LOGIN DESCONHECIDO");
+    assert_eq!(classify(&exchange, &custom, now()).code(), Some("03"));
+    assert_eq!(classify(&exchange, &patterns(), now()).code(), Some("02"));
+}
+
+#[test]
+fn excerpts_are_bounded() {
+    let body = vec![b'a'; 10_000];
+    let text = excerpt(&body).unwrap();
+    assert!(text.len() <= EXCERPT_BYTES + '…'.len_utf8());
+    assert_eq!(excerpt(b""), None);
+    let long = "x".repeat(5_000);
+    assert!(extract_message(long.as_bytes(), None).unwrap().chars().count() <= 500);
+}
