@@ -12,6 +12,7 @@ pub mod failure;
 pub mod intake;
 pub mod item;
 pub mod logging;
+pub mod policy;
 pub mod spool;
 pub mod store;
 pub mod text;
