@@ -221,6 +221,11 @@ impl LogLevel {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret read from elsewhere (a file, a credential, a login response).
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
     /// The secret itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0

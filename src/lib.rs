@@ -2,11 +2,13 @@
 //! a third-party cancellation API. `main.rs` only calls `cli::main`; everything lives here so tests
 //! can reach it.
 
+pub mod api;
 pub mod classify;
 pub mod cli;
 pub mod codes;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod duration;
 pub mod failure;
 pub mod intake;
@@ -16,3 +18,4 @@ pub mod policy;
 pub mod spool;
 pub mod store;
 pub mod text;
+pub mod writer;

@@ -125,6 +125,11 @@ fn render(snapshot: &Snapshot, liveness: Liveness, now: jiff::Timestamp) -> Stri
         at.map_or_else(|| "—".to_owned(), |at| format!("{} ({})", local_time(at), ago(at, now)))
     };
     let mut table = crate::text::Table::new(&["Serviço:", &daemon]);
+    if let (Liveness::Alive, Some(gate)) =
+        (liveness, snapshot.daemon.as_ref().and_then(|daemon| daemon.gate.clone()))
+    {
+        table.row(vec!["Envio:".into(), gate]);
+    }
     table.row(vec!["Itens:".into(), counts.join(" · ")]);
     table.row(vec!["Falhas em 24h:".into(), failures]);
     table.row(vec!["Pendente mais antigo:".into(), moment(snapshot.oldest_pending)]);
@@ -144,6 +149,7 @@ mod tests {
             started_at: beat,
             heartbeat_at: beat,
             stopped_at: stopped.then_some(beat),
+            gate: None,
         }
     }
 

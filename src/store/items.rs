@@ -76,6 +76,8 @@ pub struct ItemRow {
     pub idempotency_key: String,
     /// `enqueue` or `spool:<file>`.
     pub source: String,
+    /// When the API first accepted it asynchronously (202/208), while it is being polled.
+    pub processing_since: Option<jiff::Timestamp>,
 }
 
 /// One HTTP attempt, as recorded by the dispatcher.
@@ -93,6 +95,20 @@ pub struct AttemptRow {
     pub body_excerpt: Option<String>,
     /// A circuit-breaker probe: does not count toward the item's attempts.
     pub probe: bool,
+    /// Whether it counted toward `retry.max_attempts`.
+    pub counted: bool,
+}
+
+/// What the dispatcher records for one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord<'a> {
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub duration: Duration,
+    pub excerpt: Option<&'a str>,
+    pub probe: bool,
+    /// The decision for the item, which carries the verdict to record.
+    pub after: &'a crate::policy::ItemAfter,
 }
 
 /// The selection shared by `list` and `retry`. Empty fields select everything.
@@ -147,7 +163,8 @@ impl Filter {
 
 /// The columns `read_item` expects, in order.
 const ITEM_COLUMNS: &str = "id, order_number, branch, reason, cancelled_at, customer, extra, state, \
-     attempts, last_code, last_message, next_at, created_at, updated_at, idempotency_key, source";
+     attempts, last_code, last_message, next_at, created_at, updated_at, idempotency_key, source, \
+     processing_since";
 
 /// Reads an `ITEM_COLUMNS` row. Bad stored values surface as conversion errors.
 fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
@@ -179,6 +196,7 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
         updated_at: from_millis(row.get(13)?),
         idempotency_key: row.get(14)?,
         source: row.get(15)?,
+        processing_since: row.get::<_, Option<i64>>(16)?.map(from_millis),
     })
 }
 
@@ -364,7 +382,7 @@ impl Store {
         let read = || -> rusqlite::Result<Vec<AttemptRow>> {
             let mut statement = self.conn.prepare(
                 "SELECT number, started_at, duration_ms, outcome, code, kind, http_status, message, \
-                 body_excerpt, probe FROM attempts WHERE item_id = ?1 ORDER BY number, id",
+                 body_excerpt, probe, counted FROM attempts WHERE item_id = ?1 ORDER BY number, id",
             )?;
             let rows = statement.query_map([item_id], |row| {
                 Ok(AttemptRow {
@@ -378,6 +396,7 @@ impl Store {
                     message: row.get(7)?,
                     body_excerpt: row.get(8)?,
                     probe: row.get(9)?,
+                    counted: row.get(10)?,
                 })
             })?;
             rows.collect()
@@ -410,8 +429,9 @@ impl Store {
         Ok(moved)
     }
 
-    /// Claims the pending item that has been due longest: one statement on the `items_due` index,
-    /// so claims stay cheap with a million items waiting. The item is leased until `now + lease`.
+    /// Claims the item that has been due longest — an accepted item due for its next poll first,
+    /// then a pending one — and leases it until `now + lease`. Each is one statement on the
+    /// `items_due` index, so claims stay cheap with a million items waiting.
     pub fn claim_next(
         &mut self,
         now: jiff::Timestamp,
@@ -419,16 +439,90 @@ impl Store {
     ) -> Result<Option<ItemRow>, StoreError> {
         let now_ms = to_millis(now);
         let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let sql = format!(
-            "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
-             WHERE id = (SELECT id FROM items WHERE state = 'pending' AND next_at <= ?1 \
-                         ORDER BY next_at LIMIT 1) \
-             RETURNING {ITEM_COLUMNS}"
-        );
-        self.conn
-            .query_row(&sql, params![now_ms, lease_until], read_item)
-            .optional()
-            .map_err(|e| self.error("reservar um item", e))
+        for state in [State::Processing, State::Pending] {
+            let sql = format!(
+                "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
+                 WHERE id = (SELECT id FROM items WHERE state = ?3 AND next_at <= ?1 \
+                             ORDER BY next_at LIMIT 1) \
+                 RETURNING {ITEM_COLUMNS}"
+            );
+            let claimed = self
+                .conn
+                .query_row(&sql, params![now_ms, lease_until, state.as_str()], read_item)
+                .optional()
+                .map_err(|e| self.error("reservar um item", e))?;
+            if claimed.is_some() {
+                return Ok(claimed);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Records one attempt and applies its decision to the item, in one transaction, after the
+    /// HTTP exchange is over (no transaction is ever held across a request).
+    pub fn record_attempt(&mut self, item_id: i64, record: &AttemptRecord<'_>) -> Result<(), StoreError> {
+        const ACTION: &str = "registrar a tentativa";
+        let (tx, context) = self.write(ACTION)?;
+        let after = record.after;
+        let verdict = &after.verdict;
+        let outcome = match verdict.outcome {
+            crate::classify::Outcome::Success => "success",
+            crate::classify::Outcome::Processing => "processing",
+            crate::classify::Outcome::Failure(_) => "failure",
+        };
+        tx.execute(
+            "INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind, http_status, \
+             message, body_excerpt, probe, counted) \
+             VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE item_id = ?1), \
+                     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                item_id,
+                to_millis(record.started_at),
+                i64::try_from(record.duration.as_millis()).unwrap_or(i64::MAX),
+                outcome,
+                verdict.code(),
+                verdict.kind,
+                verdict.http_status,
+                verdict.message,
+                record.excerpt,
+                record.probe,
+                after.counted,
+            ],
+        )
+        .map_err(|e| context.fail(e))?;
+        tx.execute(
+            "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
+             processing_since = ?7, lease_until = NULL, updated_at = ?8 WHERE id = ?1",
+            params![
+                item_id,
+                after.state.as_str(),
+                after.attempts,
+                after.last_code,
+                verdict.message,
+                to_millis(after.next_at),
+                after.processing_since.map(to_millis),
+                to_millis(record.finished_at),
+            ],
+        )
+        .map_err(|e| context.fail(e))?;
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(())
+    }
+
+    /// When the next waiting item is due, if any.
+    pub fn next_due(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        let earliest = |state: State| -> rusqlite::Result<Option<i64>> {
+            self.conn.query_row("SELECT MIN(next_at) FROM items WHERE state = ?1", [state.as_str()], |row| {
+                row.get(0)
+            })
+        };
+        let read = || -> rusqlite::Result<Option<i64>> {
+            Ok(match (earliest(State::Pending)?, earliest(State::Processing)?) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
+        };
+        read().map(|due| due.map(from_millis)).map_err(|e| self.error("ler a fila", e))
     }
 
     /// Returns `in_flight` items whose lease ended before `now` (all of them, with `now` = far

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
-pub use items::{AttemptRow, Conflict, EnqueueOutcome, Filter, ItemRow, Origin};
+pub use items::{AttemptRecord, AttemptRow, Conflict, EnqueueOutcome, Filter, ItemRow, Origin};
 pub use status::{DaemonRow, Snapshot};
 
 /// How hard a commit tries to reach the disk.

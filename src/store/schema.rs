@@ -41,7 +41,10 @@ pub const MIGRATIONS: &[&str] = &[
         http_status  INTEGER,
         message      TEXT,
         body_excerpt TEXT,
-        probe        INTEGER NOT NULL DEFAULT 0
+        -- A circuit-breaker probe; never counts toward the item's attempts.
+        probe        INTEGER NOT NULL DEFAULT 0,
+        -- Whether this attempt counted toward retry.max_attempts.
+        counted      INTEGER NOT NULL DEFAULT 0
     ) STRICT;
     CREATE INDEX attempts_item ON attempts (item_id, number);
     CREATE INDEX attempts_started ON attempts (started_at);
@@ -52,7 +55,9 @@ pub const MIGRATIONS: &[&str] = &[
         version      TEXT    NOT NULL,
         started_at   INTEGER NOT NULL,
         heartbeat_at INTEGER NOT NULL,
-        stopped_at   INTEGER
+        stopped_at   INTEGER,
+        -- The circuit breaker's state in pt-BR, as the daemon last described it.
+        gate         TEXT
     ) STRICT;
     "#,
 ];

@@ -16,6 +16,8 @@ pub struct DaemonRow {
     pub heartbeat_at: jiff::Timestamp,
     /// Set on a clean stop.
     pub stopped_at: Option<jiff::Timestamp>,
+    /// The circuit breaker's state in pt-BR, as last described by the daemon.
+    pub gate: Option<String>,
 }
 
 /// Health at a glance.
@@ -70,7 +72,7 @@ impl Store {
             let daemon = self
                 .conn
                 .query_row(
-                    "SELECT pid, version, started_at, heartbeat_at, stopped_at FROM daemon WHERE id = 1",
+                    "SELECT pid, version, started_at, heartbeat_at, stopped_at, gate FROM daemon WHERE id = 1",
                     [],
                     |row| {
                         Ok(DaemonRow {
@@ -79,6 +81,7 @@ impl Store {
                             started_at: from_millis(row.get(2)?),
                             heartbeat_at: from_millis(row.get(3)?),
                             stopped_at: row.get::<_, Option<i64>>(4)?.map(from_millis),
+                            gate: row.get(5)?,
                         })
                     },
                 )
@@ -106,10 +109,13 @@ impl Store {
             .map_err(|e| self.error("registrar o início do serviço", e))
     }
 
-    /// The daemon's proof of life, written from its working loop.
-    pub fn heartbeat(&mut self, now: jiff::Timestamp) -> Result<(), StoreError> {
+    /// The daemon's proof of life, written from its working loop, with the circuit's state.
+    pub fn heartbeat(&mut self, now: jiff::Timestamp, gate: &str) -> Result<(), StoreError> {
         self.conn
-            .execute("UPDATE daemon SET heartbeat_at = ?1 WHERE id = 1", [to_millis(now)])
+            .execute(
+                "UPDATE daemon SET heartbeat_at = ?1, gate = ?2 WHERE id = 1",
+                params![to_millis(now), gate],
+            )
             .map(drop)
             .map_err(|e| self.error("registrar o sinal de vida", e))
     }

@@ -27,6 +27,7 @@ fn json_field_names_are_stable() {
             "last_message",
             "next_attempt_at",
             "order",
+            "processing_since",
             "reason",
             "source",
             "state",

@@ -1,0 +1,114 @@
+//! Credentials: none, HTTP Basic, or a login that returns a Bearer token (cached, renewed once on
+//! a 401). The password comes from `password_file`, the systemd credential `api-password`, or the
+//! config, in that order, and is held only as a `Secret`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::classify::{Exchange, TransportFailure};
+use crate::config::{AuthConfig, AuthMode, Secret};
+
+/// How requests are authenticated.
+pub enum Auth {
+    None,
+    Basic { user: String, password: Secret },
+    Login { url: String, user: String, password: Secret, token_field: String, token: Mutex<Option<Secret>> },
+}
+
+impl Auth {
+    /// Reads the credentials the config points at.
+    pub fn new(config: &AuthConfig) -> Result<Auth, String> {
+        let user = || config.user.clone().unwrap_or_default();
+        Ok(match config.mode {
+            AuthMode::None => Auth::None,
+            AuthMode::Basic => Auth::Basic { user: user(), password: password(config)? },
+            AuthMode::Login => Auth::Login {
+                url: config.login_url.clone().unwrap_or_default(),
+                user: user(),
+                password: password(config)?,
+                token_field: config.token_field.clone(),
+                token: Mutex::new(None),
+            },
+        })
+    }
+
+    /// Whether a 401 may be a stale token worth one fresh login.
+    pub fn renews_on_401(&self) -> bool {
+        matches!(self, Auth::Login { .. })
+    }
+
+    /// Adds the credentials to a request. For `login`, logs in first when there is no token (or
+    /// `fresh` asks for a new one); a failed login is returned as the exchange to classify.
+    pub async fn apply(
+        &self,
+        request: reqwest::RequestBuilder,
+        http: &reqwest::Client,
+        request_timeout: Duration,
+        fresh: bool,
+    ) -> Result<reqwest::RequestBuilder, Exchange> {
+        match self {
+            Auth::None => Ok(request),
+            Auth::Basic { user, password } => Ok(request.basic_auth(user, Some(password.expose()))),
+            Auth::Login { url, user, password, token_field, token } => {
+                let mut cached = token.lock().await;
+                if fresh || cached.is_none() {
+                    *cached = None;
+                    let body = serde_json::json!({ "user": user, "password": password.expose() });
+                    let exchange = super::perform(http.post(url).json(&body), request_timeout).await;
+                    *cached = Some(token_from(&exchange, token_field)?);
+                }
+                let bearer = cached.as_ref().map(Secret::expose).unwrap_or_default();
+                Ok(request.bearer_auth(bearer))
+            }
+        }
+    }
+}
+
+/// The token of a successful login, or the exchange that explains why there is none.
+fn token_from(exchange: &Exchange, field: &str) -> Result<Secret, Exchange> {
+    let Exchange::Response(response) = exchange else { return Err(exchange.clone()) };
+    if !(200..300).contains(&response.status) {
+        return Err(exchange.clone());
+    }
+    serde_json::from_slice::<Value>(&response.body)
+        .ok()
+        .and_then(|value| value.get(field).and_then(Value::as_str).map(|token| Secret::new(token.to_owned())))
+        .ok_or_else(|| {
+            Exchange::Transport(TransportFailure::Other(format!(
+                "o login respondeu {} sem o campo \"{field}\" (confira api.auth.token_field)",
+                response.status
+            )))
+        })
+}
+
+/// The password: `password_file`, else the systemd credential, else `password`.
+fn password(config: &AuthConfig) -> Result<Secret, String> {
+    if let Some(path) = &config.password_file {
+        return read_secret(path, "api.auth.password_file");
+    }
+    if let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&directory).join("api-password");
+        if path.is_file() {
+            return read_secret(&path, "a credencial systemd api-password");
+        }
+    }
+    config.password.clone().ok_or_else(|| {
+        "api.auth.password_file: informe a senha (password_file, a credencial systemd api-password ou password)"
+            .to_owned()
+    })
+}
+
+/// A secret file's content without its trailing newline.
+fn read_secret(path: &Path, what: &str) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        format!("{what}: não foi possível ler {}: {}", path.display(), crate::text::io_error(&error))
+    })?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(format!("{what}: {} está vazio", path.display()));
+    }
+    Ok(Secret::new(secret.to_owned()))
+}

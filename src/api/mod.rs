@@ -1,0 +1,255 @@
+//! The HTTP client of the cancellation API: one POST per attempt, with the deadlines kept apart
+//! (`connect_timeout` by reqwest, `request_timeout` by our own timer around headers and body),
+//! redirects never followed, and every failure turned into a `classify::Exchange` by walking the
+//! error chain — including inside `io::Error`, where hyper-rustls hides certificate errors.
+
+mod auth;
+mod resolver;
+
+use std::error::Error as StdError;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+use serde_json::{Map, Value};
+
+pub use auth::Auth;
+pub use resolver::{DnsFailure, GetAddrInfo, lookup};
+
+use crate::classify::{self, Exchange, MAX_BODY_BYTES, Response, TransportFailure, Verdict};
+use crate::config::Config;
+use crate::store::ItemRow;
+
+/// One attempt, ready to be recorded.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub started_at: jiff::Timestamp,
+    pub duration: Duration,
+    pub verdict: Verdict,
+    /// A bounded excerpt of the response body.
+    pub excerpt: Option<String>,
+}
+
+/// A client built from the config. Cheap to share: reqwest pools connections inside.
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    request_timeout: Duration,
+    auth: Auth,
+    user_not_found: Vec<String>,
+}
+
+impl Client {
+    /// Builds the client. Fails (pt-BR, naming the key) when the CA bundle, a header or the
+    /// password cannot be used.
+    pub fn new(config: &Config) -> Result<Client, String> {
+        let api = &config.api;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &api.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("api.headers: \"{name}\" não é um nome de cabeçalho HTTP válido"))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("api.headers.{name}: o valor tem caracteres não permitidos"))?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("extrator/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(api.connect_timeout.get())
+            .dns_resolver(std::sync::Arc::new(GetAddrInfo { timeout: api.connect_timeout.get() }))
+            .no_proxy();
+        if let Some(path) = &api.ca_file {
+            let pem = std::fs::read(path).map_err(|error| {
+                format!(
+                    "api.ca_file: não foi possível ler {}: {}",
+                    path.display(),
+                    crate::text::io_error(&error)
+                )
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
+                format!("api.ca_file: {} não contém certificados PEM válidos", path.display())
+            })?;
+            builder = builder.tls_certs_merge(certificates);
+        }
+        let http =
+            builder.build().map_err(|error| format!("não foi possível criar o cliente HTTP: {error}"))?;
+        Ok(Client {
+            http,
+            url: api.url.clone(),
+            request_timeout: api.request_timeout.get(),
+            auth: Auth::new(&api.auth)?,
+            user_not_found: api.auth.user_not_found_patterns.clone(),
+        })
+    }
+
+    /// Sends one item and classifies the outcome. Never fails: every failure is a verdict.
+    pub async fn send(&self, item: &ItemRow) -> Attempt {
+        let started_at = jiff::Timestamp::now();
+        let clock = Instant::now();
+        let body = request_body(item);
+        let mut exchange = self.authenticated_post(&body, &item.idempotency_key, false).await;
+        if self.auth.renews_on_401()
+            && matches!(&exchange, Exchange::Response(response) if response.status == 401)
+        {
+            // The token may have expired: log in again, once.
+            exchange = self.authenticated_post(&body, &item.idempotency_key, true).await;
+        }
+        let verdict = classify::classify(&exchange, &self.user_not_found, jiff::Timestamp::now());
+        let excerpt = match &exchange {
+            Exchange::Response(response) => classify::excerpt(&response.body),
+            Exchange::Transport(_) => None,
+        };
+        Attempt { started_at, duration: clock.elapsed(), verdict, excerpt }
+    }
+
+    /// POSTs `body` with the credentials (logging in first when needed).
+    async fn authenticated_post(&self, body: &Value, idempotency_key: &str, fresh_login: bool) -> Exchange {
+        let request = self.http.post(&self.url).header("Idempotency-Key", idempotency_key).json(body);
+        let request = match self.auth.apply(request, &self.http, self.request_timeout, fresh_login).await {
+            Ok(request) => request,
+            Err(exchange) => return exchange,
+        };
+        perform(request, self.request_timeout).await
+    }
+}
+
+/// The JSON the API receives: the item's fields, with `extra` passed through.
+pub fn request_body(item: &ItemRow) -> Value {
+    let mut body = Map::new();
+    body.insert("order".into(), Value::String(item.order.clone()));
+    body.insert("branch".into(), Value::String(item.branch.clone()));
+    body.insert("reason".into(), Value::String(item.reason.clone()));
+    body.insert("cancelled_at".into(), Value::String(item.cancelled_at.clone()));
+    if let Some(customer) = &item.customer {
+        body.insert("customer".into(), Value::String(customer.clone()));
+    }
+    if let Some(extra) = &item.extra {
+        body.insert("extra".into(), Value::Object(extra.clone()));
+    }
+    Value::Object(body)
+}
+
+/// Sends a request and reads the response within `request_timeout` (headers and body together),
+/// telling apart "no answer" from "answer that stalled".
+pub(crate) async fn perform(request: reqwest::RequestBuilder, request_timeout: Duration) -> Exchange {
+    let deadline = tokio::time::Instant::now() + request_timeout;
+    let mut response = match tokio::time::timeout_at(deadline, request.send()).await {
+        Err(_) => return Exchange::Transport(TransportFailure::ResponseTimeout),
+        Ok(Err(error)) => return Exchange::Transport(transport_failure(&error)),
+        Ok(Ok(response)) => response,
+    };
+    let header = |name| {
+        response.headers().get(name).and_then(|value: &HeaderValue| value.to_str().ok()).map(str::to_owned)
+    };
+    let mut reduced = Response {
+        status: response.status().as_u16(),
+        content_type: header(CONTENT_TYPE),
+        retry_after: header(RETRY_AFTER),
+        location: header(LOCATION),
+        body: Vec::new(),
+    };
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => return Exchange::Transport(TransportFailure::BodyTimeout),
+            Ok(Err(error)) => return Exchange::Transport(body_failure(&error)),
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => {
+                let room = MAX_BODY_BYTES.saturating_sub(reduced.body.len());
+                reduced.body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if reduced.body.len() >= MAX_BODY_BYTES {
+                    break;
+                }
+            }
+        }
+    }
+    Exchange::Response(reduced)
+}
+
+/// Every error in the chain, descending into `io::Error`s, whose `source()` skips the error they
+/// wrap (that is where hyper-rustls puts certificate errors).
+fn causes<'e>(error: &'e (dyn StdError + 'static)) -> Vec<&'e (dyn StdError + 'static)> {
+    let mut found = Vec::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        found.push(cause);
+        if let Some(inner) = cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            found.extend(causes(inner));
+        }
+        next = cause.source();
+    }
+    found
+}
+
+/// A failure before any response.
+fn transport_failure(error: &reqwest::Error) -> TransportFailure {
+    let chain = causes(error);
+    for cause in &chain {
+        if let Some(dns) = cause.downcast_ref::<DnsFailure>() {
+            return match dns {
+                DnsFailure::NoName => TransportFailure::DnsNoName,
+                DnsFailure::Unavailable => TransportFailure::DnsUnavailable,
+                DnsFailure::Timeout => TransportFailure::DnsTimeout,
+                DnsFailure::Other(detail) => TransportFailure::Other(detail.clone()),
+            };
+        }
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return tls_failure(tls);
+        }
+    }
+    for cause in &chain {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return TransportFailure::ConnectRefused,
+                std::io::ErrorKind::HostUnreachable | std::io::ErrorKind::NetworkUnreachable => {
+                    return TransportFailure::Unreachable;
+                }
+                std::io::ErrorKind::TimedOut => return TransportFailure::ConnectTimeout,
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => return TransportFailure::Reset,
+                _ => {}
+            }
+        }
+    }
+    if error.is_timeout() {
+        // reqwest's only deadline is the connect timeout; ours is handled by the caller.
+        return TransportFailure::ConnectTimeout;
+    }
+    let text = chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+    if text.contains("connection closed before message completed") || text.contains("incomplete") {
+        return TransportFailure::Reset;
+    }
+    TransportFailure::Other(text)
+}
+
+/// A failure while reading the body: the connection went away mid-response.
+fn body_failure(error: &reqwest::Error) -> TransportFailure {
+    match transport_failure(error) {
+        TransportFailure::Other(_) => TransportFailure::Reset,
+        other => other,
+    }
+}
+
+/// A rustls error in support's words.
+fn tls_failure(error: &rustls::Error) -> TransportFailure {
+    use rustls::CertificateError as Cert;
+    let certificate = |detail: &str| TransportFailure::Tls { certificate: true, detail: detail.to_owned() };
+    match error {
+        rustls::Error::InvalidCertificate(problem) => match problem {
+            Cert::UnknownIssuer => certificate(
+                "emitido por autoridade desconhecida (autoassinado, ou a CA não está em api.ca_file)",
+            ),
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                certificate("não vale para o nome do servidor em api.url")
+            }
+            Cert::Expired | Cert::ExpiredContext { .. } => certificate("expirado"),
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                certificate("ainda não está válido (confira o relógio)")
+            }
+            Cert::Revoked => certificate("revogado"),
+            other => certificate(&format!("{other:?}")),
+        },
+        other => TransportFailure::Tls { certificate: false, detail: other.to_string() },
+    }
+}

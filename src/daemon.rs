@@ -1,0 +1,379 @@
+//! The daemon's working loop.
+//!
+//! Each turn, woken by the poll tick, a finished request, a signal or the circuit's deadline:
+//! - on the tick: import the spool, return expired leases, write the heartbeat (with the
+//!   circuit's state) that `status` reads;
+//! - on a finished request: feed its verdict to the circuit breaker and log it;
+//! - then claim due items and send them, up to `api.concurrency`, as the circuit permits (one
+//!   probe at a time while it is open or paused).
+//!
+//! SIGHUP reloads the config (kept as it was if the new one is invalid); SIGTERM/SIGINT stop
+//! claiming, let requests on the wire finish within a bound, and put the rest back in the queue.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
+
+use crate::api::Client;
+use crate::classify::{Outcome, Verdict};
+use crate::config::Config;
+use crate::failure::Failure;
+use crate::item::State;
+use crate::policy::{self, Circuit, ItemBefore, Permit, Settings};
+use crate::spool;
+use crate::store::{AttemptRecord, ItemRow};
+use crate::writer::Writer;
+
+/// What a finished request reports back to the loop.
+struct Finished {
+    item: i64,
+    order: String,
+    probe: bool,
+    verdict: Verdict,
+    state: State,
+    attempts: u32,
+    next_at: jiff::Timestamp,
+}
+
+/// The running daemon.
+pub struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    writer: Writer,
+    client: Arc<Client>,
+    settings: Settings,
+    circuit: Circuit,
+    in_flight: JoinSet<Option<Finished>>,
+}
+
+impl Daemon {
+    /// A daemon over an open store (moved onto its thread) and a built client.
+    pub fn new(config_path: PathBuf, config: Config, writer: Writer, client: Client) -> Daemon {
+        let settings = Settings::from_config(&config);
+        Daemon {
+            config_path,
+            config,
+            writer,
+            client: Arc::new(client),
+            settings,
+            circuit: Circuit::default(),
+            in_flight: JoinSet::new(),
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT.
+    pub async fn run(mut self) -> Result<(), Failure> {
+        let signal_error =
+            |error: std::io::Error| Failure::failed(format!("não foi possível tratar sinais: {error}"));
+        let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
+        let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
+        let mut ticker = self.ticker();
+        loop {
+            let wake = self.circuit_wait();
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                _ = hangup.recv() => {
+                    self.reload();
+                    ticker = self.ticker();
+                }
+                _ = ticker.tick() => self.housekeeping().await?,
+                Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    if let Ok(Some(finished)) = joined {
+                        self.finish(finished);
+                    }
+                }
+                _ = tokio::time::sleep(wake) => {}
+            }
+            self.fill().await?;
+        }
+        tracing::info!("sinal de parada recebido: não reservo mais itens");
+        self.drain().await
+    }
+
+    /// The poll tick.
+    fn ticker(&self) -> tokio::time::Interval {
+        let mut ticker = tokio::time::interval(self.config.queue.poll_interval.get());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    }
+
+    /// How long until the circuit lets something out (at most one poll interval).
+    fn circuit_wait(&self) -> Duration {
+        let poll = self.config.queue.poll_interval.get();
+        match self.circuit.permit(jiff::Timestamp::now()) {
+            Permit::WaitUntil(until) => {
+                let millis = until.as_millisecond().saturating_sub(jiff::Timestamp::now().as_millisecond());
+                Duration::from_millis(u64::try_from(millis).unwrap_or(0)).min(poll)
+            }
+            Permit::Send | Permit::Probe => poll,
+        }
+    }
+
+    /// How long an `in_flight` item is leased before it is presumed abandoned.
+    fn lease(&self) -> Duration {
+        self.config.api.connect_timeout.get()
+            + self.config.api.request_timeout.get()
+            + Duration::from_secs(60)
+    }
+
+    /// Spool import, lease recovery and heartbeat. Database trouble is logged and retried on the
+    /// next tick; only a dead store thread is fatal.
+    async fn housekeeping(&mut self) -> Result<(), Failure> {
+        let spool_dir = self.config.queue.spool_dir.clone();
+        let gate = self.circuit.describe();
+        let done = self
+            .writer
+            .call(move |store| {
+                let now = jiff::Timestamp::now();
+                let report = spool::import(store, &spool_dir, now);
+                let recovered = store.recover_leases(now);
+                let heartbeat = store.heartbeat(now, &gate);
+                (report, recovered, heartbeat)
+            })
+            .await
+            .ok_or_else(store_thread_died)?;
+        match done.0 {
+            Ok(report) => {
+                for (file, new, already) in &report.imported {
+                    tracing::info!(arquivo = %file, novos = new, ja_na_fila = already, "arquivo do spool importado");
+                }
+                for (file, why) in &report.rejected {
+                    tracing::warn!(arquivo = %file, motivo = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
+                }
+            }
+            Err(error) => tracing::error!("{error}"),
+        }
+        match done.1 {
+            Ok(0) => {}
+            Ok(count) => tracing::warn!(itens = count, "itens com reserva vencida voltaram para a fila"),
+            Err(error) => tracing::error!("{error}"),
+        }
+        if let Err(error) = done.2 {
+            tracing::error!("{error}");
+        }
+        Ok(())
+    }
+
+    /// Claims and sends due items while the circuit and the concurrency allow.
+    async fn fill(&mut self) -> Result<(), Failure> {
+        let concurrency = usize::try_from(self.config.api.concurrency).unwrap_or(1);
+        while self.in_flight.len() < concurrency {
+            let probe = match self.circuit.permit(jiff::Timestamp::now()) {
+                Permit::Send => false,
+                Permit::Probe => true,
+                Permit::WaitUntil(_) => return Ok(()),
+            };
+            let lease = self.lease();
+            let claimed = self
+                .writer
+                .call(move |store| store.claim_next(jiff::Timestamp::now(), lease))
+                .await
+                .ok_or_else(store_thread_died)?;
+            let item = match claimed {
+                Ok(Some(item)) => item,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    tracing::error!("{error}");
+                    return Ok(());
+                }
+            };
+            if probe {
+                self.circuit.probe_sent();
+                tracing::info!(order = %item.order, item = item.id, "testando a API com um envio (sonda)");
+            }
+            let (client, writer, settings) = (self.client.clone(), self.writer.clone(), self.settings);
+            self.in_flight.spawn(deliver(item, probe, client, writer, settings));
+            if probe {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds a verdict to the circuit and logs it.
+    fn finish(&mut self, finished: Finished) {
+        let before = self.circuit.gate;
+        self.circuit.on_result(&finished.verdict, finished.probe, jiff::Timestamp::now(), &self.settings);
+        log_attempt(&finished);
+        if self.circuit.gate != before {
+            match self.circuit.gate {
+                policy::Gate::Closed => tracing::info!("envio retomado: a API voltou a responder"),
+                _ => tracing::error!(
+                    code = finished.verdict.code().unwrap_or(""),
+                    "envio suspenso: {}",
+                    self.circuit.describe()
+                ),
+            }
+        }
+    }
+
+    /// Re-reads the config; an invalid one is refused and the running one kept.
+    fn reload(&mut self) {
+        let loaded = match crate::config::load(&self.config_path) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!("recarga recusada, a configuração anterior continua valendo: {error}");
+                return;
+            }
+        };
+        let client = match Client::new(&loaded.config) {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!("recarga recusada, a configuração anterior continua valendo: {error}");
+                return;
+            }
+        };
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        if loaded.config.queue.database != self.config.queue.database
+            || loaded.config.queue.spool_dir != self.config.queue.spool_dir
+        {
+            tracing::warn!(
+                "queue.database e queue.spool_dir só mudam ao reiniciar o serviço (systemctl restart extrator)"
+            );
+        }
+        let mut config = loaded.config;
+        config.queue.database = self.config.queue.database.clone();
+        config.queue.spool_dir = self.config.queue.spool_dir.clone();
+        self.settings = Settings::from_config(&config);
+        self.client = Arc::new(client);
+        self.config = config;
+        self.circuit.on_reload();
+        tracing::info!(config = %self.config_path.display(), "configuração recarregada");
+    }
+
+    /// Lets requests on the wire finish within a bound, then puts what is left back in the queue
+    /// and records the stop.
+    async fn drain(mut self) -> Result<(), Failure> {
+        let grace =
+            (self.config.api.request_timeout.get() + Duration::from_secs(2)).min(Duration::from_secs(30));
+        let waited = tokio::time::timeout(grace, async {
+            while let Some(joined) = self.in_flight.join_next().await {
+                if let Ok(Some(finished)) = joined {
+                    log_attempt(&finished);
+                }
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!(
+                itens = self.in_flight.len(),
+                "envios ainda sem resposta abandonados; voltam para a fila"
+            );
+            self.in_flight.shutdown().await;
+        }
+        let done = self
+            .writer
+            .call(|store| {
+                let released = store.recover_leases(jiff::Timestamp::MAX);
+                let stopped = store.daemon_stopped(jiff::Timestamp::now());
+                (released, stopped)
+            })
+            .await
+            .ok_or_else(store_thread_died)?;
+        done.0?;
+        done.1?;
+        Ok(())
+    }
+}
+
+/// Sends one item, decides its fate and records the attempt.
+async fn deliver(
+    item: ItemRow,
+    probe: bool,
+    client: Arc<Client>,
+    writer: Writer,
+    settings: Settings,
+) -> Option<Finished> {
+    let attempt = client.send(&item).await;
+    let finished_at = jiff::Timestamp::now();
+    let before = ItemBefore {
+        id: item.id,
+        attempts: u32::try_from(item.attempts).unwrap_or(0),
+        processing_since: item.processing_since,
+    };
+    let after = policy::after_attempt(before, &attempt.verdict, probe, finished_at, &settings);
+    let finished = Finished {
+        item: item.id,
+        order: item.order.clone(),
+        probe,
+        verdict: after.verdict.clone(),
+        state: after.state,
+        attempts: after.attempts,
+        next_at: after.next_at,
+    };
+    let recorded = writer
+        .call(move |store| {
+            let record = AttemptRecord {
+                started_at: attempt.started_at,
+                finished_at,
+                duration: attempt.duration,
+                excerpt: attempt.excerpt.as_deref(),
+                probe,
+                after: &after,
+            };
+            store.record_attempt(item.id, &record)
+        })
+        .await?;
+    if let Err(error) = recorded {
+        // The item stays leased; lease expiry returns it to the queue, to be sent again under the
+        // same idempotency key.
+        tracing::error!(item = finished.item, order = %finished.order, "{error}");
+        return None;
+    }
+    Some(finished)
+}
+
+/// One log event per attempt, with the fields journald filters on.
+fn log_attempt(finished: &Finished) {
+    let status = finished.verdict.http_status.map(u32::from).unwrap_or(0);
+    let message = finished.verdict.message.as_deref().unwrap_or("");
+    let (item, order, attempt, kind) =
+        (finished.item, finished.order.as_str(), finished.attempts, finished.verdict.kind.as_str());
+    match (finished.verdict.outcome, finished.state) {
+        (Outcome::Success, _) => {
+            tracing::info!(item, order, attempt, http_status = status, kind, "cancelamento entregue");
+        }
+        (Outcome::Processing, _) => tracing::info!(
+            item,
+            order,
+            attempt,
+            http_status = status,
+            kind,
+            "cancelamento aceito pela API; aguardando a resposta final"
+        ),
+        (Outcome::Failure(code), State::Failed) => tracing::error!(
+            code,
+            item,
+            order,
+            attempt,
+            http_status = status,
+            kind,
+            "cancelamento falhou definitivamente: erro {}: {message} (reenvie com extrator retry)",
+            crate::codes::label(code)
+        ),
+        (Outcome::Failure(code), _) => tracing::warn!(
+            code,
+            item,
+            order,
+            attempt,
+            http_status = status,
+            kind,
+            probe = finished.probe,
+            "falha no envio: erro {}: {message}; nova tentativa a partir de {}",
+            crate::codes::label(code),
+            crate::text::local_time(finished.next_at)
+        ),
+    }
+}
+
+/// The fatal error of a store thread that panicked.
+fn store_thread_died() -> Failure {
+    Failure::failed("a thread do banco de dados parou inesperadamente")
+}
