@@ -15,6 +15,7 @@ pub mod intake;
 pub mod item;
 pub mod logging;
 pub mod policy;
+pub mod simulator;
 pub mod spool;
 pub mod store;
 pub mod text;

@@ -248,6 +248,9 @@ fn tls_failure(error: &rustls::Error) -> TransportFailure {
                 certificate("ainda não está válido (confira o relógio)")
             }
             Cert::Revoked => certificate("revogado"),
+            Cert::BadSignature => {
+                certificate("assinatura inválida (não foi emitido pela autoridade que diz)")
+            }
             other => certificate(&format!("{other:?}")),
         },
         other => TransportFailure::Tls { certificate: false, detail: other.to_string() },

@@ -1,0 +1,350 @@
+//! A simulated cancellation API on loopback: a small HTTP/1.1 server whose answer to each
+//! request is chosen by the order number in its body, deterministically. Besides responses it can
+//! stall before answering, stall in the middle of a body, or reset the connection mid-body — the
+//! faults the dispatcher must classify. Tests drive it; so will the demo and the benchmarks.
+//!
+//! Hand-written rather than built on hyper's server so that a fault is exactly the bytes we send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the simulator answers one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behavior {
+    /// A complete response.
+    Respond { status: u16, headers: Vec<(String, String)>, body: String },
+    /// Read the request, then never answer (a server that hangs, a firewall that drops).
+    Stall,
+    /// Send the headers and half the body, then hang.
+    StallBody,
+    /// Send the headers and half the body, then reset the connection (RST).
+    ResetMidBody,
+}
+
+impl Behavior {
+    /// A JSON response.
+    pub fn json(status: u16, body: &str) -> Behavior {
+        Behavior::Respond {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_owned(),
+        }
+    }
+
+    /// A response with a content type.
+    pub fn with_type(status: u16, content_type: &str, body: &str) -> Behavior {
+        Behavior::Respond {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.to_owned(),
+        }
+    }
+
+    /// The same response plus a header.
+    pub fn header(self, name: &str, value: &str) -> Behavior {
+        match self {
+            Behavior::Respond { status, mut headers, body } => {
+                headers.push((name.to_owned(), value.to_owned()));
+                Behavior::Respond { status, headers, body }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Which behavior each order gets. An order with a list gets its n-th request answered by the
+/// n-th behavior, the last one repeating (so `[202, 208, 200]` is the async flow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    pub by_order: HashMap<String, Vec<Behavior>>,
+    pub default: Behavior,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario { by_order: HashMap::new(), default: Behavior::json(200, r#"{"status": "cancelado"}"#) }
+    }
+}
+
+impl Scenario {
+    /// Adds the behaviors of one order.
+    pub fn order(mut self, order: &str, behaviors: Vec<Behavior>) -> Scenario {
+        self.by_order.insert(order.to_owned(), behaviors);
+        self
+    }
+}
+
+/// One request as received, for tests to inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// The `order` field of a JSON body, if any.
+    pub order: Option<String>,
+}
+
+impl Received {
+    /// A header's value by (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// State shared by the connections.
+#[derive(Debug, Default)]
+pub struct Shared {
+    scenario: Mutex<Scenario>,
+    received: Mutex<Vec<Received>>,
+    /// When set, a request whose `Authorization` differs gets a 401 (to test credentials).
+    authorization: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// A shared state answering with `scenario`.
+    pub fn new(scenario: Scenario) -> Arc<Shared> {
+        Arc::new(Shared {
+            scenario: Mutex::new(scenario),
+            received: Mutex::new(Vec::new()),
+            authorization: Mutex::new(None),
+        })
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|received| received.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the scenario (e.g. to bring a "down" API back).
+    pub fn set_scenario(&self, scenario: Scenario) {
+        if let Ok(mut current) = self.scenario.lock() {
+            *current = scenario;
+        }
+    }
+
+    /// Requires this exact `Authorization` header from now on.
+    pub fn require_authorization(&self, value: &str) {
+        if let Ok(mut required) = self.authorization.lock() {
+            *required = Some(value.to_owned());
+        }
+    }
+
+    /// Records a request and picks its behavior.
+    fn answer(&self, request: Received) -> Behavior {
+        let required = self.authorization.lock().ok().and_then(|required| required.clone());
+        if let Some(required) = required
+            && request.header("authorization") != Some(required.as_str())
+        {
+            if let Ok(mut received) = self.received.lock() {
+                received.push(request);
+            }
+            return Behavior::json(401, r#"{"message": "invalid credentials"}"#);
+        }
+        let mut received = self.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = received
+            .iter()
+            .filter(|earlier| earlier.order.is_some() && earlier.order == request.order)
+            .count();
+        let scenario = self.scenario.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let behavior = request
+            .order
+            .as_ref()
+            .and_then(|order| scenario.by_order.get(order))
+            .and_then(|list| list.get(seen).or_else(|| list.last()))
+            .cloned()
+            .unwrap_or_else(|| scenario.default.clone());
+        received.push(request);
+        behavior
+    }
+}
+
+/// A connection the simulator can also abort with a reset.
+pub trait Connection: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Ends the connection abruptly (an RST where the transport allows).
+    fn abort(self);
+}
+
+impl Connection for TcpStream {
+    fn abort(self) {
+        // Zero linger makes close send an RST at once; it never blocks.
+        let _ = self.set_zero_linger();
+        drop(self);
+    }
+}
+
+/// Accepts connections on `listener` forever, serving each with `shared`'s scenario.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(stream, shared.clone()));
+    }
+}
+
+/// Serves one connection: requests in a row (keep-alive) until the client closes or a fault.
+pub async fn serve_connection<C: Connection>(mut stream: C, shared: Arc<Shared>) {
+    let mut buffer = Vec::new();
+    loop {
+        let Some(request) = read_request(&mut stream, &mut buffer).await else { return };
+        match shared.answer(request) {
+            Behavior::Respond { status, headers, body } => {
+                let mut head =
+                    format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n", reason(status), body.len());
+                for (name, value) in headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                if stream.write_all(head.as_bytes()).await.is_err()
+                    || stream.write_all(body.as_bytes()).await.is_err()
+                {
+                    return;
+                }
+            }
+            Behavior::Stall => {
+                std::future::pending::<()>().await;
+            }
+            Behavior::StallBody => {
+                if send_half_a_response(&mut stream).await {
+                    std::future::pending::<()>().await;
+                }
+                return;
+            }
+            Behavior::ResetMidBody => {
+                send_half_a_response(&mut stream).await;
+                stream.abort();
+                return;
+            }
+        }
+    }
+}
+
+/// Headers promising 40 bytes of body, and only part of it. True if it was written.
+async fn send_half_a_response<C: Connection>(stream: &mut C) -> bool {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"status\": \"cancel";
+    stream.write_all(head.as_bytes()).await.is_ok() && stream.flush().await.is_ok()
+}
+
+/// Reads one request (head and `Content-Length` body); `None` when the client is gone.
+async fn read_request<C: Connection>(stream: &mut C, buffer: &mut Vec<u8>) -> Option<Received> {
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end;
+        }
+        let mut chunk = [0_u8; 8192];
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 || buffer.len() > 1 << 20 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, path) = (first.next()?.to_owned(), first.next()?.to_owned());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0);
+    let total = head_end + 4 + length;
+    while buffer.len() < total {
+        let mut chunk = [0_u8; 8192];
+        let read = stream.read(&mut chunk).await.ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    let body = String::from_utf8_lossy(&buffer[head_end + 4..total]).into_owned();
+    buffer.drain(..total);
+    let order = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|value| value.get("order").and_then(Value::as_str).map(str::to_owned));
+    Some(Received { method, path, headers, body, order })
+}
+
+/// The reason phrase of a status.
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        208 => "Already Reported",
+        301 => "Moved Permanently",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// A simulator on its own thread and runtime, for synchronous callers (tests that also run the
+/// real binary). It stops when dropped.
+pub struct Background {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Background {
+    /// Starts on `127.0.0.1` with a free port.
+    pub fn start(scenario: Scenario) -> std::io::Result<Background> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Background::start_on(listener, scenario)
+    }
+
+    /// Starts on an already bound listener (so a test can reopen a port it closed).
+    pub fn start_on(listener: std::net::TcpListener, scenario: Scenario) -> std::io::Result<Background> {
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Shared::new(scenario);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = shared.clone();
+        std::thread::Builder::new().name("simulator".into()).spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener) else { return };
+                tokio::select! {
+                    () = serve(listener, serving) => {}
+                    _ = stopped => {}
+                }
+            });
+        })?;
+        Ok(Background { addr, shared, stop: Some(stop) })
+    }
+
+    /// `http://127.0.0.1:PORT/cancelamentos`.
+    pub fn url(&self) -> String {
+        format!("http://{}/cancelamentos", self.addr)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
