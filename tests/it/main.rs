@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod daemon;
 mod demo;
+mod dispatch;
 mod enqueue;
 mod retry;
 mod spool;

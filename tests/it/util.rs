@@ -20,20 +20,26 @@ pub struct Env {
 impl Env {
     /// A new installation with a fast poll interval.
     pub fn new() -> Env {
-        Env::with_extra_config("")
+        Env::build("https://api.exemplo.com.br/cancelamentos", "", "")
     }
 
-    /// A new installation whose config ends with `extra` (more sections).
-    pub fn with_extra_config(extra: &str) -> Env {
+    /// A new installation calling `url`, with `api` lines added to `[api]` and `extra` sections
+    /// at the end.
+    pub fn build(url: &str, api: &str, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("extrator.toml");
         let text = format!(
-            "[api]\nurl = \"https://api.exemplo.com.br/cancelamentos\"\n\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n{extra}",
+            "[api]\nurl = \"{url}\"\n{api}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n{extra}",
             dir.path().join("fila.db").display(),
             dir.path().join("spool").display()
         );
         std::fs::write(&config, text).expect("write config");
         Env { dir, config }
+    }
+
+    /// One integer from a query on the real database.
+    pub fn number(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |row| row.get(0)).expect(sql)
     }
 
     pub fn database(&self) -> PathBuf {
