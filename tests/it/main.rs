@@ -8,6 +8,7 @@ mod config;
 mod daemon;
 mod demo;
 mod dispatch;
+mod dns;
 mod enqueue;
 mod retry;
 mod spool;
