@@ -2,7 +2,8 @@
 //!
 //! Each turn, woken by the poll tick, a finished request, a signal or the circuit's deadline:
 //! - on the tick: import the spool, return expired leases, write the heartbeat (with the
-//!   circuit's state) that `status` reads;
+//!   circuit's state) that `status` reads, and purge attempt records older than
+//!   `history.retention` of delivered items;
 //! - on a finished request: feed its verdict to the circuit breaker and log it;
 //! - then claim due items and send them, up to `api.concurrency`, as the circuit permits (one
 //!   probe at a time while it is open or paused).
@@ -47,7 +48,12 @@ pub struct Daemon {
     settings: Settings,
     circuit: Circuit,
     in_flight: JoinSet<Option<Finished>>,
+    /// When the history was last purged; the purge scans delivered items, so it runs hourly.
+    last_purge: Option<std::time::Instant>,
 }
+
+/// How often old attempt records are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 
 impl Daemon {
     /// A daemon over an open store (moved onto its thread) and a built client.
@@ -61,6 +67,7 @@ impl Daemon {
             settings,
             circuit: Circuit::default(),
             in_flight: JoinSet::new(),
+            last_purge: None,
         }
     }
 
@@ -126,6 +133,12 @@ impl Daemon {
     async fn housekeeping(&mut self) -> Result<(), Failure> {
         let spool_dir = self.config.queue.spool_dir.clone();
         let gate = self.circuit.describe();
+        let retention =
+            jiff::SignedDuration::try_from(self.config.history.retention.get()).unwrap_or_default();
+        let purge = self.last_purge.is_none_or(|last| last.elapsed() >= PURGE_EVERY);
+        if purge {
+            self.last_purge = Some(std::time::Instant::now());
+        }
         let done = self
             .writer
             .call(move |store| {
@@ -133,7 +146,12 @@ impl Daemon {
                 let report = spool::import(store, &spool_dir, now);
                 let recovered = store.recover_leases(now);
                 let heartbeat = store.heartbeat(now, &gate);
-                (report, recovered, heartbeat)
+                let purged = if purge {
+                    store.purge_history(now.saturating_sub(retention).unwrap_or(now))
+                } else {
+                    Ok(0)
+                };
+                (report, recovered, heartbeat, purged)
             })
             .await
             .ok_or_else(store_thread_died)?;
@@ -155,6 +173,14 @@ impl Daemon {
         }
         if let Err(error) = done.2 {
             tracing::error!("{error}");
+        }
+        match done.3 {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(
+                tentativas = count,
+                "histórico de itens concluídos apagado (history.retention)"
+            ),
+            Err(error) => tracing::error!("{error}"),
         }
         Ok(())
     }

@@ -509,6 +509,22 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the attempt records of items delivered before `cutoff` (`[history] retention`).
+    /// Items themselves are kept, and nothing of an item that is not `done` is ever deleted.
+    pub fn purge_history(&mut self, cutoff: jiff::Timestamp) -> Result<usize, StoreError> {
+        const ACTION: &str = "apagar o histórico antigo";
+        let (tx, context) = self.write(ACTION)?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM attempts WHERE item_id IN \
+                 (SELECT id FROM items WHERE state = 'done' AND updated_at < ?1)",
+                [to_millis(cutoff)],
+            )
+            .map_err(|e| context.fail(e))?;
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(deleted)
+    }
+
     /// When the next waiting item is due, if any.
     pub fn next_due(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
         let earliest = |state: State| -> rusqlite::Result<Option<i64>> {

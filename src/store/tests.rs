@@ -149,3 +149,51 @@ fn garbage_file_is_named_as_not_a_database() {
     assert!(error.contains("não é um banco de dados SQLite"), "{error}");
     assert!(error.contains("fila.db"), "{error}");
 }
+
+#[test]
+fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
+    use crate::classify::{Outcome, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a"), item("2", "b")], &Origin::Command, at(0)).unwrap();
+    let record = |store: &mut Store, order: &str, outcome: Outcome, state: State, when: i64| {
+        let claimed = store.claim_next(at(when), Duration::from_secs(60)).unwrap().unwrap();
+        assert_eq!(claimed.order, order);
+        let verdict = Verdict {
+            outcome,
+            kind: "k".into(),
+            http_status: Some(200),
+            message: Some("m".into()),
+            retry_after: None,
+        };
+        let after = crate::policy::ItemAfter {
+            state,
+            counted: false,
+            attempts: 0,
+            last_code: verdict.code(),
+            next_at: at(when),
+            processing_since: None,
+            verdict,
+        };
+        let attempt = AttemptRecord {
+            started_at: at(when),
+            finished_at: at(when),
+            duration: Duration::from_millis(12),
+            excerpt: Some("{}"),
+            probe: false,
+            after: &after,
+        };
+        store.record_attempt(claimed.id, &attempt).unwrap();
+    };
+    record(&mut store, "1", Outcome::Success, State::Done, 10);
+    record(&mut store, "2", Outcome::Failure("07"), State::Failed, 20);
+    let done = store.get_by_order("1").unwrap().unwrap();
+    assert_eq!((done.state, done.last_message.as_deref()), (State::Done, Some("m")));
+    assert_eq!(store.attempts(done.id).unwrap()[0].duration_ms, 12);
+    assert_eq!(store.get_by_order("2").unwrap().unwrap().last_code.as_deref(), Some("07"));
+
+    assert_eq!(store.purge_history(at(15)).unwrap(), 1);
+    assert!(store.attempts(done.id).unwrap().is_empty());
+    assert_eq!(store.attempts(2).unwrap().len(), 1, "a failed item keeps its history");
+    assert_eq!(store.count(&Filter::default()).unwrap(), 2, "items are never deleted");
+}
