@@ -72,7 +72,13 @@ impl Daemon {
     }
 
     /// Runs until SIGTERM or SIGINT.
-    pub async fn run(mut self) -> Result<(), Failure> {
+    pub async fn run(self) -> Result<(), Failure> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Runs until SIGTERM, SIGINT or `stop` completes (the demo stops it that way).
+    pub async fn run_until(mut self, stop: impl std::future::Future<Output = ()>) -> Result<(), Failure> {
+        tokio::pin!(stop);
         let signal_error =
             |error: std::io::Error| Failure::failed(format!("não foi possível tratar sinais: {error}"));
         let mut terminate = signal(SignalKind::terminate()).map_err(signal_error)?;
@@ -84,6 +90,7 @@ impl Daemon {
             tokio::select! {
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
+                () = &mut stop => break,
                 _ = hangup.recv() => {
                     self.reload();
                     ticker = self.ticker();

@@ -1,10 +1,9 @@
-//! `extrator demo`: the product on a temporary directory, with no setup. It queues sample
-//! cancellations through the same commands an operator uses, shows idempotency and a refused
-//! conflict, imports a spool directory with one good and one broken file, and prints `status`
-//! and `list`. The directory is removed at the end unless `--keep`.
-//!
-//! Delivery to the cancellation API (and with it the error codes 01–99) comes with the dispatcher;
-//! until then the demo says so instead of pretending.
+//! `extrator demo`: the product on a temporary directory, with no setup. It starts the simulated
+//! cancellation API on loopback, queues sample cancellations through the same commands an
+//! operator uses (showing idempotency and a refused conflict), imports a spool directory with one
+//! good and one broken file, runs the real daemon loop until every item is final — success, the
+//! async 202 → 208 → 200 flow, and codes 04, 07, 08 and 99 — and prints `status` and `list`.
+//! The directory is removed at the end unless `--keep`.
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +14,9 @@ use super::list::ListArgs;
 use super::status::StatusArgs;
 use super::{FilterArgs, load_config, open_store};
 use crate::failure::{Failure, Outcome};
+use crate::simulator::{Background, Behavior, Scenario};
 use crate::spool;
-use crate::store::{Access, Durability};
+use crate::store::{Access, Durability, Filter, Store};
 
 /// The `demo` flags.
 #[derive(Debug, Clone, Args)]
@@ -61,14 +61,51 @@ fn demo_dir() -> Result<PathBuf, Failure> {
     Ok(dir)
 }
 
+/// What the simulated API answers to each sample order.
+fn scenario() -> Scenario {
+    Scenario::default()
+        .order("100201", vec![Behavior::json(200, r#"{"status":"cancelado"}"#)])
+        .order(
+            "100202",
+            vec![
+                Behavior::json(202, r#"{"status":"recebido"}"#),
+                Behavior::json(208, r#"{"errors":[{"key":"orderKey","message":"em processamento"}]}"#),
+                Behavior::json(200, r#"{"status":"cancelado"}"#),
+            ],
+        )
+        .order(
+            "100203",
+            vec![Behavior::json(400, r#"{"errors":[{"key":"orderKey","message":"pedido já faturado"}]}"#)],
+        )
+        .order("100204", vec![Behavior::Stall])
+        .order(
+            "100205",
+            vec![
+                Behavior::json(429, r#"{"message":"muitas requisições"}"#).header("Retry-After", "1"),
+                Behavior::json(200, "{}"),
+            ],
+        )
+        .order(
+            "100302",
+            vec![Behavior::with_type(
+                500,
+                "text/html",
+                "<html><head><title>Erro interno do servidor</title></head></html>",
+            )],
+        )
+}
+
 /// The demo proper.
 fn steps(dir: &Path) -> Outcome {
+    let api = Background::start(scenario())
+        .map_err(|error| Failure::failed(format!("não foi possível iniciar a API simulada: {error}")))?;
     let config = dir.join("extrator.toml");
     let spool_dir = dir.join("spool");
     let text = format!(
-        "# Configuração da demo\n[api]\nurl = \"http://127.0.0.1:9/demo\"\n\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\n",
+        "# Configuração da demo: API simulada em {url}\n[api]\nurl = \"{url}\"\nconnect_timeout = \"1s\"\nrequest_timeout = \"1s\"\nasync_poll_interval = \"300ms\"\n\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n\n[retry]\nmax_attempts = 2\nfirst_delay = \"300ms\"\nmax_delay = \"600ms\"\n",
         dir.join("fila.db").display(),
-        spool_dir.display()
+        spool_dir.display(),
+        url = api.url()
     );
     std::fs::write(&config, text).map_err(|error| Failure::failed(crate::text::io_error(&error)))?;
     println!("extrator demo — fila temporária em {}\n", dir.display());
@@ -83,9 +120,14 @@ fn steps(dir: &Path) -> Outcome {
         customer: None,
         extra: None,
     };
-    for (order, reason) in
-        [("100201", "cliente desistiu"), ("100202", "pedido em duplicidade"), ("100203", "preço errado")]
-    {
+    let samples = [
+        ("100201", "cliente desistiu"),
+        ("100202", "pedido em duplicidade"),
+        ("100203", "preço errado"),
+        ("100204", "endereço incompleto"),
+        ("100205", "troca de produto"),
+    ];
+    for (order, reason) in samples {
         super::enqueue::run(&config, &sample(order, reason))?;
     }
 
@@ -128,18 +170,60 @@ fn steps(dir: &Path) -> Outcome {
         }
     }
 
-    heading("4. Saúde em um relance (extrator status)");
+    heading(&format!("4. O serviço envia tudo à API de cancelamento (simulada em {})", api.url()));
+    println!(
+        "(o mesmo laço do `extrator run`; nesta demo ele para quando todos os itens chegam ao estado final)"
+    );
+    deliver(&loaded)?;
+    println!("a API recebeu {} requisições", api.shared.received().len());
+
+    heading("5. Saúde em um relance (extrator status)");
     super::status::run(&config, &StatusArgs { json: false })?;
 
-    heading("5. Os itens (extrator list)");
+    heading("6. Os itens (extrator list)");
     let everything = FilterArgs { state: Vec::new(), code: None, order: None, since: None, until: None };
     super::list::run(&config, &ListArgs { filter: everything, limit: 0, json: false })?;
-
     println!(
-        "\nO envio à API de cancelamento, com os códigos de erro 01–99 do suporte, chega com o \
-         despachante; nesta versão os itens ficam pendentes na fila durável."
+        "\nCada tentativa fica registrada: veja, por exemplo, o fluxo assíncrono com \
+         `extrator show --order 100202`."
     );
     Ok(())
+}
+
+/// Runs the daemon loop until every item is final (or a minute passes).
+fn deliver(loaded: &crate::config::Loaded) -> Outcome {
+    let config = loaded.config.clone();
+    let client = crate::api::Client::new(&config).map_err(Failure::failed)?;
+    let mut store = Store::open(
+        &config.queue.database,
+        Access::ReadWrite(Durability::Full),
+        config.queue.busy_timeout.get(),
+    )?;
+    store.daemon_started(std::process::id(), jiff::Timestamp::now())?;
+    let watcher = Store::open(&config.queue.database, Access::ReadOnly, config.queue.busy_timeout.get())?;
+    let daemon =
+        crate::daemon::Daemon::new(loaded.path.clone(), config, crate::writer::Writer::spawn(store), client);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::failed(format!("não foi possível iniciar o runtime: {error}")))?;
+    let unfinished = Filter {
+        states: vec![
+            crate::item::State::Pending,
+            crate::item::State::InFlight,
+            crate::item::State::Processing,
+        ],
+        ..Filter::default()
+    };
+    let all_final = async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while watcher.count(&unfinished).map_or(true, |count| count > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    runtime.block_on(daemon.run_until(all_final))
 }
 
 /// A step title.
