@@ -26,7 +26,18 @@ use crate::item::State;
 use crate::policy::{self, Circuit, ItemBefore, Permit, Settings};
 use crate::spool;
 use crate::store::{AttemptRecord, ItemRow};
+use crate::systemd::Notifier;
 use crate::writer::Writer;
+
+/// The results of one tick's chores on the store thread.
+struct Chores {
+    spool: Result<spool::Report, spool::SpoolError>,
+    recovered: Result<usize, crate::store::StoreError>,
+    heartbeat: Result<(), crate::store::StoreError>,
+    purged: Result<usize, crate::store::StoreError>,
+    counts: Result<(u64, u64, u64), crate::store::StoreError>,
+    last_success: Result<Option<jiff::Timestamp>, crate::store::StoreError>,
+}
 
 /// What a finished request reports back to the loop.
 struct Finished {
@@ -50,6 +61,10 @@ pub struct Daemon {
     in_flight: JoinSet<Option<Finished>>,
     /// When the history was last purged; the purge scans delivered items, so it runs hourly.
     last_purge: Option<std::time::Instant>,
+    notifier: Notifier,
+    last_success: Option<jiff::Timestamp>,
+    /// Pending, processing and failed items at the last tick.
+    counts: (u64, u64, u64),
 }
 
 /// How often old attempt records are purged.
@@ -68,6 +83,9 @@ impl Daemon {
             circuit: Circuit::default(),
             in_flight: JoinSet::new(),
             last_purge: None,
+            notifier: Notifier::new(),
+            last_success: None,
+            counts: (0, 0, 0),
         }
     }
 
@@ -85,6 +103,12 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let mut ticker = self.ticker();
+        let mut watchdog =
+            tokio::time::interval(self.notifier.watchdog_every().unwrap_or(Duration::from_secs(3_600)));
+        self.housekeeping().await?;
+        let status = self.status_line();
+        self.notifier.ready(&status);
+        tracing::info!("pronto: {status}");
         loop {
             let wake = self.circuit_wait();
             tokio::select! {
@@ -92,9 +116,13 @@ impl Daemon {
                 _ = interrupt.recv() => break,
                 () = &mut stop => break,
                 _ = hangup.recv() => {
+                    self.notifier.reloading();
                     self.reload();
                     ticker = self.ticker();
+                    let status = self.status_line();
+                    self.notifier.ready(&status);
                 }
+                _ = watchdog.tick() => {}
                 _ = ticker.tick() => self.housekeeping().await?,
                 Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     if let Ok(Some(finished)) = joined {
@@ -104,7 +132,9 @@ impl Daemon {
                 _ = tokio::time::sleep(wake) => {}
             }
             self.fill().await?;
+            self.notifier.watchdog();
         }
+        self.notifier.stopping();
         tracing::info!("sinal de parada recebido: não reservo mais itens");
         self.drain().await
     }
@@ -150,46 +180,63 @@ impl Daemon {
             .writer
             .call(move |store| {
                 let now = jiff::Timestamp::now();
-                let report = spool::import(store, &spool_dir, now);
-                let recovered = store.recover_leases(now);
-                let heartbeat = store.heartbeat(now, &gate);
-                let purged = if purge {
-                    store.purge_history(now.saturating_sub(retention).unwrap_or(now))
-                } else {
-                    Ok(0)
-                };
-                (report, recovered, heartbeat, purged)
+                Chores {
+                    spool: spool::import(store, &spool_dir, now),
+                    recovered: store.recover_leases(now),
+                    heartbeat: store.heartbeat(now, &gate),
+                    purged: if purge {
+                        store.purge_history(now.saturating_sub(retention).unwrap_or(now))
+                    } else {
+                        Ok(0)
+                    },
+                    counts: store.waiting_counts(),
+                    last_success: store.last_success(),
+                }
             })
             .await
             .ok_or_else(store_thread_died)?;
-        match done.0 {
+        match done.spool {
             Ok(report) => {
                 for (file, new, already) in &report.imported {
-                    tracing::info!(arquivo = %file, novos = new, ja_na_fila = already, "arquivo do spool importado");
+                    tracing::info!(file = %file, new_items = new, already_queued = already, "arquivo do spool importado");
                 }
                 for (file, why) in &report.rejected {
-                    tracing::warn!(arquivo = %file, motivo = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
+                    tracing::warn!(file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
                 }
             }
             Err(error) => tracing::error!("{error}"),
         }
-        match done.1 {
+        match done.recovered {
             Ok(0) => {}
-            Ok(count) => tracing::warn!(itens = count, "itens com reserva vencida voltaram para a fila"),
+            Ok(count) => tracing::warn!(items = count, "itens com reserva vencida voltaram para a fila"),
             Err(error) => tracing::error!("{error}"),
         }
-        if let Err(error) = done.2 {
+        match done.purged {
+            Ok(0) => {}
+            Ok(count) => {
+                tracing::info!(attempts = count, "histórico de itens concluídos apagado (history.retention)")
+            }
+            Err(error) => tracing::error!("{error}"),
+        }
+        if let Err(error) = done.heartbeat {
             tracing::error!("{error}");
         }
-        match done.3 {
-            Ok(0) => {}
-            Ok(count) => tracing::info!(
-                tentativas = count,
-                "histórico de itens concluídos apagado (history.retention)"
-            ),
+        match done.counts {
+            Ok(counts) => self.counts = counts,
             Err(error) => tracing::error!("{error}"),
         }
+        if let Ok(Some(at)) = done.last_success {
+            self.last_success = Some(at);
+        }
+        let status = self.status_line();
+        self.notifier.status(&status);
         Ok(())
+    }
+
+    /// The one-line pt-BR summary for systemd's `STATUS=`: the circuit first when it is not
+    /// sending, then the queue and the last success.
+    fn status_line(&self) -> String {
+        status_line(&self.circuit, self.counts, self.last_success)
     }
 
     /// Claims and sends due items while the circuit and the concurrency allow.
@@ -230,9 +277,14 @@ impl Daemon {
 
     /// Feeds a verdict to the circuit and logs it.
     fn finish(&mut self, finished: Finished) {
+        if finished.verdict.outcome == Outcome::Success {
+            self.last_success = Some(jiff::Timestamp::now());
+        }
         let before = self.circuit.gate;
         self.circuit.on_result(&finished.verdict, finished.probe, jiff::Timestamp::now(), &self.settings);
         log_attempt(&finished);
+        let status = self.status_line();
+        self.notifier.status(&status);
         if self.circuit.gate != before {
             match self.circuit.gate {
                 policy::Gate::Closed => tracing::info!("envio retomado: a API voltou a responder"),
@@ -296,7 +348,7 @@ impl Daemon {
         .await;
         if waited.is_err() {
             tracing::warn!(
-                itens = self.in_flight.len(),
+                items = self.in_flight.len(),
                 "envios ainda sem resposta abandonados; voltam para a fila"
             );
             self.in_flight.shutdown().await;
@@ -314,6 +366,28 @@ impl Daemon {
         done.1?;
         Ok(())
     }
+}
+
+/// The status line of a circuit, the (pending, processing, failed) counts and the last success.
+pub fn status_line(
+    circuit: &Circuit,
+    counts: (u64, u64, u64),
+    last_success: Option<jiff::Timestamp>,
+) -> String {
+    let (pending, processing, failed) = counts;
+    let mut parts = Vec::new();
+    if circuit.gate != policy::Gate::Closed {
+        parts.push(circuit.describe());
+    }
+    parts.push(format!("{pending} pendente(s), {processing} processando, {failed} falharam"));
+    parts.push(match last_success {
+        Some(at) => format!("último envio com sucesso {}", crate::text::local_time(at)),
+        None => "nenhum envio com sucesso ainda".to_owned(),
+    });
+    if circuit.gate == policy::Gate::Closed {
+        parts.push("enviando normalmente".to_owned());
+    }
+    parts.join(" · ")
 }
 
 /// Sends one item, decides its fate and records the attempt.
@@ -409,4 +483,40 @@ fn log_attempt(finished: &Finished) {
 /// The fatal error of a store thread that panicked.
 fn store_thread_died() -> Failure {
     Failure::failed("a thread do banco de dados parou inesperadamente")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_leads_with_what_stops_sending() {
+        let settings = Settings {
+            max_attempts: 3,
+            first_delay: Duration::from_secs(30),
+            max_delay: Duration::from_secs(60),
+            async_poll_interval: Duration::from_secs(30),
+            async_max_wait: Duration::from_secs(60),
+        };
+        let mut circuit = Circuit::default();
+        let line = status_line(&circuit, (12, 1, 3), None);
+        assert_eq!(
+            line,
+            "12 pendente(s), 1 processando, 3 falharam · nenhum envio com sucesso ainda · enviando normalmente"
+        );
+        let refused = Verdict {
+            outcome: Outcome::Failure("02"),
+            kind: "http_401".into(),
+            http_status: Some(401),
+            message: None,
+            retry_after: None,
+        };
+        circuit.on_result(&refused, false, jiff::Timestamp::now(), &settings);
+        let line = status_line(&circuit, (12, 0, 0), Some(jiff::Timestamp::now()));
+        assert!(
+            line.starts_with("PAUSADO: erro 02 Senha inválida; corrija as credenciais e recarregue"),
+            "{line}"
+        );
+        assert!(line.contains("último envio com sucesso"), "{line}");
+    }
 }

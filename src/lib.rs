@@ -18,5 +18,6 @@ pub mod policy;
 pub mod simulator;
 pub mod spool;
 pub mod store;
+pub mod systemd;
 pub mod text;
 pub mod writer;

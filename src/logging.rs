@@ -1,19 +1,43 @@
-//! Logging setup: `tracing` events to stderr, level from `[log] level`, overridden by `RUST_LOG`.
-//! (Native journald output is the systemd issue's; stderr already reaches the journal.)
+//! Logging setup: `tracing` events to the journal (native protocol, fields `EXTRATOR_CODE`,
+//! `EXTRATOR_ORDER`, … so `journalctl -u extrator EXTRATOR_CODE=04` works) when stderr is
+//! connected to journald, readable lines on stderr otherwise. Level from `[log] level`,
+//! overridden by `RUST_LOG`.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogLevel;
+
+/// The journal field prefix: the event field `code` becomes `EXTRATOR_CODE`.
+pub const FIELD_PREFIX: &str = "EXTRATOR";
 
 /// Installs the subscriber once; later calls (tests in one process) are no-ops.
 pub fn init(level: LogLevel) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
-    // Under systemd, journald stamps each line itself; a second timestamp is noise.
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
+    if stderr_is_journal()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let journald = journald
+            .with_field_prefix(Some(FIELD_PREFIX.to_owned()))
+            .with_syslog_identifier("extrator".to_owned());
+        let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
+        return;
+    }
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(false);
-    let _ = if under_journald { builder.without_time().try_init() } else { builder.try_init() };
+        .with_ansi(false)
+        .try_init();
+}
+
+/// True when systemd connected our stderr to the journal: `JOURNAL_STREAM` names the device and
+/// inode of stderr (see systemd.exec(5)). A redirected stderr keeps readable lines.
+fn stderr_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else { return false };
+    let Some((device, inode)) = stream.to_str().and_then(|text| text.split_once(':')) else { return false };
+    let Ok(stderr) = std::fs::metadata("/proc/self/fd/2") else { return false };
+    device.parse() == Ok(stderr.dev()) && inode.parse() == Ok(stderr.ino())
 }

@@ -36,13 +36,13 @@ pub fn run(config_path: &Path) -> Outcome {
     let recovered = store.recover_leases(jiff::Timestamp::MAX)?;
     if recovered > 0 {
         tracing::warn!(
-            itens = recovered,
+            items = recovered,
             "itens que estavam em envio quando o serviço parou voltaram para a fila"
         );
     }
     store.daemon_started(std::process::id(), jiff::Timestamp::now())?;
     tracing::info!(
-        banco = %config.queue.database.display(),
+        database = %config.queue.database.display(),
         spool = %config.queue.spool_dir.display(),
         api = %config.api.url,
         "extrator iniciado"

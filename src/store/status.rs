@@ -97,6 +97,33 @@ impl Store {
         read().map_err(|e| self.error("ler o estado da fila", e))
     }
 
+    /// Items pending, processing and failed: three range counts on the `items_due` index, cheap
+    /// enough for the daemon's status line on every tick (done items are not counted).
+    pub fn waiting_counts(&self) -> Result<(u64, u64, u64), StoreError> {
+        let count = |state: State| -> rusqlite::Result<u64> {
+            self.conn
+                .query_row("SELECT COUNT(*) FROM items WHERE state = ?1", [state.as_str()], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map(|count| u64::try_from(count).unwrap_or(0))
+        };
+        let read = || Ok((count(State::Pending)?, count(State::Processing)?, count(State::Failed)?));
+        read().map_err(|e: rusqlite::Error| self.error("contar a fila", e))
+    }
+
+    /// When the last successful attempt started, if any.
+    pub fn last_success(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT started_at FROM attempts WHERE outcome = 'success' ORDER BY started_at DESC LIMIT 1",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|at| at.map(from_millis))
+            .map_err(|e| self.error("ler o último sucesso", e))
+    }
+
     /// Records that a daemon started (replacing the previous daemon's row).
     pub fn daemon_started(&mut self, pid: u32, now: jiff::Timestamp) -> Result<(), StoreError> {
         self.conn
