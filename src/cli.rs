@@ -8,8 +8,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    self, demo::DemoArgs, enqueue::EnqueueArgs, list::ListArgs, retry::RetryArgs, show::ShowArgs,
-    status::StatusArgs,
+    self, demo::DemoArgs, enqueue::EnqueueArgs, explain::ExplainArgs, list::ListArgs, retry::RetryArgs,
+    show::ShowArgs, status::StatusArgs,
 };
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 
@@ -67,6 +67,9 @@ pub enum Command {
     /// Reenvia itens que falharam (ou outros, com --state)
     #[command(help_template = HELP_TEMPLATE)]
     Retry(RetryArgs),
+    /// Explica um código de erro: significado, causas e o que fazer
+    #[command(help_template = HELP_TEMPLATE)]
+    Explain(ExplainArgs),
     /// Demonstração completa num diretório temporário, sem configurar nada
     #[command(help_template = HELP_TEMPLATE)]
     Demo(DemoArgs),
@@ -74,6 +77,7 @@ pub enum Command {
 
 /// Parses the command line, runs the command, and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
@@ -85,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => commands::list::run(&cli.config, args),
         Command::Show(args) => commands::show::run(&cli.config, args),
         Command::Retry(args) => commands::retry::run(&cli.config, args),
+        Command::Explain(args) => commands::explain::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match outcome {
@@ -94,6 +99,18 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code)
         }
     }
+}
+
+/// `extrator list | head` closes our stdout early; `println!` then panics. Like other Unix tools,
+/// end quietly instead of printing a panic at the operator.
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload_as_str().is_some_and(|message| message.contains("Broken pipe")) {
+            std::process::exit(i32::from(EXIT_OK));
+        }
+        default(info);
+    }));
 }
 
 /// Prints clap's help or version as is, and its errors in pt-BR, with the right exit code.

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod enqueue;
+pub mod explain;
 pub mod list;
 pub mod retry;
 pub mod run;

@@ -10,6 +10,7 @@ mod demo;
 mod dispatch;
 mod dns;
 mod enqueue;
+mod explain;
 mod retry;
 mod spool;
 mod util;
