@@ -67,6 +67,9 @@ pub enum Command {
     /// Reenvia itens que falharam (ou outros, com --state)
     #[command(help_template = HELP_TEMPLATE)]
     Retry(RetryArgs),
+    /// Valida a configuração e testa passo a passo: banco, DNS, TCP, TLS, credenciais, requisição
+    #[command(help_template = HELP_TEMPLATE)]
+    Check,
     /// Explica um código de erro: significado, causas e o que fazer
     #[command(help_template = HELP_TEMPLATE)]
     Explain(ExplainArgs),
@@ -89,6 +92,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => commands::list::run(&cli.config, args),
         Command::Show(args) => commands::show::run(&cli.config, args),
         Command::Retry(args) => commands::retry::run(&cli.config, args),
+        Command::Check => commands::check::run(&cli.config),
         Command::Explain(args) => commands::explain::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };

@@ -102,6 +102,21 @@ impl Client {
         Attempt { started_at, duration: clock.elapsed(), verdict, excerpt }
     }
 
+    /// A harmless GET of the API's URL, with or without the credentials, for `extrator check`.
+    /// It cancels nothing: the API only cancels on POST.
+    pub async fn probe_get(&self, authenticated: bool) -> Verdict {
+        let request = self.http.get(&self.url);
+        let exchange = if authenticated {
+            match self.auth.apply(request, &self.http, self.request_timeout, false).await {
+                Ok(request) => perform(request, self.request_timeout).await,
+                Err(exchange) => exchange,
+            }
+        } else {
+            perform(request, self.request_timeout).await
+        };
+        classify::classify(&exchange, &self.user_not_found, jiff::Timestamp::now())
+    }
+
     /// POSTs `body` with the credentials (logging in first when needed).
     async fn authenticated_post(&self, body: &Value, idempotency_key: &str, fresh_login: bool) -> Exchange {
         let request = self.http.post(&self.url).header("Idempotency-Key", idempotency_key).json(body);

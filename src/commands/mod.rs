@@ -1,6 +1,7 @@
 //! One file per subcommand; this module holds what they share: loading the config, opening the
 //! queue, the `list`/`retry` filter flags, and JSON output.
 
+pub mod check;
 pub mod demo;
 pub mod enqueue;
 pub mod explain;

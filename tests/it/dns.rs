@@ -154,3 +154,26 @@ fn a_name_that_does_not_exist_is_05_dns_nxdomain() {
     let (code, kind, _) = first_attempt(&namespace, "api.ok.teste:9");
     assert_eq!((code.as_str(), kind.as_str()), ("01", "connect_refused"));
 }
+
+#[test]
+fn check_names_the_dns_step_and_code_05() {
+    if !can_run() {
+        return;
+    }
+    let mut namespace = Namespace::create("check");
+    namespace.start_dnsmasq();
+    let env = Env::build("http://api.naoexiste.teste/cancelamentos", "", "");
+    let output = Command::new("ip")
+        .args(["netns", "exec", &namespace.name])
+        .arg(bin())
+        .arg("check")
+        .env("EXTRATOR_CONFIG", &env.config)
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_exit(&output, 1);
+    assert!(
+        stdout.contains("✗ DNS: erro 05 Host não conhecido: o nome api.naoexiste.teste não existe no DNS"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("getent hosts"), "what to do comes from the catalog: {stdout}");
+}

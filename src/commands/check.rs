@@ -1,0 +1,202 @@
+//! `extrator check`: validates the config with the daemon's own loader, then diagnoses step by
+//! step — database → DNS → TCP → TLS → credentials → a harmless request — printing ✓ or ✗ for
+//! each, and on failure the support code and what to do. Exit 0 when every step passed, 1 when
+//! one failed, 78 when the config itself is invalid.
+
+use std::path::Path;
+
+use crate::api::Client;
+use crate::classify::{Outcome, Verdict};
+use crate::codes;
+use crate::config::{AuthMode, Config};
+use crate::failure::{EXIT_CONFIG, Failure, Outcome as CommandOutcome};
+use crate::store::{Access, Store, StoreError};
+
+/// Runs `check`.
+pub fn run(config_path: &Path) -> CommandOutcome {
+    println!("Diagnóstico do extrator ({})", config_path.display());
+    let loaded = match crate::config::load(config_path) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            fail_line("configuração", &error.to_string());
+            return Err(Failure {
+                exit_code: EXIT_CONFIG, message: "a configuração é inválida".to_owned()
+            });
+        }
+    };
+    pass("configuração", "válida");
+    for warning in &loaded.warnings {
+        println!("  ⚠ {warning}");
+    }
+    let config = loaded.config;
+    database_step(&config);
+    let client = match Client::new(&config) {
+        Ok(client) => client,
+        Err(message) => {
+            fail_line("credenciais e certificados", &message);
+            return Err(Failure {
+                exit_code: EXIT_CONFIG,
+                message: "a configuração não pode ser usada".to_owned(),
+            });
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::failed(format!("não foi possível iniciar o runtime: {error}")))?;
+    if runtime.block_on(network_steps(&config, &client)) {
+        println!("Tudo certo: o extrator consegue falar com a API.");
+        Ok(())
+    } else {
+        Err(Failure::failed("o diagnóstico encontrou um problema (veja acima)"))
+    }
+}
+
+/// The database: present and readable, or not created yet (which is fine).
+fn database_step(config: &Config) {
+    let path = &config.queue.database;
+    match Store::open(path, Access::ReadOnly, config.queue.busy_timeout.get()) {
+        Ok(store) => match store.waiting_counts() {
+            Ok((pending, processing, failed)) => pass(
+                "banco de dados",
+                &format!(
+                    "{} ({pending} pendente(s), {processing} processando, {failed} falharam)",
+                    path.display()
+                ),
+            ),
+            Err(error) => fail_line("banco de dados", &error.to_string()),
+        },
+        Err(StoreError::Missing(_)) => {
+            pass(
+                "banco de dados",
+                &format!("{} ainda não existe; o serviço o cria ao iniciar", path.display()),
+            );
+        }
+        Err(error) => fail_line("banco de dados", &error.to_string()),
+    }
+}
+
+/// DNS → TCP → TLS → credentials → harmless request; stops at the first failure.
+async fn network_steps(config: &Config, client: &Client) -> bool {
+    let Ok(url) = reqwest::Url::parse(&config.api.url) else {
+        fail_line("URL", &format!("api.url \"{}\" não pôde ser interpretada", config.api.url));
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let timeout = config.api.connect_timeout.get();
+
+    let lookup_host = host.clone();
+    let resolved =
+        tokio::time::timeout(timeout, tokio::task::spawn_blocking(move || crate::api::lookup(&lookup_host)))
+            .await;
+    let addresses = match resolved {
+        Ok(Ok(Ok(addresses))) => addresses,
+        Ok(Ok(Err(crate::api::DnsFailure::NoName))) => {
+            return fail_code("DNS", "05", &format!("o nome {host} não existe no DNS"));
+        }
+        Ok(Ok(Err(crate::api::DnsFailure::Unavailable))) => {
+            return fail_code("DNS", "05", &format!("nenhum servidor DNS respondeu ao resolver {host}"));
+        }
+        Ok(Ok(Err(other))) => return fail_code("DNS", "05", &format!("{host}: {other}")),
+        Ok(Err(_)) | Err(_) => {
+            return fail_code("DNS", "05", &format!("{host}: o DNS não respondeu a tempo"));
+        }
+    };
+    let shown: Vec<String> = addresses.iter().map(|address| address.ip().to_string()).collect();
+    pass("DNS", &format!("{host} → {}", shown.join(", ")));
+
+    let mut last_error = None;
+    let mut connected = None;
+    for address in &addresses {
+        let target = std::net::SocketAddr::new(address.ip(), port);
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
+            Ok(Ok(_)) => {
+                connected = Some(target);
+                break;
+            }
+            Ok(Err(error)) => last_error = Some((target, Some(error))),
+            Err(_) => last_error = Some((target, None)),
+        }
+    }
+    match (connected, last_error) {
+        (Some(target), _) => pass("TCP", &format!("conectou em {target}")),
+        (None, Some((target, Some(error)))) => {
+            return fail_code("TCP", "01", &format!("{target}: {}", crate::text::io_error(&error)));
+        }
+        (None, _) => {
+            return fail_code(
+                "TCP",
+                "04",
+                &format!("porta {port}: sem resposta em {}", crate::text::rounded(timeout)),
+            );
+        }
+    }
+
+    let bare = client.probe_get(false).await;
+    if url.scheme() == "https" {
+        if let Some(code) = transport_code(&bare) {
+            return fail_code("TLS", code, bare.message.as_deref().unwrap_or(""));
+        }
+        pass("TLS", "certificado verificado");
+    }
+
+    let answered = if config.api.auth.mode == AuthMode::None {
+        pass("credenciais", "sem autenticação (api.auth.mode = \"none\")");
+        bare
+    } else {
+        let answered = client.probe_get(true).await;
+        if let Some(code @ ("02" | "03")) = answered.code() {
+            return fail_code("credenciais", code, answered.message.as_deref().unwrap_or(""));
+        }
+        pass("credenciais", &format!("aceitas pela API (modo {:?})", config.api.auth.mode).to_lowercase());
+        answered
+    };
+
+    let status = answered.http_status.map_or_else(|| "—".to_owned(), |status| status.to_string());
+    let harmful = match answered.outcome {
+        // No response at all, a server error, a wrong path or a moved URL: a POST would fail too.
+        Outcome::Failure(code) if answered.http_status.is_none() || code == "99" => Some(code),
+        Outcome::Failure(code) if matches!(answered.kind.as_str(), "wrong_path" | "redirect") => Some(code),
+        _ => None,
+    };
+    if let Some(code) = harmful {
+        return fail_code("requisição de teste", code, answered.message.as_deref().unwrap_or(""));
+    }
+    pass(
+        "requisição de teste",
+        &format!("GET {} respondeu {status} (um GET não cancela nada)", config.api.url),
+    );
+    true
+}
+
+/// The code of a failure that happened before any HTTP response, if that is what it was.
+fn transport_code(verdict: &Verdict) -> Option<&'static str> {
+    if verdict.http_status.is_some() {
+        return None;
+    }
+    verdict.code()
+}
+
+/// A passed step.
+fn pass(step: &str, detail: &str) {
+    println!("✓ {step}: {detail}");
+}
+
+/// A failed step without a support code.
+fn fail_line(step: &str, detail: &str) {
+    println!("✗ {step}: {detail}");
+}
+
+/// A failed step with its support code and what to do; always `false`.
+fn fail_code(step: &str, code: &str, detail: &str) -> bool {
+    let label = codes::label(code);
+    println!("✗ {step}: erro {label}: {detail}");
+    if let Some(known) = codes::find(code) {
+        println!("  O que fazer:");
+        for (number, what) in known.steps.iter().enumerate() {
+            println!("    {}. {what}", number + 1);
+        }
+    }
+    false
+}
