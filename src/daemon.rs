@@ -46,7 +46,8 @@ struct Finished {
     probe: bool,
     verdict: Verdict,
     state: State,
-    attempts: u32,
+    /// The attempt's number for the item (probes included).
+    attempt: i64,
     next_at: jiff::Timestamp,
 }
 
@@ -412,7 +413,7 @@ async fn deliver(
         probe,
         verdict: after.verdict.clone(),
         state: after.state,
-        attempts: after.attempts,
+        attempt: 0,
         next_at: after.next_at,
     };
     let recorded = writer
@@ -428,21 +429,23 @@ async fn deliver(
             store.record_attempt(item.id, &record)
         })
         .await?;
-    if let Err(error) = recorded {
-        // The item stays leased; lease expiry returns it to the queue, to be sent again under the
-        // same idempotency key.
-        tracing::error!(item = finished.item, order = %finished.order, "{error}");
-        return None;
+    match recorded {
+        Ok(number) => Some(Finished { attempt: number, ..finished }),
+        Err(error) => {
+            // The item stays leased; lease expiry returns it to the queue, to be sent again under
+            // the same idempotency key.
+            tracing::error!(item = finished.item, order = %finished.order, "{error}");
+            None
+        }
     }
-    Some(finished)
 }
 
 /// One log event per attempt, with the fields journald filters on.
 fn log_attempt(finished: &Finished) {
-    let status = finished.verdict.http_status.map(u32::from).unwrap_or(0);
+    let status = finished.verdict.http_status;
     let message = finished.verdict.message.as_deref().unwrap_or("");
     let (item, order, attempt, kind) =
-        (finished.item, finished.order.as_str(), finished.attempts, finished.verdict.kind.as_str());
+        (finished.item, finished.order.as_str(), finished.attempt, finished.verdict.kind.as_str());
     match (finished.verdict.outcome, finished.state) {
         (Outcome::Success, _) => {
             tracing::info!(item, order, attempt, http_status = status, kind, "cancelamento entregue");

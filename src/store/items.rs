@@ -460,7 +460,8 @@ impl Store {
 
     /// Records one attempt and applies its decision to the item, in one transaction, after the
     /// HTTP exchange is over (no transaction is ever held across a request).
-    pub fn record_attempt(&mut self, item_id: i64, record: &AttemptRecord<'_>) -> Result<(), StoreError> {
+    /// Returns the attempt's number for the item (1, 2, …, probes included).
+    pub fn record_attempt(&mut self, item_id: i64, record: &AttemptRecord<'_>) -> Result<i64, StoreError> {
         const ACTION: &str = "registrar a tentativa";
         let (tx, context) = self.write(ACTION)?;
         let after = record.after;
@@ -490,6 +491,9 @@ impl Store {
             ],
         )
         .map_err(|e| context.fail(e))?;
+        let number: i64 = tx
+            .query_row("SELECT number FROM attempts WHERE id = last_insert_rowid()", [], |row| row.get(0))
+            .map_err(|e| context.fail(e))?;
         tx.execute(
             "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
              processing_since = ?7, lease_until = NULL, updated_at = ?8 WHERE id = ?1",
@@ -506,7 +510,7 @@ impl Store {
         )
         .map_err(|e| context.fail(e))?;
         tx.commit().map_err(|e| context.fail(e))?;
-        Ok(())
+        Ok(number)
     }
 
     /// Deletes the attempt records of items delivered before `cutoff` (`[history] retention`).

@@ -142,6 +142,7 @@ impl Store {
     pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Store, StoreError> {
         let fail =
             |action, source| StoreError::Sqlite { path: path.to_path_buf(), action, busy_timeout, source };
+        let mut created = false;
         let flags = match access {
             Access::ReadOnly => {
                 if !path.exists() {
@@ -150,6 +151,7 @@ impl Store {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
             }
             Access::ReadWrite(_) => {
+                created = !path.exists();
                 if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
                     // Best effort: a missing directory is then reported by SQLite's own open error.
                     let _ = std::fs::create_dir_all(parent);
@@ -179,6 +181,9 @@ impl Store {
                     .pragma_update(None, "foreign_keys", true)
                     .map_err(|e| fail("configurar a conexão", e))?;
                 store.migrate()?;
+                if created {
+                    adopt_directory(path);
+                }
                 align_ownership(path);
             }
         }
@@ -297,6 +302,19 @@ impl ErrorContext {
             busy_timeout: self.busy_timeout,
             source,
         }
+    }
+}
+
+/// A database created by a command (say `extrator enqueue` run by root or by the ERP's user
+/// before the service ever started) must still be the service's: give it the owner and group of
+/// its directory (the service's `StateDirectory=`) and make it group-writable, so members of the
+/// service's group can enqueue too. Errors are ignored: not being root, there is nothing to fix.
+fn adopt_directory(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
+    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if let Ok(directory) = std::fs::metadata(parent) {
+        let _ = std::os::unix::fs::chown(path, Some(directory.uid()), Some(directory.gid()));
     }
 }
 

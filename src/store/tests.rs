@@ -197,3 +197,12 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
     assert_eq!(store.attempts(2).unwrap().len(), 1, "a failed item keeps its history");
     assert_eq!(store.count(&Filter::default()).unwrap(), 2, "items are never deleted");
 }
+
+#[test]
+fn a_new_database_is_group_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let mode = std::fs::metadata(dir.path().join("fila.db")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "{mode:o}");
+}

@@ -14,5 +14,6 @@ mod enqueue;
 mod explain;
 mod retry;
 mod spool;
+mod systemd;
 mod util;
 mod views;

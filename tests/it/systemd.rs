@@ -1,0 +1,255 @@
+//! The shipped unit under a real systemd and journald (`../shared/tools/systemd-sandbox`): the
+//! unit verifies and is hardened, the service becomes active with a pt-BR status line, journal
+//! fields filter by code, reload applies a good config and refuses a bad one, a hung loop is
+//! killed by the watchdog and restarted without losing items, and a stop during a request ends
+//! cleanly with nothing left `in_flight`. Needs root; CI is root and never skips.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use extrator::simulator::{Background, Behavior, Scenario};
+
+use crate::util::{bin, wait_until};
+
+/// The sandbox scripts, beside the repository as `../shared`.
+fn tools() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/systemd-sandbox")
+}
+
+/// A running sandbox, torn down on drop (with its journal printed if the test failed).
+struct Sandbox {
+    name: String,
+}
+
+impl Sandbox {
+    fn up() -> Sandbox {
+        let sandbox = Sandbox { name: format!("extrator-it-{}", std::process::id()) };
+        let output = sandbox.tool("up", &[]);
+        assert!(output.status.success(), "sandbox up failed:\n{}", text(&output));
+        sandbox
+    }
+
+    /// Runs one of the sandbox scripts.
+    fn tool(&self, script: &str, args: &[&str]) -> Output {
+        Command::new(tools().join(script))
+            .args(args)
+            .env("SANDBOX_NAME", &self.name)
+            .output()
+            .unwrap_or_else(|error| panic!("{script}: {error}"))
+    }
+
+    /// Runs a command inside; returns (exit code, stdout + stderr).
+    fn exec(&self, args: &[&str]) -> (i32, String) {
+        let output = self.tool("exec", args);
+        (output.status.code().unwrap_or(-1), text(&output))
+    }
+
+    /// Runs a command inside that must succeed; returns its output.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, output) = self.exec(args);
+        assert_eq!(code, 0, "{args:?} failed:\n{output}");
+        output
+    }
+
+    /// Copies files in (`SRC:DEST` pairs for `--file`, plus other install options).
+    #[track_caller]
+    fn install(&self, args: &[&str]) {
+        let output = self.tool("install", args);
+        assert!(output.status.success(), "install {args:?} failed:\n{}", text(&output));
+    }
+
+    /// One property of the unit.
+    fn property(&self, name: &str) -> String {
+        self.ok(&["systemctl", "show", "-P", name, "extrator"]).trim().to_owned()
+    }
+
+    /// `extrator status --json` inside.
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["extrator", "status", "--json"])).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The unit's journal, as plain messages.
+    fn journal(&self, filters: &[&str]) -> String {
+        let mut args = vec!["journalctl", "-q", "--no-pager", "-u", "extrator", "-o", "cat"];
+        args.extend_from_slice(filters);
+        self.exec(&args).1
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- journal of the sandbox\n{}",
+                self.exec(&["journalctl", "-b", "--no-pager", "-n", "200"]).1
+            );
+        }
+        let _ = self.tool("down", &[]);
+    }
+}
+
+/// stdout and stderr together.
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Whether this machine can run the test; outside CI it may skip, saying why.
+fn can_run() -> bool {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout == b"0\n");
+    let tools = tools().join("up").exists();
+    if root && tools {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the systemd tests (root: {root}, sandbox tools: {tools})"
+    );
+    eprintln!(
+        "SKIPPED systemd sandbox test: needs root and ../shared/tools/systemd-sandbox (not in CI, so skipping)"
+    );
+    false
+}
+
+/// A config file for the sandbox calling `url`.
+fn config(dir: &Path, name: &str, url: &str, extra: &str) -> String {
+    let path = dir.join(name);
+    let text = format!(
+        "[api]\nurl = \"{url}\"\nconnect_timeout = \"2s\"\nrequest_timeout = \"5s\"\n{extra}\n\
+         [queue]\npoll_interval = \"200ms\"\n\n[retry]\nfirst_delay = \"300ms\"\nmax_delay = \"1s\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    format!("{}:/etc/extrator/extrator.toml", path.display())
+}
+
+/// The count of items in `state`, from `status --json`.
+fn count(status: &serde_json::Value, state: &str) -> i64 {
+    status["counts"][state].as_i64().unwrap_or(-1)
+}
+
+#[test]
+fn the_service_under_real_systemd() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let api = Background::start(Scenario::default().order("90", vec![Behavior::Stall])).unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sandbox = Sandbox::up();
+
+    let binary = format!("{}:/usr/bin/extrator", bin().display());
+    let unit = root.join("systemd/extrator.service");
+    let sysusers =
+        format!("{}:/usr/lib/sysusers.d/extrator.conf", root.join("systemd/extrator.sysusers").display());
+    let tmpfiles =
+        format!("{}:/usr/lib/tmpfiles.d/extrator.conf", root.join("systemd/extrator.tmpfiles").display());
+    // Test-only drop-in: a short watchdog, so the hung-loop check takes seconds, not a minute.
+    let dropin = dir.path().join("teste.conf");
+    std::fs::write(&dropin, "[Service]\nWatchdogSec=3s\nRestartSec=500ms\n").unwrap();
+    let dropin = format!("{}:/etc/systemd/system/extrator.service.d/teste.conf", dropin.display());
+    let closed = config(dir.path(), "fechada.toml", &format!("http://127.0.0.1:{closed_port}/c"), "");
+    sandbox.install(&[
+        "--bin",
+        &binary,
+        "--unit",
+        unit.to_str().unwrap(),
+        "--file",
+        &sysusers,
+        "--file",
+        &tmpfiles,
+        "--file",
+        &dropin,
+        "--file",
+        &closed,
+    ]);
+    sandbox.ok(&["systemd-sysusers"]);
+    sandbox.ok(&["systemd-tmpfiles", "--create", "/usr/lib/tmpfiles.d/extrator.conf"]);
+
+    // The unit as shipped: `verify` silent, exposure ≤ 1.5.
+    let (_, verify) =
+        sandbox.exec(&["systemd-analyze", "verify", "--man=no", "/etc/systemd/system/extrator.service"]);
+    assert_eq!(verify.trim(), "", "systemd-analyze verify must be silent");
+    let (code, security) = sandbox.exec(&[
+        "systemd-analyze",
+        "security",
+        "--offline=true",
+        "--threshold=15",
+        "/etc/systemd/system/extrator.service",
+    ]);
+    assert_eq!(code, 0, "exposure above 1.5:\n{security}");
+
+    // Start against a closed port: active, pt-BR status, code 01 in the journal fields.
+    for order in ["1", "2", "3"] {
+        sandbox.ok(&["extrator", "enqueue", "--order", order, "--branch", "1", "--reason", "teste"]);
+    }
+    sandbox.ok(&["systemctl", "start", "extrator"]);
+    assert_eq!(sandbox.property("ActiveState"), "active");
+    wait_until("the status line to show the open circuit", Duration::from_secs(30), || {
+        sandbox.property("StatusText").starts_with("CIRCUITO ABERTO: erro 01 Conexão recusada")
+    });
+    assert!(sandbox.property("StatusText").contains("3 pendente(s)"), "{}", sandbox.property("StatusText"));
+    let refused = sandbox.journal(&["EXTRATOR_CODE=01"]);
+    assert!(refused.contains("falha no envio: erro 01 Conexão recusada"), "{refused}");
+    let fields = sandbox
+        .exec(&["journalctl", "-q", "-u", "extrator", "EXTRATOR_CODE=01", "-o", "verbose", "-n", "1"])
+        .1;
+    for field in ["EXTRATOR_ORDER=", "EXTRATOR_ITEM=", "EXTRATOR_ATTEMPT=", "SYSLOG_IDENTIFIER=extrator"] {
+        assert!(fields.contains(field), "missing {field} in:\n{fields}");
+    }
+
+    // A broken config on reload is refused; the service stays up on the old one.
+    let broken = format!("{}:/etc/extrator/extrator.toml", dir.path().join("quebrada.toml").display());
+    std::fs::write(dir.path().join("quebrada.toml"), "[api]\nurl = \"http://x\"\nurll = 1\n").unwrap();
+    sandbox.install(&["--file", &broken]);
+    sandbox.ok(&["systemctl", "reload", "extrator"]);
+    assert_eq!(sandbox.property("ActiveState"), "active");
+    assert!(sandbox.journal(&[]).contains("recarga recusada"), "{}", sandbox.journal(&[]));
+
+    // A good config on reload applies: everything is delivered.
+    let working = config(dir.path(), "boa.toml", &api.url(), "");
+    sandbox.install(&["--file", &working]);
+    sandbox.ok(&["systemctl", "reload", "extrator"]);
+    wait_until("the three items delivered", Duration::from_secs(60), || {
+        count(&sandbox.status(), "done") == 3
+    });
+    wait_until("the status line to say it is sending", Duration::from_secs(30), || {
+        sandbox.property("StatusText").contains("enviando normalmente")
+    });
+
+    // A hung loop (SIGSTOP) is killed by the watchdog and restarted; no item is lost.
+    sandbox.ok(&["systemctl", "kill", "--signal=SIGSTOP", "extrator"]);
+    for order in ["4", "5"] {
+        sandbox.ok(&["extrator", "enqueue", "--order", order, "--branch", "1", "--reason", "teste"]);
+    }
+    wait_until("a watchdog restart", Duration::from_secs(60), || sandbox.property("NRestarts") == "1");
+    let watchdog =
+        sandbox.exec(&["journalctl", "-q", "-u", "extrator", "UNIT_RESULT=watchdog", "-o", "cat"]).1;
+    assert!(watchdog.contains("watchdog"), "{watchdog}");
+    wait_until("the items enqueued while hung delivered", Duration::from_secs(60), || {
+        count(&sandbox.status(), "done") == 5
+    });
+
+    // A stop while a request is on the wire: a clean exit, nothing left in flight or lost.
+    sandbox.ok(&[
+        "extrator",
+        "enqueue",
+        "--order",
+        "90",
+        "--branch",
+        "1",
+        "--reason",
+        "resposta que não vem",
+    ]);
+    wait_until("the stalled request to be in flight", Duration::from_secs(30), || {
+        count(&sandbox.status(), "in_flight") == 1
+    });
+    sandbox.ok(&["systemctl", "stop", "extrator"]);
+    assert_eq!(sandbox.property("Result"), "success", "the stop must not hit TimeoutStopSec");
+    assert_eq!(sandbox.property("ExecMainStatus"), "0");
+    let status = sandbox.status();
+    assert_eq!((count(&status, "in_flight"), count(&status, "done")), (0, 5), "{status}");
+    assert_eq!(count(&status, "pending") + count(&status, "failed"), 1, "order 90 is kept: {status}");
+    assert!(sandbox.journal(&[]).contains("extrator parado"), "{}", sandbox.journal(&[]));
+}
