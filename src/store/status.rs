@@ -97,8 +97,9 @@ impl Store {
         read().map_err(|e| self.error("ler o estado da fila", e))
     }
 
-    /// Items pending, processing and failed: three range counts on the `items_due` index, cheap
-    /// enough for the daemon's status line on every tick (done items are not counted).
+    /// Items waiting (pending or being sent), processing and failed: range counts on the
+    /// `items_due` index, cheap enough for the daemon's status line on every tick (done items are
+    /// not counted).
     pub fn waiting_counts(&self) -> Result<(u64, u64, u64), StoreError> {
         let count = |state: State| -> rusqlite::Result<u64> {
             self.conn
@@ -107,7 +108,13 @@ impl Store {
                 })
                 .map(|count| u64::try_from(count).unwrap_or(0))
         };
-        let read = || Ok((count(State::Pending)?, count(State::Processing)?, count(State::Failed)?));
+        let read = || {
+            Ok((
+                count(State::Pending)? + count(State::InFlight)?,
+                count(State::Processing)?,
+                count(State::Failed)?,
+            ))
+        };
         read().map_err(|e: rusqlite::Error| self.error("contar a fila", e))
     }
 
