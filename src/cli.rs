@@ -9,7 +9,7 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     self, demo::DemoArgs, enqueue::EnqueueArgs, explain::ExplainArgs, list::ListArgs, retry::RetryArgs,
-    show::ShowArgs, status::StatusArgs,
+    show::ShowArgs, simulate::SimulateArgs, status::StatusArgs,
 };
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 
@@ -73,6 +73,16 @@ pub enum Command {
     /// Explica um código de erro: significado, causas e o que fazer
     #[command(help_template = HELP_TEMPLATE)]
     Explain(ExplainArgs),
+    /// Simula a API de cancelamento em loopback (para testes e demonstrações)
+    #[command(help_template = HELP_TEMPLATE)]
+    Simulate(SimulateArgs),
+    /// Gera as páginas de manual e os completamentos de shell (para empacotar)
+    #[command(hide = true, help_template = HELP_TEMPLATE)]
+    GenerateAssets {
+        /// Diretório de saída
+        #[arg(value_name = "DIRETÓRIO")]
+        directory: PathBuf,
+    },
     /// Demonstração completa num diretório temporário, sem configurar nada
     #[command(help_template = HELP_TEMPLATE)]
     Demo(DemoArgs),
@@ -95,6 +105,14 @@ pub fn main() -> ExitCode {
         Command::Check => commands::check::run(&cli.config),
         Command::Explain(args) => commands::explain::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::GenerateAssets { directory } => crate::assets::write(directory).map_err(|error| {
+            Failure::failed(format!(
+                "não foi possível gravar em {}: {}",
+                directory.display(),
+                crate::text::io_error(&error)
+            ))
+        }),
     };
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -155,9 +173,9 @@ fn describe_usage_error(error: &clap::Error) -> String {
     let suggestion = match context(ContextKind::SuggestedArg) {
         text if text.is_empty() => match context(ContextKind::SuggestedSubcommand) {
             text if text.is_empty() => String::new(),
-            text => format!(" (você quis dizer '{text}'?)"),
+            text => format!(" (você quis dizer '{}'?)", text.replace(", ", "' ou '")),
         },
-        text => format!(" (você quis dizer '{text}'?)"),
+        text => format!(" (você quis dizer '{}'?)", text.replace(", ", "' ou '")),
     };
     match error.kind() {
         ErrorKind::UnknownArgument => format!("argumento desconhecido '{argument}'{suggestion}"),
@@ -209,7 +227,7 @@ mod tests {
 
     #[test]
     fn usage_errors_are_pt_br() {
-        assert_eq!(error_of(&["extrator", "lsit"]), "comando desconhecido 'lsit' (você quis dizer 'list'?)");
+        assert_eq!(error_of(&["extrator", "lsit"]), "comando desconhecido 'lsit' (você quis dizer 'simulate' ou 'list'?)");
         assert!(
             error_of(&["extrator", "list", "--stat", "failed"])
                 .starts_with("argumento desconhecido '--stat'")

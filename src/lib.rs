@@ -3,6 +3,7 @@
 //! can reach it.
 
 pub mod api;
+pub mod assets;
 pub mod classify;
 pub mod cli;
 pub mod codes;

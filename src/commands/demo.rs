@@ -62,7 +62,7 @@ fn demo_dir() -> Result<PathBuf, Failure> {
 }
 
 /// What the simulated API answers to each sample order.
-fn scenario() -> Scenario {
+pub fn scenario() -> Scenario {
     Scenario::default()
         .order("100201", vec![Behavior::json(200, r#"{"status":"cancelado"}"#)])
         .order(

@@ -9,6 +9,7 @@ pub mod list;
 pub mod retry;
 pub mod run;
 pub mod show;
+pub mod simulate;
 pub mod status;
 
 use std::path::Path;

@@ -1,0 +1,16 @@
+# extrator (rpm %post): user, directories, and start only once configured. $1: 1 install, 2 upgrade.
+systemd-sysusers /usr/lib/sysusers.d/extrator.conf || :
+systemd-tmpfiles --create /usr/lib/tmpfiles.d/extrator.conf || :
+chown root:extrator /etc/extrator/extrator.toml || :
+chmod 0640 /etc/extrator/extrator.toml || :
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+    if grep -q 'api.exemplo.invalid' /etc/extrator/extrator.toml; then
+        echo "extrator: edite /etc/extrator/extrator.toml (api.url e [api.auth]), valide com"
+        echo "          'extrator check' e inicie com 'systemctl enable --now extrator'."
+    elif [ "$1" -ge 2 ]; then
+        systemctl try-restart extrator.service >/dev/null 2>&1 || :
+    else
+        systemctl enable --now extrator.service >/dev/null 2>&1 || :
+    fi
+fi
