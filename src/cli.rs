@@ -227,7 +227,10 @@ mod tests {
 
     #[test]
     fn usage_errors_are_pt_br() {
-        assert_eq!(error_of(&["extrator", "lsit"]), "comando desconhecido 'lsit' (você quis dizer 'simulate' ou 'list'?)");
+        assert_eq!(
+            error_of(&["extrator", "lsit"]),
+            "comando desconhecido 'lsit' (você quis dizer 'simulate' ou 'list'?)"
+        );
         assert!(
             error_of(&["extrator", "list", "--stat", "failed"])
                 .starts_with("argumento desconhecido '--stat'")

@@ -193,7 +193,18 @@ fn the_service_under_real_systemd() {
     let refused = sandbox.journal(&["EXTRATOR_CODE=01"]);
     assert!(refused.contains("falha no envio: erro 01 Conexão recusada"), "{refused}");
     let fields = sandbox
-        .exec(&["journalctl", "-q", "-u", "extrator", "EXTRATOR_CODE=01", "-o", "verbose", "-n", "1"])
+        .exec(&[
+            "journalctl",
+            "-q",
+            "-u",
+            "extrator",
+            "EXTRATOR_CODE=01",
+            "EXTRATOR_KIND=connect_refused",
+            "-o",
+            "verbose",
+            "-n",
+            "1",
+        ])
         .1;
     for field in ["EXTRATOR_ORDER=", "EXTRATOR_ITEM=", "EXTRATOR_ATTEMPT=", "SYSLOG_IDENTIFIER=extrator"] {
         assert!(fields.contains(field), "missing {field} in:\n{fields}");
