@@ -66,6 +66,8 @@ pub struct Daemon {
     last_success: Option<jiff::Timestamp>,
     /// Pending, processing and failed items at the last tick.
     counts: (u64, u64, u64),
+    /// The database failure of the last ticks and when it was last logged, until writes work.
+    store_problem: Option<(String, std::time::Instant)>,
 }
 
 /// How often old attempt records are purged.
@@ -87,6 +89,7 @@ impl Daemon {
             notifier: Notifier::new(),
             last_success: None,
             counts: (0, 0, 0),
+            store_problem: None,
         }
     }
 
@@ -205,26 +208,33 @@ impl Daemon {
                     tracing::warn!(file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
                 }
             }
-            Err(error) => tracing::error!("{error}"),
+            Err(error) => self.store_error(error.to_string()),
         }
         match done.recovered {
             Ok(0) => {}
             Ok(count) => tracing::warn!(items = count, "itens com reserva vencida voltaram para a fila"),
-            Err(error) => tracing::error!("{error}"),
+            Err(error) => self.store_error(error.to_string()),
         }
         match done.purged {
             Ok(0) => {}
             Ok(count) => {
                 tracing::info!(attempts = count, "histórico de itens concluídos apagado (history.retention)")
             }
-            Err(error) => tracing::error!("{error}"),
+            Err(error) => self.store_error(error.to_string()),
         }
-        if let Err(error) = done.heartbeat {
-            tracing::error!("{error}");
+        // The heartbeat is a write on every tick: whether it works says whether the database
+        // takes writes (a full disk, a lock held too long).
+        match done.heartbeat {
+            Ok(()) => {
+                if self.store_problem.take().is_some() {
+                    tracing::info!("o banco de dados voltou a aceitar gravações");
+                }
+            }
+            Err(error) => self.store_error(error.to_string()),
         }
         match done.counts {
             Ok(counts) => self.counts = counts,
-            Err(error) => tracing::error!("{error}"),
+            Err(error) => self.store_error(error.to_string()),
         }
         if let Ok(Some(at)) = done.last_success {
             self.last_success = Some(at);
@@ -237,7 +247,24 @@ impl Daemon {
     /// The one-line pt-BR summary for systemd's `STATUS=`: the circuit first when it is not
     /// sending, then the queue and the last success.
     fn status_line(&self) -> String {
-        status_line(&self.circuit, self.counts, self.last_success)
+        let line = status_line(&self.circuit, self.counts, self.last_success);
+        match &self.store_problem {
+            Some((problem, _)) => format!("ERRO NO BANCO DE DADOS: {problem} · {line}"),
+            None => line,
+        }
+    }
+
+    /// Records a database failure: logged when it is new or a minute after the last report (a
+    /// full disk must not flood the journal), and shown in the status line until writes work.
+    fn store_error(&mut self, problem: String) {
+        let repeat = self
+            .store_problem
+            .as_ref()
+            .is_some_and(|(last, when)| *last == problem && when.elapsed() < Duration::from_secs(60));
+        if !repeat {
+            tracing::error!("{problem}");
+            self.store_problem = Some((problem, std::time::Instant::now()));
+        }
     }
 
     /// Claims and sends due items while the circuit and the concurrency allow.
@@ -259,7 +286,7 @@ impl Daemon {
                 Ok(Some(item)) => item,
                 Ok(None) => return Ok(()),
                 Err(error) => {
-                    tracing::error!("{error}");
+                    self.store_error(error.to_string());
                     return Ok(());
                 }
             };

@@ -15,5 +15,6 @@ mod explain;
 mod retry;
 mod spool;
 mod systemd;
+mod torture;
 mod util;
 mod views;

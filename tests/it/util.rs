@@ -15,6 +15,8 @@ pub fn bin() -> PathBuf {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    database: PathBuf,
+    spool: PathBuf,
 }
 
 impl Env {
@@ -26,15 +28,22 @@ impl Env {
     /// A new installation calling `url`, with `api` lines added to `[api]` and `extra` sections
     /// at the end.
     pub fn build(url: &str, api: &str, extra: &str) -> Env {
+        Env::build_with_queue(url, api, extra, None)
+    }
+
+    /// `build`, with the database and spool directory in `queue_dir` (a small file system, say).
+    pub fn build_with_queue(url: &str, api: &str, extra: &str, queue_dir: Option<&std::path::Path>) -> Env {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("extrator.toml");
+        let queue_dir = queue_dir.map_or_else(|| dir.path().to_path_buf(), std::path::Path::to_path_buf);
+        let (database, spool) = (queue_dir.join("fila.db"), queue_dir.join("spool"));
         let text = format!(
             "[api]\nurl = \"{url}\"\n{api}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n{extra}",
-            dir.path().join("fila.db").display(),
-            dir.path().join("spool").display()
+            database.display(),
+            spool.display()
         );
         std::fs::write(&config, text).expect("write config");
-        Env { dir, config }
+        Env { dir, config, database, spool }
     }
 
     /// One integer from a query on the real database.
@@ -43,11 +52,11 @@ impl Env {
     }
 
     pub fn database(&self) -> PathBuf {
-        self.dir.path().join("fila.db")
+        self.database.clone()
     }
 
     pub fn spool(&self) -> PathBuf {
-        self.dir.path().join("spool")
+        self.spool.clone()
     }
 
     /// A command for the binary with this installation's config and a clean environment.
