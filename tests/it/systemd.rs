@@ -67,7 +67,9 @@ impl Sandbox {
 
     /// `extrator status --json` inside.
     fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["extrator", "status", "--json"])).unwrap_or(serde_json::Value::Null)
+        // stdout only: warnings about the config go to stderr.
+        let output = self.tool("exec", &["extrator", "status", "--json"]);
+        serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
     }
 
     /// The unit's journal, as plain messages.
@@ -219,7 +221,13 @@ fn the_service_under_real_systemd() {
     assert!(sandbox.journal(&[]).contains("recarga recusada"), "{}", sandbox.journal(&[]));
 
     // A good config on reload applies: everything is delivered.
-    let working = config(dir.path(), "boa.toml", &api.url(), "");
+    // With a password in the file itself: warned about, never logged.
+    let working = config(
+        dir.path(),
+        "boa.toml",
+        &api.url(),
+        "[api.auth]\nmode = \"basic\"\nuser = \"integrador\"\npassword = \"S3nh4-Do-Journal-0042\"\n",
+    );
     sandbox.install(&["--file", &working]);
     sandbox.ok(&["systemctl", "reload", "extrator"]);
     wait_until("the three items delivered", Duration::from_secs(60), || {
@@ -263,4 +271,10 @@ fn the_service_under_real_systemd() {
     assert_eq!((count(&status, "in_flight"), count(&status, "done")), (0, 5), "{status}");
     assert_eq!(count(&status, "pending") + count(&status, "failed"), 1, "order 90 is kept: {status}");
     assert!(sandbox.journal(&[]).contains("extrator parado"), "{}", sandbox.journal(&[]));
+    let journal = sandbox.exec(&["journalctl", "-b", "--no-pager", "-o", "verbose"]).1;
+    assert!(!journal.contains("S3nh4-Do-Journal-0042"), "the password reached the journal");
+    assert!(
+        journal.contains("a senha está em `api.auth.password`"),
+        "the inline password must be warned about"
+    );
 }
