@@ -107,6 +107,8 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let mut ticker = self.ticker();
+        let wake = crate::wake::listen(&self.config.queue.database);
+        let mut wake_buffer = [0_u8; 16];
         let mut watchdog =
             tokio::time::interval(self.notifier.watchdog_every().unwrap_or(Duration::from_secs(3_600)));
         self.housekeeping().await?;
@@ -114,7 +116,7 @@ impl Daemon {
         self.notifier.ready(&status);
         tracing::info!("pronto: {status}");
         loop {
-            let wake = self.circuit_wait();
+            let circuit_wait = self.circuit_wait();
             tokio::select! {
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
@@ -133,12 +135,14 @@ impl Daemon {
                         self.finish(finished);
                     }
                 }
-                _ = tokio::time::sleep(wake) => {}
+                _ = tokio::time::sleep(circuit_wait) => {}
+                () = woken(wake.as_ref(), &mut wake_buffer) => {}
             }
             self.fill().await?;
             self.notifier.watchdog();
         }
         self.notifier.stopping();
+        let _ = std::fs::remove_file(crate::wake::socket_path(&self.config.queue.database));
         tracing::info!("sinal de parada recebido: não reservo mais itens");
         self.drain().await
     }
@@ -507,6 +511,16 @@ fn log_attempt(finished: &Finished) {
             crate::codes::label(code),
             crate::text::local_time(finished.next_at)
         ),
+    }
+}
+
+/// Completes when `enqueue` signals new items on the wake socket; never without a socket.
+async fn woken(socket: Option<&tokio::net::UnixDatagram>, buffer: &mut [u8]) {
+    match socket {
+        Some(socket) => {
+            let _ = socket.recv(buffer).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -21,4 +21,5 @@ pub mod spool;
 pub mod store;
 pub mod systemd;
 pub mod text;
+pub mod wake;
 pub mod writer;

@@ -54,6 +54,7 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
     let outcomes = store
         .enqueue(&items, &Origin::Command, jiff::Timestamp::now())
         .map_err(|error| Failure::failed(format!("{origin_text}: {error}")))?;
+    crate::wake::notify(&loaded.config.queue.database);
     report(&outcomes);
     Ok(())
 }

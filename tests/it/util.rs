@@ -46,6 +46,11 @@ impl Env {
         Env { dir, config, database, spool }
     }
 
+    /// The daemon's wake socket.
+    pub fn wake_socket(&self) -> PathBuf {
+        extrator::wake::socket_path(&self.database)
+    }
+
     /// One integer from a query on the real database.
     pub fn number(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |row| row.get(0)).expect(sql)
