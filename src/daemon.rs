@@ -275,31 +275,33 @@ impl Daemon {
     async fn fill(&mut self) -> Result<(), Failure> {
         let concurrency = usize::try_from(self.config.api.concurrency).unwrap_or(1);
         while self.in_flight.len() < concurrency {
-            let probe = match self.circuit.permit(jiff::Timestamp::now()) {
-                Permit::Send => false,
-                Permit::Probe => true,
+            let (probe, room) = match self.circuit.permit(jiff::Timestamp::now()) {
+                Permit::Send => (false, concurrency - self.in_flight.len()),
+                Permit::Probe => (true, 1),
                 Permit::WaitUntil(_) => return Ok(()),
             };
             let lease = self.lease();
             let claimed = self
                 .writer
-                .call(move |store| store.claim_next(jiff::Timestamp::now(), lease))
+                .call_grouped(move |store| store.claim_many(jiff::Timestamp::now(), lease, room))
                 .await
                 .ok_or_else(store_thread_died)?;
-            let item = match claimed {
-                Ok(Some(item)) => item,
-                Ok(None) => return Ok(()),
+            let items = match claimed {
+                Ok(items) if items.is_empty() => return Ok(()),
+                Ok(items) => items,
                 Err(error) => {
                     self.store_error(error.to_string());
                     return Ok(());
                 }
             };
-            if probe {
-                self.circuit.probe_sent();
-                tracing::info!(order = %item.order, item = item.id, "testando a API com um envio (sonda)");
+            for item in items {
+                if probe {
+                    self.circuit.probe_sent();
+                    tracing::info!(order = %item.order, item = item.id, "testando a API com um envio (sonda)");
+                }
+                let (client, writer, settings) = (self.client.clone(), self.writer.clone(), self.settings);
+                self.in_flight.spawn(deliver(item, probe, client, writer, settings));
             }
-            let (client, writer, settings) = (self.client.clone(), self.writer.clone(), self.settings);
-            self.in_flight.spawn(deliver(item, probe, client, writer, settings));
             if probe {
                 return Ok(());
             }
@@ -448,7 +450,7 @@ async fn deliver(
         next_at: after.next_at,
     };
     let recorded = writer
-        .call(move |store| {
+        .call_grouped(move |store| {
             let record = AttemptRecord {
                 started_at: attempt.started_at,
                 finished_at,

@@ -89,6 +89,8 @@ pub struct Received {
     pub body: String,
     /// The `order` field of a JSON body, if any.
     pub order: Option<String>,
+    /// When the request was complete.
+    pub received_at: std::time::Instant,
 }
 
 impl Received {
@@ -105,6 +107,8 @@ pub struct Shared {
     received: Mutex<Vec<Received>>,
     /// When set, a request whose `Authorization` differs gets a 401 (to test credentials).
     authorization: Mutex<Option<String>>,
+    /// Requests seen per order, to pick the n-th behavior without scanning `received`.
+    seen: Mutex<HashMap<String, usize>>,
 }
 
 impl Shared {
@@ -114,7 +118,13 @@ impl Shared {
             scenario: Mutex::new(scenario),
             received: Mutex::new(Vec::new()),
             authorization: Mutex::new(None),
+            seen: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// How many requests were received so far (cheaper than `received().len()`).
+    pub fn count(&self) -> usize {
+        self.received.lock().map(|received| received.len()).unwrap_or(0)
     }
 
     /// Every request received so far.
@@ -148,10 +158,15 @@ impl Shared {
             return Behavior::json(401, r#"{"message": "invalid credentials"}"#);
         }
         let mut received = self.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let seen = received
-            .iter()
-            .filter(|earlier| earlier.order.is_some() && earlier.order == request.order)
-            .count();
+        let seen = match &request.order {
+            Some(order) => {
+                let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let count = seen.entry(order.clone()).or_insert(0);
+                *count += 1;
+                *count - 1
+            }
+            None => 0,
+        };
         let scenario = self.scenario.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let behavior = request
             .order
@@ -271,7 +286,7 @@ async fn read_request<C: Connection>(stream: &mut C, buffer: &mut Vec<u8>) -> Op
     let order = serde_json::from_str::<Value>(&body)
         .ok()
         .and_then(|value| value.get("order").and_then(Value::as_str).map(str::to_owned));
-    Some(Received { method, path, headers, body, order })
+    Some(Received { method, path, headers, body, order, received_at: std::time::Instant::now() })
 }
 
 /// The reason phrase of a status.

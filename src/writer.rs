@@ -1,15 +1,35 @@
 //! The daemon's one database connection, owned by one thread and fed by a channel. Async code
 //! sends it short closures (claim, record, import, heartbeat) and awaits the answer, so the
 //! runtime never blocks on SQLite and no transaction is ever held across an HTTP request.
+//!
+//! **Group commit.** The dispatcher's claims and attempt records are *grouped* jobs: when several
+//! are waiting, the thread runs them in one transaction (each in its own savepoint) and pays one
+//! fsync for all; their answers are sent only after that commit, so nobody hears "recorded" for
+//! something not on disk. Everything else (spool imports above all) runs alone, in its own
+//! transaction.
 
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// How many grouped jobs share one commit at most.
+const MAX_GROUP: usize = 64;
+
+/// Sends a grouped job's answer once the group's commit is known.
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A grouped job's work: it runs, then waits for the group's commit to answer.
+type GroupedWork = Box<dyn FnOnce(&mut Store) -> Finish + Send>;
 
 /// A unit of work for the store thread.
-type Job = Box<dyn FnOnce(&mut Store) + Send>;
+enum Job {
+    /// Runs in its own transaction(s).
+    Alone(Box<dyn FnOnce(&mut Store) + Send>),
+    /// May share a commit with neighbours; answers after it.
+    Grouped(GroupedWork),
+}
 
 /// A handle to the store thread. Cloning it is cheap; the thread ends when every handle is gone.
 #[derive(Clone)]
@@ -24,8 +44,26 @@ impl Writer {
         std::thread::Builder::new()
             .name("extrator-store".to_owned())
             .spawn(move || {
-                for job in queue {
-                    job(&mut store);
+                let mut pending = None;
+                loop {
+                    let Some(job) = pending.take().or_else(|| queue.recv().ok()) else { return };
+                    match job {
+                        Job::Alone(work) => work(&mut store),
+                        Job::Grouped(work) => {
+                            let mut group = vec![work];
+                            while group.len() < MAX_GROUP {
+                                match queue.try_recv() {
+                                    Ok(Job::Grouped(next)) => group.push(next),
+                                    Ok(other) => {
+                                        pending = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                            run_group(&mut store, group);
+                        }
+                    }
                 }
             })
             .map(drop)
@@ -33,17 +71,63 @@ impl Writer {
         Writer { jobs }
     }
 
-    /// Runs `work` on the store thread and returns its result. `None` only if the thread is gone
-    /// (it panicked), which the caller treats as fatal.
+    /// Runs `work` on the store thread, alone, and returns its result. `None` only if the thread
+    /// is gone (it panicked), which the caller treats as fatal.
     pub async fn call<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> Option<T> {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |store| {
+        let job = Job::Alone(Box::new(move |store| {
             let _ = reply.send(work(store));
-        });
+        }));
         self.jobs.send(job).ok()?;
         answer.await.ok()
+    }
+
+    /// Runs `work` on the store thread, possibly in a group commit with other grouped jobs; the
+    /// result arrives once it is committed (or the commit's error, if the group failed).
+    pub async fn call_grouped<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Option<Result<T, StoreError>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Grouped(Box::new(move |store| {
+            let result = work(store);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = reply.send(commit.and(result));
+            }) as Finish
+        }));
+        self.jobs.send(job).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Runs grouped jobs: alone if there is one, else inside one transaction.
+fn run_group(store: &mut Store, group: Vec<GroupedWork>) {
+    if group.len() == 1 {
+        for work in group {
+            work(store)(Ok(()));
+        }
+        return;
+    }
+    if let Err(error) = store.begin_group() {
+        // Could not open the group: run each on its own instead.
+        tracing::debug!("{error}");
+        for work in group {
+            work(store)(Ok(()));
+        }
+        return;
+    }
+    let finishers: Vec<Finish> = group.into_iter().map(|work| work(store)).collect();
+    match store.end_group() {
+        Ok(()) => finishers.into_iter().for_each(|finish| finish(Ok(()))),
+        Err(error) => {
+            // Each job's own answer would be a lie: none of the group is on disk.
+            let text = error.to_string();
+            for finish in finishers {
+                finish(Err(StoreError::Group(text.clone())));
+            }
+        }
     }
 }

@@ -429,33 +429,49 @@ impl Store {
         Ok(moved)
     }
 
-    /// Claims the item that has been due longest — an accepted item due for its next poll first,
-    /// then a pending one — and leases it until `now + lease`. Each is one statement on the
-    /// `items_due` index, so claims stay cheap with a million items waiting.
+    /// Claims the item that has been due longest (see `claim_many`).
     pub fn claim_next(
         &mut self,
         now: jiff::Timestamp,
         lease: Duration,
     ) -> Result<Option<ItemRow>, StoreError> {
+        Ok(self.claim_many(now, lease, 1)?.into_iter().next())
+    }
+
+    /// Claims up to `limit` items that have been due longest — accepted items due for their next
+    /// poll first, then pending ones — and leases them until `now + lease`. Each state is one
+    /// statement on the `items_due` index, so claims stay cheap with a million items waiting.
+    pub fn claim_many(
+        &mut self,
+        now: jiff::Timestamp,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ItemRow>, StoreError> {
         let now_ms = to_millis(now);
         let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let mut claimed = Vec::new();
         for state in [State::Processing, State::Pending] {
+            let room = limit.saturating_sub(claimed.len());
+            if room == 0 {
+                break;
+            }
             let sql = format!(
                 "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
-                 WHERE id = (SELECT id FROM items WHERE state = ?3 AND next_at <= ?1 \
-                             ORDER BY next_at LIMIT 1) \
+                 WHERE id IN (SELECT id FROM items WHERE state = ?3 AND next_at <= ?1 \
+                              ORDER BY next_at LIMIT ?4) \
                  RETURNING {ITEM_COLUMNS}"
             );
-            let claimed = self
-                .conn
-                .query_row(&sql, params![now_ms, lease_until, state.as_str()], read_item)
-                .optional()
-                .map_err(|e| self.error("reservar um item", e))?;
-            if claimed.is_some() {
-                return Ok(claimed);
-            }
+            let read = || -> rusqlite::Result<Vec<ItemRow>> {
+                let mut statement = self.conn.prepare_cached(&sql)?;
+                let rows = statement.query_map(
+                    params![now_ms, lease_until, state.as_str(), i64::try_from(room).unwrap_or(1)],
+                    read_item,
+                )?;
+                rows.collect()
+            };
+            claimed.extend(read().map_err(|e| self.error("reservar itens", e))?);
         }
-        Ok(None)
+        Ok(claimed)
     }
 
     /// Records one attempt and applies its decision to the item, in one transaction, after the

@@ -59,6 +59,8 @@ pub enum StoreError {
     Conflicts(Vec<Conflict>),
     /// Another process holds the daemon lock.
     Locked(PathBuf),
+    /// A group commit failed: every unit of work in it was rolled back.
+    Group(String),
     /// A row holds a value this build cannot read.
     Corrupt { path: PathBuf, detail: String },
 }
@@ -106,6 +108,7 @@ impl fmt::Display for StoreError {
             StoreError::Locked(path) => {
                 write!(f, "outro `extrator run` já está usando a fila {} (só pode haver um)", path.display())
             }
+            StoreError::Group(detail) => write!(f, "{detail} (nada do grupo foi gravado)"),
             StoreError::Corrupt { path, detail } => {
                 write!(f, "dado ilegível no banco de dados {}: {detail}", path.display())
             }
@@ -272,17 +275,64 @@ impl Store {
         ErrorContext { path: self.path.clone(), busy_timeout: self.busy_timeout, action }
     }
 
-    /// Starts an `IMMEDIATE` write transaction for `action`.
-    fn write(
-        &mut self,
-        action: &'static str,
-    ) -> Result<(rusqlite::Transaction<'_>, ErrorContext), StoreError> {
+    /// Starts the unit of work of `action`: an `IMMEDIATE` transaction, or — inside a group
+    /// opened by `begin_group` — a savepoint, so a failed unit rolls back alone.
+    fn write(&mut self, action: &'static str) -> Result<(Write<'_>, ErrorContext), StoreError> {
         let context = self.context(action);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|source| context.fail(source))?;
-        Ok((tx, context))
+        let unit = if self.conn.is_autocommit() {
+            Write::Transaction(
+                self.conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|source| context.fail(source))?,
+            )
+        } else {
+            Write::Savepoint(self.conn.savepoint().map_err(|source| context.fail(source))?)
+        };
+        Ok((unit, context))
+    }
+
+    /// Opens a group commit: the units of work until `end_group` share one transaction and one
+    /// fsync. Only the daemon's claims and attempt records are grouped (see `writer.rs`): a lost
+    /// group at worst re-sends items under their idempotency keys. Intake is never grouped.
+    pub fn begin_group(&mut self) -> Result<(), StoreError> {
+        let context = self.context("gravar um grupo de tentativas");
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|source| context.fail(source))
+    }
+
+    /// Commits the group opened by `begin_group` (rolling it back if the commit fails).
+    pub fn end_group(&mut self) -> Result<(), StoreError> {
+        let context = self.context("gravar um grupo de tentativas");
+        self.conn.execute_batch("COMMIT").map_err(|source| {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            context.fail(source)
+        })
+    }
+}
+
+/// A unit of work: a transaction of its own, or a savepoint in a group.
+enum Write<'c> {
+    Transaction(rusqlite::Transaction<'c>),
+    Savepoint(rusqlite::Savepoint<'c>),
+}
+
+impl Write<'_> {
+    /// Commits the transaction, or releases the savepoint into its group.
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Write::Transaction(transaction) => transaction.commit(),
+            Write::Savepoint(savepoint) => savepoint.commit(),
+        }
+    }
+}
+
+impl std::ops::Deref for Write<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Write::Transaction(transaction) => transaction,
+            Write::Savepoint(savepoint) => savepoint,
+        }
     }
 }
 

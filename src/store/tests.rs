@@ -206,3 +206,19 @@ fn a_new_database_is_group_writable() {
     let mode = std::fs::metadata(dir.path().join("fila.db")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o660, "{mode:o}");
 }
+
+#[test]
+fn a_group_commits_its_units_together_and_a_failed_unit_rolls_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a")], &Origin::Command, at(0)).unwrap();
+    store.begin_group().unwrap();
+    store.enqueue(&[item("2", "b")], &Origin::Command, at(1)).unwrap();
+    assert!(store.enqueue(&[item("3", "c"), item("1", "outro")], &Origin::Command, at(1)).is_err());
+    assert_eq!(store.claim_many(at(5), Duration::from_secs(60), 10).unwrap().len(), 2);
+    store.end_group().unwrap();
+    let orders: Vec<String> =
+        store.list(&Filter::default()).unwrap().into_iter().map(|row| row.order).collect();
+    assert_eq!(orders.len(), 2, "order 3 was in the failed unit: {orders:?}");
+    assert_eq!(store.list(&Filter { states: vec![State::InFlight], ..Filter::default() }).unwrap().len(), 2);
+}

@@ -1,0 +1,346 @@
+//! How close extrator runs to this machine's limit, measured in one run (`cargo bench`; figures in
+//! docs/PERFORMANCE.md). Each figure comes with the ceiling it is compared with, measured in the
+//! same run on the same machine: the raw SQLite commit rate with the daemon's settings and the
+//! raw HTTP request rate against the same simulated API. `BENCH_QUICK=1` shrinks every size for
+//! a quick look. Nothing here is a test: it prints figures and ratios, it asserts nothing.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use extrator::simulator::{Background, Scenario};
+use extrator::store::{Access, Durability, Store};
+
+fn quick() -> bool {
+    std::env::var_os("BENCH_QUICK").is_some()
+}
+
+/// `full` normally, `small` with BENCH_QUICK.
+fn size(full: usize, small: usize) -> usize {
+    if quick() { small } else { full }
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_extrator"))
+}
+
+/// A scratch installation for the real binary.
+struct Install {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Install {
+    fn new(url: &str, concurrency: usize, poll: &str) -> Install {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("extrator.toml");
+        let text = format!(
+            "[api]\nurl = \"{url}\"\nconcurrency = {concurrency}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"{poll}\"\n",
+            dir.path().join("fila.db").display(),
+            dir.path().join("spool").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        Install { dir, config }
+    }
+
+    fn database(&self) -> PathBuf {
+        self.dir.path().join("fila.db")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command.args(args).env("EXTRATOR_CONFIG", &self.config).stdout(Stdio::null()).stderr(Stdio::null());
+        command
+    }
+
+    fn enqueue_batch(&self, first: usize, count: usize) {
+        let mut child = self.command(&["enqueue", "--json", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+        let mut input = String::with_capacity(count * 60);
+        for order in first..first + count {
+            input.push_str(&format!("{{\"order\":\"{order}\",\"branch\":\"1\",\"reason\":\"bench\"}}\n"));
+        }
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+
+    fn daemon(&self) -> Child {
+        self.command(&["run"]).spawn().unwrap()
+    }
+
+    fn done(&self) -> i64 {
+        let conn = rusqlite::Connection::open_with_flags(
+            &self.database(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        conn.query_row("SELECT COUNT(*) FROM items WHERE state = 'done'", [], |row| row.get(0)).unwrap_or(0)
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+/// Polls until `condition`, at most `limit`.
+fn until(limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// SQLite commits per second with the daemon's settings (WAL, synchronous=FULL), one row each.
+fn ceiling_sqlite() -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("teto.db");
+    drop(Store::open(&path, Access::ReadWrite(Durability::Full), Duration::from_secs(5)).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch("CREATE TABLE teto (x INTEGER)").unwrap();
+    let commits = size(3_000, 300);
+    let start = Instant::now();
+    for index in 0..commits {
+        conn.execute("INSERT INTO teto VALUES (?1)", [index as i64]).unwrap();
+    }
+    commits as f64 / start.elapsed().as_secs_f64()
+}
+
+/// HTTP requests per second against the simulator at `concurrency` (keep-alive, current-thread
+/// runtime like the daemon's).
+fn ceiling_http(url: &str, concurrency: usize) -> f64 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let requests = size(20_000, 2_000);
+    runtime.block_on(async {
+        let client = Arc::new(reqwest::Client::new());
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..concurrency {
+            let client = client.clone();
+            let url = url.to_owned();
+            let share = requests / concurrency;
+            tasks.spawn(async move {
+                for index in 0..share {
+                    let body = format!("{{\"order\":\"teto-{worker}-{index}\"}}");
+                    let response = client.post(&url).body(body).send().await.unwrap();
+                    let _ = response.bytes().await.unwrap();
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        requests as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+/// Items per second from the start of `enqueue` of `count` items to all `done`, with the daemon
+/// already running and idle.
+fn end_to_end(url: &str, count: usize, concurrency: usize) -> (f64, u64) {
+    let install = Install::new(url, concurrency, "5s");
+    install.enqueue_batch(0, 1);
+    let daemon = install.daemon();
+    until(Duration::from_secs(30), || install.done() == 1);
+    let start = Instant::now();
+    install.enqueue_batch(1, count);
+    until(Duration::from_secs(1_800), || install.done() == count as i64 + 1);
+    let rate = count as f64 / start.elapsed().as_secs_f64();
+    let peak = peak_rss_kib(daemon.id());
+    stop(daemon);
+    (rate, peak)
+}
+
+/// VmHWM of a process, KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a process, clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Enqueue throughput: one process per item, and one batch.
+fn enqueue_rates(url: &str) -> (f64, f64) {
+    let install = Install::new(url, 4, "5s");
+    let processes = size(300, 50);
+    let start = Instant::now();
+    for order in 0..processes {
+        let status = install
+            .command(&["enqueue", "--order", &order.to_string(), "--branch", "1", "--reason", "bench"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let per_process = processes as f64 / start.elapsed().as_secs_f64();
+    let batch = size(100_000, 10_000);
+    let start = Instant::now();
+    install.enqueue_batch(1_000_000, batch);
+    (per_process, batch as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Fills a database with `count` pending items quickly (one SQL statement).
+fn pending_database(dir: &Path, count: usize) -> PathBuf {
+    let path = dir.join(format!("pendentes-{count}.db"));
+    drop(Store::open(&path, Access::ReadWrite(Durability::Normal), Duration::from_secs(5)).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
+         INSERT INTO items (order_number, branch, reason, cancelled_at, idempotency_key, source, state, next_at, created_at, updated_at) \
+         SELECT 'p' || x, '1', 'bench', '2026-11-22T10:00:00Z', 'k' || x, 'bench', 'pending', x, x, x FROM n",
+        [count as i64],
+    )
+    .unwrap();
+    path
+}
+
+/// Mean claim latency, µs, over 1,000 claims.
+fn claim_latency(dir: &Path, pending: usize) -> f64 {
+    let path = pending_database(dir, pending);
+    let mut store =
+        Store::open(&path, Access::ReadWrite(Durability::Normal), Duration::from_secs(5)).unwrap();
+    let claims = 1_000.min(pending);
+    let now = jiff::Timestamp::now();
+    let start = Instant::now();
+    for _ in 0..claims {
+        store.claim_next(now, Duration::from_secs(60)).unwrap().unwrap();
+    }
+    start.elapsed().as_secs_f64() * 1e6 / claims as f64
+}
+
+/// Enqueue → first request latencies (ms), sorted, with an idle daemon polling every 5 s.
+fn wake_latencies(api: &Background) -> Vec<f64> {
+    let install = Install::new(&api.url(), 4, "5s");
+    install.enqueue_batch(0, 1);
+    let daemon = install.daemon();
+    until(Duration::from_secs(30), || install.done() == 1);
+    let mut latencies = Vec::new();
+    for order in 0..size(50, 10) {
+        let before = api.shared.count();
+        let start = Instant::now();
+        let status = install
+            .command(&["enqueue", "--order", &format!("w{order}"), "--branch", "1", "--reason", "bench"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        until(Duration::from_secs(10), || api.shared.count() > before);
+        latencies.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    stop(daemon);
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+/// Idle CPU (%) over `seconds`, and peak RSS (KiB) while idle.
+fn idle(api: &Background, seconds: u64) -> (f64, u64) {
+    let install = Install::new(&api.url(), 4, "5s");
+    install.enqueue_batch(0, 1);
+    let daemon = install.daemon();
+    until(Duration::from_secs(30), || install.done() == 1);
+    let before = cpu_ticks(daemon.id());
+    std::thread::sleep(Duration::from_secs(seconds));
+    let ticks = cpu_ticks(daemon.id()) - before;
+    let peak = peak_rss_kib(daemon.id());
+    stop(daemon);
+    (ticks as f64 / (100.0 * seconds as f64) * 100.0, peak)
+}
+
+/// Time from spawning the daemon to `READY=1`, with `pending` items queued (ms).
+fn time_to_ready(dir: &Path, url: &str, pending: usize) -> f64 {
+    let database = pending_database(dir, pending);
+    let install = Install::new(url, 4, "5s");
+    std::fs::copy(&database, install.database()).unwrap();
+    let socket_path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&socket_path);
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let start = Instant::now();
+    let daemon = install.command(&["run"]).env("NOTIFY_SOCKET", &socket_path).spawn().unwrap();
+    let mut buffer = [0_u8; 4096];
+    let mut ready = f64::NAN;
+    while let Ok(length) = socket.recv(&mut buffer) {
+        if String::from_utf8_lossy(&buffer[..length]).lines().any(|line| line == "READY=1") {
+            ready = start.elapsed().as_secs_f64() * 1e3;
+            break;
+        }
+    }
+    stop(daemon);
+    ready
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let api = Background::start(Scenario::default()).unwrap();
+    let url = api.url();
+    let scratch = tempfile::tempdir().unwrap();
+    println!(
+        "extrator benchmark — {} cores, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if quick() { "BENCH_QUICK" } else { "full sizes" }
+    );
+
+    let sqlite = ceiling_sqlite();
+    println!("\nceiling: SQLite commits/s (WAL, synchronous=FULL): {sqlite:.0}");
+    let mut http = Vec::new();
+    for concurrency in [1, 4, 16] {
+        let rate = ceiling_http(&url, concurrency);
+        println!("ceiling: HTTP requests/s at concurrency {concurrency:>2}: {rate:.0}");
+        http.push((concurrency, rate));
+    }
+
+    println!("\nend to end: enqueue of N items → all done (daemon running, idle before)");
+    let mut peak_load = 0;
+    for count in [size(10_000, 1_000), size(100_000, 5_000)] {
+        for &(concurrency, http_rate) in &http {
+            let (rate, peak) = end_to_end(&url, count, concurrency);
+            peak_load = peak_load.max(peak);
+            let ceiling = sqlite.min(http_rate);
+            println!(
+                "  N={count:>6} concurrency {concurrency:>2}: {rate:>7.0} items/s = {:>5.1} % of min(SQLite, HTTP) = {ceiling:.0}/s; {:>5.1} % of the SQLite ceiling",
+                100.0 * rate / ceiling,
+                100.0 * rate / sqlite
+            );
+        }
+    }
+
+    let (per_process, batch) = enqueue_rates(&url);
+    println!("\nenqueue: {per_process:.0} items/s one process per item; {batch:.0} items/s in one batch");
+
+    println!("\nclaim latency (mean of 1,000 claims):");
+    for pending in [1_000, 100_000, size(1_000_000, 200_000)] {
+        println!("  {pending:>8} pending: {:.1} µs", claim_latency(scratch.path(), pending));
+    }
+
+    let latencies = wake_latencies(&api);
+    let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "\nenqueue → first request, idle daemon polling every 5 s: p50 {:.1} ms, p99 {:.1} ms (n={})",
+        percentile(0.5),
+        percentile(0.99),
+        latencies.len()
+    );
+
+    let idle_seconds = if quick() { 10 } else { 60 };
+    let (cpu, peak_idle) = idle(&api, idle_seconds);
+    println!(
+        "\nidle: CPU {cpu:.3} % over {idle_seconds} s; peak RSS idle {:.1} MB; peak RSS under load {:.1} MB",
+        peak_idle as f64 / 1024.0,
+        peak_load as f64 / 1024.0
+    );
+
+    let pending = size(1_000_000, 100_000);
+    println!(
+        "start → READY=1 with {pending} items queued: {:.1} ms",
+        time_to_ready(scratch.path(), &url, pending)
+    );
+}
