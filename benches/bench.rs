@@ -4,6 +4,8 @@
 //! raw HTTP request rate against the same simulated API. `BENCH_QUICK=1` shrinks every size for
 //! a quick look. Nothing here is a test: it prints figures and ratios, it asserts nothing.
 
+#![allow(clippy::unwrap_used, reason = "a benchmark: a failed setup step should stop it loudly")]
+
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -72,7 +74,7 @@ impl Install {
 
     fn done(&self) -> i64 {
         let conn = rusqlite::Connection::open_with_flags(
-            &self.database(),
+            self.database(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .unwrap();
@@ -192,6 +194,11 @@ fn enqueue_rates(url: &str) -> (f64, f64) {
 /// Fills a database with `count` pending items quickly (one SQL statement).
 fn pending_database(dir: &Path, count: usize) -> PathBuf {
     let path = dir.join(format!("pendentes-{count}.db"));
+    if path.exists() {
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("db-wal"));
+        let _ = std::fs::remove_file(path.with_extension("db-shm"));
+    }
     drop(Store::open(&path, Access::ReadWrite(Durability::Normal), Duration::from_secs(5)).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute(
