@@ -317,9 +317,10 @@ impl Daemon {
         let before = self.circuit.gate;
         self.circuit.on_result(&finished.verdict, finished.probe, jiff::Timestamp::now(), &self.settings);
         log_attempt(&finished);
-        let status = self.status_line();
-        self.notifier.status(&status);
         if self.circuit.gate != before {
+            // The status line follows the circuit at once; counts refresh on the tick.
+            let status = self.status_line();
+            self.notifier.status(&status);
             match self.circuit.gate {
                 policy::Gate::Closed => tracing::info!("envio retomado: a API voltou a responder"),
                 _ => tracing::error!(

@@ -487,12 +487,13 @@ impl Store {
             crate::classify::Outcome::Processing => "processing",
             crate::classify::Outcome::Failure(_) => "failure",
         };
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind, http_status, \
              message, body_excerpt, probe, counted) \
              VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE item_id = ?1), \
                      ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
+        )
+        .and_then(|mut statement| statement.execute(params![
                 item_id,
                 to_millis(record.started_at),
                 i64::try_from(record.duration.as_millis()).unwrap_or(i64::MAX),
@@ -504,16 +505,18 @@ impl Store {
                 record.excerpt,
                 record.probe,
                 after.counted,
-            ],
-        )
+            ]))
         .map_err(|e| context.fail(e))?;
         let number: i64 = tx
-            .query_row("SELECT number FROM attempts WHERE id = last_insert_rowid()", [], |row| row.get(0))
+            .prepare_cached("SELECT number FROM attempts WHERE id = last_insert_rowid()")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
             .map_err(|e| context.fail(e))?;
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
              processing_since = ?7, lease_until = NULL, updated_at = ?8 WHERE id = ?1",
-            params![
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
                 item_id,
                 after.state.as_str(),
                 after.attempts,
@@ -522,8 +525,8 @@ impl Store {
                 to_millis(after.next_at),
                 after.processing_since.map(to_millis),
                 to_millis(record.finished_at),
-            ],
-        )
+            ])
+        })
         .map_err(|e| context.fail(e))?;
         tx.commit().map_err(|e| context.fail(e))?;
         Ok(number)
