@@ -297,6 +297,14 @@ fn main() {
     let api = Background::start(Scenario::default()).unwrap();
     let url = api.url();
     let scratch = tempfile::tempdir().unwrap();
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("ready") {
+        let pending = size(1_000_000, 100_000);
+        println!(
+            "start → READY=1 with {pending} items queued: {:.1} ms",
+            time_to_ready(scratch.path(), &url, pending)
+        );
+        return;
+    }
     println!(
         "extrator benchmark — {} cores, {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),

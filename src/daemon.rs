@@ -111,7 +111,8 @@ impl Daemon {
         let mut wake_buffer = [0_u8; 16];
         let mut watchdog =
             tokio::time::interval(self.notifier.watchdog_every().unwrap_or(Duration::from_secs(3_600)));
-        self.housekeeping().await?;
+        // Ready before the first tick's chores: counting a million pending items for the status
+        // line is not part of being up. The first tick comes at once and fills the line in.
         let status = self.status_line();
         self.notifier.ready(&status);
         tracing::info!("pronto: {status}");
