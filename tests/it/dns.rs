@@ -88,24 +88,10 @@ fn run(args: &[&str]) {
     assert!(status.success(), "{args:?} failed");
 }
 
-/// Whether this machine can run the test; outside CI it may skip, saying why.
+/// Whether this machine can run the DNS tests (root, ip, dnsmasq, getent).
 fn can_run() -> bool {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout == b"0\n");
-    let tools = ["ip", "dnsmasq", "getent"].iter().all(|tool| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if root && tools {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the DNS tests: needs root, ip and dnsmasq (root: {root}, tools: {tools})"
-    );
-    eprintln!("SKIPPED dns tests: they need root and the ip and dnsmasq commands (not in CI, so skipping)");
-    false
+    let tools = ["ip", "dnsmasq", "getent"].iter().all(|tool| crate::util::has_command(tool));
+    crate::util::privileged("the DNS tests", "the ip, dnsmasq and getent commands", tools)
 }
 
 /// Enqueues one item for `host`, runs the daemon in `namespace` until the first attempt is

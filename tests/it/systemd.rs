@@ -97,21 +97,13 @@ fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-/// Whether this machine can run the test; outside CI it may skip, saying why.
+/// Whether this machine can run the sandbox test (root and the sandbox scripts).
 fn can_run() -> bool {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout == b"0\n");
-    let tools = tools().join("up").exists();
-    if root && tools {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run the systemd tests (root: {root}, sandbox tools: {tools})"
-    );
-    eprintln!(
-        "SKIPPED systemd sandbox test: needs root and ../shared/tools/systemd-sandbox (not in CI, so skipping)"
-    );
-    false
+    crate::util::privileged(
+        "the systemd sandbox test",
+        "../shared/tools/systemd-sandbox",
+        tools().join("up").exists(),
+    )
 }
 
 /// A config file for the sandbox calling `url`.

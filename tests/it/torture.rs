@@ -21,17 +21,6 @@ impl Random {
     }
 }
 
-/// Whether root-only tests can run; outside CI they may skip, saying why.
-fn root_or_skip(what: &str) -> bool {
-    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout == b"0\n");
-    if root {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must run {what} (it needs root)");
-    eprintln!("SKIPPED {what}: needs root (not in CI, so skipping)");
-    false
-}
-
 const DONE: &str = "SELECT COUNT(*) FROM items WHERE state = 'done'";
 
 #[test]
@@ -154,7 +143,7 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn a_full_disk_refuses_enqueue_cleanly_and_the_daemon_resumes_when_space_returns() {
-    if !root_or_skip("the full-disk test") {
+    if !crate::util::privileged("the full-disk test", "mount", crate::util::has_command("mount")) {
         return;
     }
     let api = Background::start(Scenario::default()).unwrap();

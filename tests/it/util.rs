@@ -214,3 +214,26 @@ pub fn record(order: &str, reason: &str) -> String {
 pub fn json_lines(first: usize, count: usize) -> String {
     (first..first + count).map(|order| record(&order.to_string(), "cliente desistiu") + "\n").collect()
 }
+
+/// Whether a test that needs root (and `needs`, described for the message) can run here. In CI
+/// (root) it must: a missing piece fails the test. Elsewhere it skips, saying so.
+pub fn privileged(what: &str, needs: &str, available: bool) -> bool {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout == b"0\n");
+    if root && available {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run {what}: needs root and {needs} (root: {root}, {needs}: {available})"
+    );
+    eprintln!("SKIPPED {what}: needs root and {needs} (not in CI, so skipping)");
+    false
+}
+
+/// Whether a command is on the PATH.
+pub fn has_command(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
