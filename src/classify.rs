@@ -171,7 +171,8 @@ fn response_verdict(response: &Response, user_not_found: &[String], now: jiff::T
         message,
         retry_after: None,
     };
-    let body_says_user_is_unknown = {
+    // Only a 401/403/404 can mean "unknown user": the body is lowered only for those.
+    let body_says_user_is_unknown = matches!(status, 401 | 403 | 404) && {
         let body = String::from_utf8_lossy(&response.body).to_lowercase();
         user_not_found.iter().any(|pattern| !pattern.is_empty() && body.contains(&pattern.to_lowercase()))
     };

@@ -625,6 +625,11 @@ fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
     match host {
+        // Credentials in the URL would reach logs, records and `check` output with it.
+        Some(host) if host.contains('@') => Err((
+            key.to_owned(),
+            "não coloque usuário ou senha na URL: use [api.auth] (user e password_file)".to_owned(),
+        )),
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
         _ => Err((
             key.to_owned(),
@@ -701,6 +706,10 @@ mod tests {
         assert_eq!(config.check().unwrap_err().0, "api.auth.user");
         let config = parse("[api]\nurl = \"ftp://x\"\n").unwrap();
         assert_eq!(config.check().unwrap_err().0, "api.url");
+        let config = parse("[api]\nurl = \"https://u:S3nh4@api.x/c\"\n").unwrap();
+        let (key, message) = config.check().unwrap_err();
+        assert_eq!(key, "api.url");
+        assert!(!message.contains("S3nh4"), "the refusal must not repeat the secret: {message}");
         let config = parse("[api]\nurl = \"https://x\"\n[retry]\nfirst_delay = \"2h\"\n").unwrap();
         assert_eq!(config.check().unwrap_err().0, "retry.first_delay");
         assert_eq!(parse("").unwrap().check().unwrap_err().0, "api.url");

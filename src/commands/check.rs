@@ -149,7 +149,12 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
         if let Some(code @ ("02" | "03")) = answered.code() {
             return fail_code("credenciais", code, answered.message.as_deref().unwrap_or(""));
         }
-        pass("credenciais", &format!("aceitas pela API (modo {:?})", config.api.auth.mode).to_lowercase());
+        let mode = match config.api.auth.mode {
+            AuthMode::None => "none",
+            AuthMode::Basic => "basic",
+            AuthMode::Login => "login",
+        };
+        pass("credenciais", &format!("aceitas pela API (api.auth.mode = \"{mode}\")"));
         answered
     };
 
