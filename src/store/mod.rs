@@ -145,7 +145,6 @@ impl Store {
     pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Store, StoreError> {
         let fail =
             |action, source| StoreError::Sqlite { path: path.to_path_buf(), action, busy_timeout, source };
-        let mut created = false;
         let flags = match access {
             Access::ReadOnly => {
                 if !path.exists() {
@@ -154,10 +153,12 @@ impl Store {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
             }
             Access::ReadWrite(_) => {
-                created = !path.exists();
                 if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
                     // Best effort: a missing directory is then reported by SQLite's own open error.
                     let _ = std::fs::create_dir_all(parent);
+                }
+                if !path.exists() {
+                    create_adopted(path);
                 }
                 OpenFlags::SQLITE_OPEN_READ_WRITE
                     | OpenFlags::SQLITE_OPEN_CREATE
@@ -184,10 +185,7 @@ impl Store {
                     .pragma_update(None, "foreign_keys", true)
                     .map_err(|e| fail("configurar a conexão", e))?;
                 store.migrate()?;
-                if created {
-                    adopt_directory(path);
-                }
-                align_ownership(path);
+                align_companions(path);
             }
         }
         Ok(store)
@@ -356,11 +354,17 @@ impl ErrorContext {
 }
 
 /// A database created by a command (say `extrator enqueue` run by root or by the ERP's user
-/// before the service ever started) must still be the service's: give it the owner and group of
-/// its directory (the service's `StateDirectory=`) and make it group-writable, so members of the
-/// service's group can enqueue too. Errors are ignored: not being root, there is nothing to fix.
-fn adopt_directory(path: &Path) {
+/// before the service ever started) must still be the service's: the empty file is made here,
+/// before SQLite sees it, with the owner and group of its directory (the service's
+/// `StateDirectory=`) and group-writable, so members of the service's group can enqueue too.
+/// SQLite then creates `-wal` and `-shm` with the same owner and mode; made after them, they
+/// would keep the creator's umask (0640) and lock the group out. Errors are ignored: another
+/// process may have created it first, and not being root there is nothing to fix.
+fn create_adopted(path: &Path) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::OpenOptions::new().write(true).create_new(true).open(path).is_err() {
+        return;
+    }
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
     let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if let Ok(directory) = std::fs::metadata(parent) {
@@ -368,20 +372,25 @@ fn adopt_directory(path: &Path) {
     }
 }
 
-/// When root opens a database that belongs to the service's user, SQLite may create the `-wal`
-/// and `-shm` files as root, and the service can no longer open its own queue. Give them the
-/// database's owner.
-fn align_ownership(path: &Path) {
-    use std::os::unix::fs::MetadataExt;
+/// `-wal` and `-shm` must have the database's owner and mode: one created by root would lock
+/// the service out of its own queue, one made 0640 (by an older version, or a stricter umask)
+/// would lock the group out. Whoever may change them does; errors are ignored.
+fn align_companions(path: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let Ok(database) = std::fs::metadata(path) else { return };
     for suffix in ["-wal", "-shm"] {
         let mut companion = path.as_os_str().to_owned();
         companion.push(suffix);
         let companion = PathBuf::from(companion);
-        if let Ok(meta) = std::fs::metadata(&companion)
-            && (meta.uid() != database.uid() || meta.gid() != database.gid())
-        {
+        let Ok(meta) = std::fs::metadata(&companion) else { continue };
+        if meta.uid() != database.uid() || meta.gid() != database.gid() {
             let _ = std::os::unix::fs::chown(&companion, Some(database.uid()), Some(database.gid()));
+        }
+        if meta.mode() & 0o777 != database.mode() & 0o777 {
+            let _ = std::fs::set_permissions(
+                &companion,
+                std::fs::Permissions::from_mode(database.mode() & 0o777),
+            );
         }
     }
 }

@@ -148,3 +148,61 @@ fn enqueue_accepts_an_object_an_array_and_all_fields() {
     assert_eq!(shown["item"]["cancelled_at"], "2026-11-22T10:30:00-03:00");
     assert_eq!(shown["item"]["branch"], "3");
 }
+
+#[test]
+fn a_member_of_the_services_group_enqueues_while_the_daemon_holds_the_queue() {
+    // As packaged: the service's user owns its setgid state directory, the ERP's user shares its
+    // group. The daemon creates the database and its `-wal`/`-shm` (with the creator's umask);
+    // the ERP's user must still be able to write all three.
+    if !crate::util::privileged("the group-permission test", "nothing more", true) {
+        return;
+    }
+    use std::os::unix::fs::{PermissionsExt, chown};
+    use std::os::unix::process::CommandExt;
+    const SERVICE: u32 = 65534;
+    const ERP: u32 = 64000;
+    const GROUP: u32 = 64001;
+    let queue_parent = tempfile::tempdir().expect("temporary directory");
+    let queue = queue_parent.path().join("estado");
+    std::fs::create_dir(&queue).expect("state directory");
+    chown(&queue, Some(SERVICE), Some(GROUP)).expect("chown");
+    std::fs::set_permissions(&queue, std::fs::Permissions::from_mode(0o2770)).expect("chmod");
+    let env = Env::build_with_queue("http://127.0.0.1:9/cancelamentos", "", "", Some(&queue));
+    for path in [env.dir.path(), queue_parent.path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let log = std::fs::File::create(env.dir.path().join("daemon.log")).expect("log file");
+    let mut daemon = env
+        .command(&["run"])
+        .uid(SERVICE)
+        .gid(GROUP)
+        .stdin(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn run");
+    crate::util::wait_until("the daemon's wake socket", std::time::Duration::from_secs(30), || {
+        env.wake_socket().exists()
+    });
+    let output = env
+        .command(&["enqueue", "--order", "77", "--branch", "1", "--reason", "pelo ERP"])
+        .uid(ERP)
+        .gid(GROUP)
+        .output()
+        .expect("run enqueue");
+    let modes: Vec<(String, u32)> = ["", "-wal", "-shm"]
+        .iter()
+        .map(|suffix| {
+            let path = format!("{}{suffix}", env.database().display());
+            let mode = std::fs::metadata(&path).map_or(0, |meta| meta.permissions().mode() & 0o777);
+            (path, mode)
+        })
+        .collect();
+    crate::util::signal(&daemon, "TERM");
+    daemon.wait().expect("daemon exit");
+    expect_exit(&output, 0);
+    for (path, mode) in modes {
+        assert_eq!(mode, 0o660, "{path}");
+    }
+    assert_eq!(env.item_count(), 1, "{}", env.daemon_log());
+}
