@@ -483,7 +483,14 @@ fn log_attempt(finished: &Finished) {
         (finished.item, finished.order.as_str(), finished.attempt, finished.verdict.kind.as_str());
     match (finished.verdict.outcome, finished.state) {
         (Outcome::Success, _) => {
-            tracing::info!(item, order, attempt, http_status = status, kind, "cancelamento entregue");
+            tracing::info!(
+                item,
+                order,
+                attempt,
+                http_status = status,
+                kind,
+                "pedido {order}: cancelamento entregue"
+            );
         }
         (Outcome::Processing, _) => tracing::info!(
             item,
@@ -491,7 +498,7 @@ fn log_attempt(finished: &Finished) {
             attempt,
             http_status = status,
             kind,
-            "cancelamento aceito pela API; aguardando a resposta final"
+            "pedido {order}: cancelamento aceito pela API; aguardando a resposta final"
         ),
         (Outcome::Failure(code), State::Failed) => tracing::error!(
             code,
@@ -500,7 +507,7 @@ fn log_attempt(finished: &Finished) {
             attempt,
             http_status = status,
             kind,
-            "cancelamento falhou definitivamente: erro {}: {message} (reenvie com extrator retry)",
+            "pedido {order}: cancelamento falhou definitivamente: erro {}: {message} (reenvie com extrator retry)",
             crate::codes::label(code)
         ),
         (Outcome::Failure(code), _) => tracing::warn!(
@@ -511,7 +518,7 @@ fn log_attempt(finished: &Finished) {
             http_status = status,
             kind,
             probe = finished.probe,
-            "falha no envio: erro {}: {message}; nova tentativa a partir de {}",
+            "pedido {order}: falha no envio: erro {}: {message}; nova tentativa a partir de {}",
             crate::codes::label(code),
             crate::text::local_time(finished.next_at)
         ),
