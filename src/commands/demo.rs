@@ -196,7 +196,7 @@ fn deliver(loaded: &crate::config::Loaded) -> Outcome {
     let client = crate::api::Client::new(&config).map_err(Failure::failed)?;
     let mut store = Store::open(
         &config.queue.database,
-        Access::ReadWrite(Durability::Full),
+        Access::ReadWrite(Durability::Normal), // as `extrator run`
         config.queue.busy_timeout.get(),
     )?;
     store.daemon_started(std::process::id(), jiff::Timestamp::now())?;

@@ -66,6 +66,7 @@ pub struct ItemRow {
     pub customer: Option<String>,
     pub extra: Option<Map<String, Value>>,
     pub state: State,
+    /// Attempts that counted toward `retry.max_attempts` (reset by `retry`).
     pub attempts: i64,
     pub last_code: Option<String>,
     pub last_message: Option<String>,
@@ -78,6 +79,8 @@ pub struct ItemRow {
     pub source: String,
     /// When the API first accepted it asynchronously (202/208), while it is being polled.
     pub processing_since: Option<jiff::Timestamp>,
+    /// Requests sent for it so far, of every kind (probes and asynchronous polls included).
+    pub sent: i64,
 }
 
 /// One HTTP attempt, as recorded by the dispatcher.
@@ -164,7 +167,7 @@ impl Filter {
 /// The columns `read_item` expects, in order.
 const ITEM_COLUMNS: &str = "id, order_number, branch, reason, cancelled_at, customer, extra, state, \
      attempts, last_code, last_message, next_at, created_at, updated_at, idempotency_key, source, \
-     processing_since";
+     processing_since, sent";
 
 /// Reads an `ITEM_COLUMNS` row. Bad stored values surface as conversion errors.
 fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
@@ -197,6 +200,7 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
         idempotency_key: row.get(14)?,
         source: row.get(15)?,
         processing_since: row.get::<_, Option<i64>>(16)?.map(from_millis),
+        sent: row.get(17)?,
     })
 }
 
@@ -241,6 +245,16 @@ impl Store {
     /// Queues a batch: all of it, or — when any order is already queued with other content —
     /// none of it (`StoreError::Conflicts`). Identical re-submissions are reported, not stored.
     pub fn enqueue(
+        &mut self,
+        items: &[NewItem],
+        origin: &Origin,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        // The intake's promise ("enfileirado" only once on disk) holds on any connection.
+        self.durably("gravar os cancelamentos", |store| store.enqueue_now(items, origin, now))
+    }
+
+    fn enqueue_now(
         &mut self,
         items: &[NewItem],
         origin: &Origin,
@@ -455,18 +469,19 @@ impl Store {
             if room == 0 {
                 break;
             }
+            // The state (a fixed word) and the limit (at most `api.concurrency`) are literals: a
+            // bound LIMIT makes SQLite re-prepare the statement whenever its value changes.
+            // Each (state, limit) pair is its own cached statement.
             let sql = format!(
                 "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
-                 WHERE id IN (SELECT id FROM items WHERE state = ?3 AND next_at <= ?1 \
-                              ORDER BY next_at LIMIT ?4) \
-                 RETURNING {ITEM_COLUMNS}"
+                 WHERE id IN (SELECT id FROM items WHERE state = '{state}' AND next_at <= ?1 \
+                              ORDER BY next_at LIMIT {room}) \
+                 RETURNING {ITEM_COLUMNS}",
+                state = state.as_str()
             );
             let read = || -> rusqlite::Result<Vec<ItemRow>> {
                 let mut statement = self.conn.prepare_cached(&sql)?;
-                let rows = statement.query_map(
-                    params![now_ms, lease_until, state.as_str(), i64::try_from(room).unwrap_or(1)],
-                    read_item,
-                )?;
+                let rows = statement.query_map(params![now_ms, lease_until], read_item)?;
                 rows.collect()
             };
             claimed.extend(read().map_err(|e| self.error("reservar itens", e))?);
@@ -487,11 +502,34 @@ impl Store {
             crate::classify::Outcome::Processing => "processing",
             crate::classify::Outcome::Failure(_) => "failure",
         };
+        // The item first: its `sent` counter numbers the attempt. (Taking the number from
+        // `attempts` with a MAX() look-up made SQLite re-prepare that statement on every use.)
+        let number: i64 = tx
+            .prepare_cached(
+                "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
+                 processing_since = ?7, lease_until = NULL, updated_at = ?8, sent = sent + 1 WHERE id = ?1 \
+                 RETURNING sent",
+            )
+            .and_then(|mut statement| {
+                statement.query_row(
+                    params![
+                        item_id,
+                        after.state.as_str(),
+                        after.attempts,
+                        after.last_code,
+                        verdict.message,
+                        to_millis(after.next_at),
+                        after.processing_since.map(to_millis),
+                        to_millis(record.finished_at),
+                    ],
+                    |row| row.get(0),
+                )
+            })
+            .map_err(|e| context.fail(e))?;
         tx.prepare_cached(
             "INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind, http_status, \
              message, body_excerpt, probe, counted) \
-             VALUES (?1, (SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE item_id = ?1), \
-                     ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             VALUES (?1, ?12, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .and_then(|mut statement| statement.execute(params![
                 item_id,
@@ -505,28 +543,8 @@ impl Store {
                 record.excerpt,
                 record.probe,
                 after.counted,
+                number,
             ]))
-        .map_err(|e| context.fail(e))?;
-        let number: i64 = tx
-            .prepare_cached("SELECT number FROM attempts WHERE id = last_insert_rowid()")
-            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
-            .map_err(|e| context.fail(e))?;
-        tx.prepare_cached(
-            "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
-             processing_since = ?7, lease_until = NULL, updated_at = ?8 WHERE id = ?1",
-        )
-        .and_then(|mut statement| {
-            statement.execute(params![
-                item_id,
-                after.state.as_str(),
-                after.attempts,
-                after.last_code,
-                verdict.message,
-                to_millis(after.next_at),
-                after.processing_since.map(to_millis),
-                to_millis(record.finished_at),
-            ])
-        })
         .map_err(|e| context.fail(e))?;
         tx.commit().map_err(|e| context.fail(e))?;
         Ok(number)

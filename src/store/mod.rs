@@ -17,14 +17,29 @@ use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 pub use items::{AttemptRecord, AttemptRow, Conflict, EnqueueOutcome, Filter, ItemRow, Origin};
 pub use status::{DaemonRow, Snapshot};
 
-/// How hard a commit tries to reach the disk.
+/// How hard a connection's commits try to reach the disk.
+///
+/// Whatever the connection's setting, `Store::enqueue` (the intake: `enqueue` and the spool
+/// import) always commits with `synchronous=FULL`, since the ERP is told "queued" only once the
+/// cancellation is on disk. The setting decides the rest: claims, attempt records, heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// `synchronous=FULL`: a commit survives power loss. Used by `enqueue` and the spool import,
-    /// since the ERP is told "queued" only once it is on disk.
+    /// `synchronous=FULL`: every commit survives a power loss (one fsync each).
     Full,
-    /// `synchronous=NORMAL` (in WAL): a power loss may roll back the last commits, never corrupt.
+    /// `synchronous=NORMAL` (in WAL): a power loss may roll back the last commits, never corrupt
+    /// the file, and a process crash loses nothing. The daemon's choice: rolling back a claim or
+    /// an attempt record can only make it send an item again, under the same idempotency key
+    /// (docs/RELIABILITY.md).
     Normal,
+}
+
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
 }
 
 /// How a store is opened.
@@ -42,6 +57,8 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     busy_timeout: Duration,
+    /// The connection's `synchronous` setting (`Full` for read-only stores, which never commit).
+    durability: Durability,
 }
 
 /// Why the queue could not do what was asked. `Display` is pt-BR and names the database.
@@ -167,18 +184,20 @@ impl Store {
         };
         let conn = Connection::open_with_flags(path, flags).map_err(|e| fail("abrir o arquivo", e))?;
         conn.busy_timeout(busy_timeout).map_err(|e| fail("configurar a conexão", e))?;
-        let mut store = Store { conn, path: path.to_path_buf(), busy_timeout };
+        // Room for every claim shape (two states × up to 64 slots) beside the other statements.
+        conn.set_prepared_statement_cache_capacity(192);
+        let durability = match access {
+            Access::ReadWrite(durability) => durability,
+            Access::ReadOnly => Durability::Full,
+        };
+        let mut store = Store { conn, path: path.to_path_buf(), busy_timeout, durability };
         match access {
             Access::ReadOnly => store.check_version()?,
             Access::ReadWrite(durability) => {
                 store.enable_wal().map_err(|e| fail("ativar o modo WAL", e))?;
-                let synchronous = match durability {
-                    Durability::Full => "FULL",
-                    Durability::Normal => "NORMAL",
-                };
                 store
                     .conn
-                    .pragma_update(None, "synchronous", synchronous)
+                    .pragma_update(None, "synchronous", durability.pragma())
                     .map_err(|e| fail("configurar a conexão", e))?;
                 store
                     .conn
@@ -189,6 +208,27 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Runs `work` (one transaction of its own) with `synchronous=FULL`, then restores the
+    /// connection's setting. In WAL, that commit's fsync also covers every earlier commit of a
+    /// `NORMAL` connection. On a `NORMAL` connection inside a group it fails (SQLite refuses to
+    /// change the setting inside a transaction) rather than commit with less than promised.
+    pub(crate) fn durably<T>(
+        &mut self,
+        action: &'static str,
+        work: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.durability == Durability::Full {
+            return work(self);
+        }
+        let context = self.context(action);
+        self.conn.pragma_update(None, "synchronous", "FULL").map_err(|source| context.fail(source))?;
+        let result = work(self);
+        let restored = self.conn.pragma_update(None, "synchronous", self.durability.pragma());
+        let value = result?;
+        restored.map_err(|source| context.fail(source))?;
+        Ok(value)
     }
 
     /// Switches the file to WAL (a no-op once it is). SQLite answers a journal-mode change that

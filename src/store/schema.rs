@@ -60,6 +60,14 @@ pub const MIGRATIONS: &[&str] = &[
         gate         TEXT
     ) STRICT;
     "#,
+    // 2: how many requests each item has had (probes and polls included), kept on the item so
+    // recording an attempt needs no look-up in `attempts` (and `list` can show it).
+    r#"
+    ALTER TABLE items ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
+    -- The last attempt's number: numbering goes on from it (history purges keep no gaps to fill).
+    UPDATE items SET sent = (SELECT MAX(number) FROM attempts WHERE attempts.item_id = items.id)
+        WHERE EXISTS (SELECT 1 FROM attempts WHERE attempts.item_id = items.id);
+    "#,
 ];
 
 /// The schema version this build writes.

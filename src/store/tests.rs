@@ -222,3 +222,50 @@ fn a_group_commits_its_units_together_and_a_failed_unit_rolls_back_alone() {
     assert_eq!(orders.len(), 2, "order 3 was in the failed unit: {orders:?}");
     assert_eq!(store.list(&Filter { states: vec![State::InFlight], ..Filter::default() }).unwrap().len(), 2);
 }
+
+#[test]
+fn the_intake_commits_full_even_on_a_normal_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store =
+        Store::open(&dir.path().join("fila.db"), Access::ReadWrite(Durability::Normal), BUSY).unwrap();
+    let synchronous = |store: &Store| -> i64 {
+        store.conn.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap()
+    };
+    assert_eq!(synchronous(&store), 1, "NORMAL");
+    let inside = store.durably("testar", |store| Ok(synchronous(store))).unwrap();
+    assert_eq!((inside, synchronous(&store)), (2, 1), "FULL inside, NORMAL again after");
+    store.enqueue(&[item("1", "a")], &Origin::Command, at(0)).unwrap();
+    assert_eq!(synchronous(&store), 1);
+    // Inside a group SQLite cannot switch to FULL: the intake refuses instead of committing with
+    // less than it promises (the daemon imports the spool alone, never in a group).
+    store.begin_group().unwrap();
+    let refused = store.enqueue(&[item("2", "b")], &Origin::Command, at(1)).unwrap_err().to_string();
+    store.end_group().unwrap();
+    assert!(refused.contains("gravar os cancelamentos"), "{refused}");
+    assert_eq!(store.list(&Filter::default()).unwrap().len(), 1);
+}
+
+#[test]
+fn migration_2_counts_the_requests_already_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fila.db");
+    {
+        // A queue written by the first release (schema 1), with two attempts for item 1.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO items (id, order_number, branch, reason, cancelled_at, idempotency_key, source, \
+             state, next_at, created_at, updated_at) VALUES \
+             (1, '1', '1', 'a', 'x', 'k1', 'enqueue', 'pending', 0, 0, 0), \
+             (2, '2', '1', 'b', 'x', 'k2', 'enqueue', 'pending', 0, 0, 0); \
+             INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, kind) VALUES \
+             (1, 1, 0, 5, 'failure', 'timeout'), (1, 2, 0, 5, 'failure', 'timeout');",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Access::ReadWrite(Durability::Full), BUSY).unwrap();
+    let sent: Vec<(String, i64)> =
+        store.list(&Filter::default()).unwrap().into_iter().map(|row| (row.order, row.sent)).collect();
+    assert!(sent.contains(&("1".to_owned(), 2)) && sent.contains(&("2".to_owned(), 0)), "{sent:?}");
+}
