@@ -43,6 +43,7 @@ pub fn item(order: &str) -> ItemRow {
         idempotency_key: format!("extrator-{order}-1"),
         source: "enqueue".into(),
         processing_since: None,
+        sent: 0,
     }
 }
 

@@ -29,6 +29,7 @@ fn json_field_names_are_stable() {
             "order",
             "processing_since",
             "reason",
+            "sent",
             "source",
             "state",
             "updated_at"
