@@ -180,6 +180,13 @@ fn the_service_under_real_systemd() {
     }
     sandbox.ok(&["systemctl", "start", "extrator"]);
     assert_eq!(sandbox.property("ActiveState"), "active");
+    // The unit's malloc tuning reaches the process (docs/PERFORMANCE.md).
+    let pid = sandbox.property("MainPID");
+    let environ = sandbox.ok(&["sh", "-c", &format!("tr '\\0' '\\n' < /proc/{pid}/environ")]);
+    assert!(
+        environ.lines().any(|line| line.starts_with("GLIBC_TUNABLES=glibc.malloc.trim_threshold=")),
+        "{environ}"
+    );
     wait_until("the status line to show the open circuit", Duration::from_secs(30), || {
         sandbox.property("StatusText").starts_with("CIRCUITO ABERTO: erro 01 Conexão recusada")
     });
