@@ -75,7 +75,8 @@ pub enum AuthMode {
     None,
     /// HTTP Basic with `user` and the password.
     Basic,
-    /// POST `user` and the password to `login_url`, then send the returned token as Bearer.
+    /// POST the user and the password (as `user_field`/`password_field`) to `login_url`, then
+    /// send the returned token (`token_field`) as Bearer.
     Login,
 }
 
@@ -94,7 +95,11 @@ pub struct AuthConfig {
     pub password: Option<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_url: Option<String>,
-    /// The JSON field of the login response that holds the token.
+    /// The JSON fields of the login request that carry the user and the password.
+    pub user_field: String,
+    pub password_field: String,
+    /// The field of the login response that holds the token; dots go into objects
+    /// (`"data.access_token"`).
     pub token_field: String,
     /// Case-insensitive fragments of a 401/403/404 body that mean "the user does not exist" (code 03).
     pub user_not_found_patterns: Vec<String>,
@@ -108,6 +113,8 @@ impl Default for AuthConfig {
             password_file: None,
             password: None,
             login_url: None,
+            user_field: "user".to_owned(),
+            password_field: "password".to_owned(),
             token_field: "token".to_owned(),
             user_not_found_patterns: [
                 "user not found",
@@ -585,6 +592,28 @@ impl Config {
                 }
                 Some(url) => check_url("api.auth.login_url", url)?,
             }
+            for (key, field) in
+                [("api.auth.user_field", &auth.user_field), ("api.auth.password_field", &auth.password_field)]
+            {
+                if field.trim().is_empty() {
+                    return fail(key, "não pode ser vazio".to_owned());
+                }
+            }
+            if auth.user_field == auth.password_field {
+                return fail(
+                    "api.auth.password_field",
+                    format!("não pode ser igual a api.auth.user_field (\"{}\")", auth.user_field),
+                );
+            }
+            if auth.token_field.split('.').any(str::is_empty) {
+                return fail(
+                    "api.auth.token_field",
+                    format!(
+                        "\"{}\" não é um campo: use nomes separados por ponto, como \"data.token\"",
+                        auth.token_field
+                    ),
+                );
+            }
         }
         if self.retry.max_attempts == 0 {
             return fail("retry.max_attempts", "deve ser pelo menos 1".to_owned());
@@ -713,6 +742,17 @@ mod tests {
         let config = parse("[api]\nurl = \"https://x\"\n[retry]\nfirst_delay = \"2h\"\n").unwrap();
         assert_eq!(config.check().unwrap_err().0, "retry.first_delay");
         assert_eq!(parse("").unwrap().check().unwrap_err().0, "api.url");
+        let login = "[api]\nurl = \"https://x\"\n[api.auth]\nmode = \"login\"\nuser = \"u\"\npassword = \"p\"\n\
+                     login_url = \"https://x/login\"\n";
+        parse(login).unwrap().check().unwrap();
+        for (extra, key) in [
+            ("user_field = \" \"", "api.auth.user_field"),
+            ("password_field = \"user\"", "api.auth.password_field"),
+            ("token_field = \"data..token\"", "api.auth.token_field"),
+        ] {
+            let config = parse(&format!("{login}{extra}\n")).unwrap();
+            assert_eq!(config.check().unwrap_err().0, key, "{extra}");
+        }
     }
 
     #[test]

@@ -15,7 +15,14 @@ use crate::config::{AuthConfig, AuthMode, Secret};
 pub enum Auth {
     None,
     Basic { user: String, password: Secret },
-    Login { url: String, user: String, password: Secret, token_field: String, token: Mutex<Option<Secret>> },
+    Login { url: String, fields: LoginFields, user: String, password: Secret, token: Mutex<Option<Secret>> },
+}
+
+/// Where the login request puts the credentials and where its answer has the token.
+pub struct LoginFields {
+    user: String,
+    password: String,
+    token: String,
 }
 
 impl Auth {
@@ -27,9 +34,13 @@ impl Auth {
             AuthMode::Basic => Auth::Basic { user: user(), password: password(config)? },
             AuthMode::Login => Auth::Login {
                 url: config.login_url.clone().unwrap_or_default(),
+                fields: LoginFields {
+                    user: config.user_field.clone(),
+                    password: config.password_field.clone(),
+                    token: config.token_field.clone(),
+                },
                 user: user(),
                 password: password(config)?,
-                token_field: config.token_field.clone(),
                 token: Mutex::new(None),
             },
         })
@@ -52,13 +63,15 @@ impl Auth {
         match self {
             Auth::None => Ok(request),
             Auth::Basic { user, password } => Ok(request.basic_auth(user, Some(password.expose()))),
-            Auth::Login { url, user, password, token_field, token } => {
+            Auth::Login { url, fields, user, password, token } => {
                 let mut cached = token.lock().await;
                 if fresh || cached.is_none() {
                     *cached = None;
-                    let body = serde_json::json!({ "user": user, "password": password.expose() });
+                    let mut body = serde_json::Map::new();
+                    body.insert(fields.user.clone(), Value::from(user.as_str()));
+                    body.insert(fields.password.clone(), Value::from(password.expose()));
                     let exchange = super::perform(http.post(url).json(&body), request_timeout).await;
-                    *cached = Some(token_from(&exchange, token_field)?);
+                    *cached = Some(token_from(&exchange, &fields.token)?);
                 }
                 let bearer = cached.as_ref().map(Secret::expose).unwrap_or_default();
                 Ok(request.bearer_auth(bearer))
@@ -75,7 +88,10 @@ fn token_from(exchange: &Exchange, field: &str) -> Result<Secret, Exchange> {
     }
     serde_json::from_slice::<Value>(&response.body)
         .ok()
-        .and_then(|value| value.get(field).and_then(Value::as_str).map(|token| Secret::new(token.to_owned())))
+        .and_then(|value| {
+            field.split('.').try_fold(&value, |inside, name| inside.get(name))?.as_str().map(str::to_owned)
+        })
+        .map(Secret::new)
         .ok_or_else(|| {
             Exchange::Transport(TransportFailure::Other(format!(
                 "o login respondeu {} sem o campo \"{field}\" (confira api.auth.token_field)",

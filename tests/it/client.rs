@@ -206,6 +206,27 @@ fn basic_and_login_auth_send_the_credentials() {
     let body: serde_json::Value = serde_json::from_str(&login_request.body).unwrap();
     assert_eq!((body["user"].as_str(), body["password"].as_str()), (Some("integrador"), Some("S3nh4-Teste")));
 
+    // Another vendor's names: the credentials' fields and a token inside an object.
+    login.shared.set_scenario(Scenario {
+        default: Behavior::json(200, r#"{"data": {"access_token": "tok-456", "expires_in": 3600}}"#),
+        ..Scenario::default()
+    });
+    config.api.auth.user_field = "login".into();
+    config.api.auth.password_field = "senha".into();
+    config.api.auth.token_field = "data.access_token".into();
+    api.shared.require_authorization("Bearer tok-456");
+    expect(&send(&config, "4"), None, "http_200", Some(200), "");
+    let login_request = login.shared.received().pop().unwrap();
+    let body: serde_json::Value = serde_json::from_str(&login_request.body).unwrap();
+    assert_eq!(body, serde_json::json!({"login": "integrador", "senha": "S3nh4-Teste"}));
+    // A login answer without the token names the setting to check.
+    config.api.auth.token_field = "data.token".into();
+    let attempt = send(&config, "5");
+    assert_eq!(attempt.verdict.code(), Some("99"));
+    let message = attempt.verdict.message.clone().unwrap_or_default();
+    assert!(message.contains("\"data.token\"") && message.contains("api.auth.token_field"), "{message}");
+    config.api.auth.token_field = "data.access_token".into();
+
     // A login refused with 401 is code 02 for the attempt.
     login.shared.set_scenario(Scenario {
         default: Behavior::json(401, r#"{"message":"bad"}"#),
