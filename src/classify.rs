@@ -55,6 +55,8 @@ pub enum TransportFailure {
     BodyTimeout,
     /// The connection was reset or closed before the response was complete.
     Reset,
+    /// The proxy (`api.proxy`) would not open a tunnel to the API; the detail says why.
+    Proxy(String),
     /// Anything else, with reqwest's description.
     Other(String),
 }
@@ -149,6 +151,7 @@ fn transport(failure: &TransportFailure) -> Verdict {
         TransportFailure::Reset => {
             ("99", "connection_reset", "a conexão caiu antes de a resposta terminar".into())
         }
+        TransportFailure::Proxy(detail) => ("01", "proxy_refused", detail.clone()),
         TransportFailure::Other(detail) => ("99", "transport", format!("falha de comunicação: {detail}")),
     };
     Verdict {
@@ -234,6 +237,14 @@ fn response_verdict(response: &Response, user_not_found: &[String], now: jiff::T
             ),
             ..verdict(Outcome::Failure("08"), kind, message)
         },
+        // Only a proxy answers 407: the API was never reached, so nothing was rejected.
+        407 => verdict(
+            Outcome::Failure("01"),
+            "proxy_auth".to_owned(),
+            Some(
+                "o proxy exige autenticação (HTTP 407), que o extrator não faz: confira api.proxy".to_owned(),
+            ),
+        ),
         400..=499 => verdict(Outcome::Failure("07"), kind, message),
         _ => verdict(Outcome::Failure("99"), kind, message),
     }

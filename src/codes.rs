@@ -24,19 +24,21 @@ pub const CATALOG: [Code; 9] = [
     Code {
         code: "01",
         name: "Conexão recusada",
-        meaning: "a conexão TCP com a API foi recusada, ou a rede/host está inalcançável",
+        meaning: "a conexão TCP com a API (ou com o proxy de api.proxy) foi recusada, a rede/host está inalcançável, ou o proxy não deixou passar",
         behaviour: "não gasta tentativas do item; o envio para e só um teste (sonda) é feito de tempos em tempos até a API voltar",
         causes: &[
             "o serviço da API está fora do ar ou reiniciando",
             "porta errada em api.url",
             "um firewall na saída do servidor ou na frente da API rejeita a conexão (REJECT)",
             "rota de rede inexistente até o servidor da API",
+            "com api.proxy: o proxy está fora do ar, não libera a porta da API (CONNECT recusado) ou exige autenticação (HTTP 407)",
         ],
         steps: &[
             "rode `extrator check` e veja em qual passo falha",
             "confira host e porta de api.url com o fornecedor da API",
             "teste do servidor: `curl -v URL-da-API` (ou `nc -vz host porta`)",
             "se só este servidor não alcança a API, verifique firewall e rotas com a equipe de rede",
+            "se a rede exige proxy, configure api.proxy; se a mensagem diz \"via proxy\", a falha foi no proxy: confira-o com a equipe de rede",
         ],
     },
     Code {

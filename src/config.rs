@@ -47,6 +47,10 @@ pub struct ApiConfig {
     pub ca_file: Option<PathBuf>,
     /// Extra headers sent with every request.
     pub headers: BTreeMap<String, String>,
+    /// An HTTP proxy for every request (`http://proxy.empresa:3128`); none when absent. The
+    /// environment's `http_proxy`/`https_proxy` are ignored: the service does what this file says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
     pub auth: AuthConfig,
 }
 
@@ -61,6 +65,7 @@ impl Default for ApiConfig {
             async_max_wait: HumanDuration::secs(3_600),
             ca_file: None,
             headers: BTreeMap::new(),
+            proxy: None,
             auth: AuthConfig::default(),
         }
     }
@@ -547,6 +552,9 @@ impl Config {
             return fail("api.url", "é obrigatória: informe a URL da API de cancelamento".to_owned());
         }
         check_url("api.url", &api.url)?;
+        if let Some(proxy) = &api.proxy {
+            check_url("api.proxy", proxy)?;
+        }
         if api.connect_timeout.get().is_zero() {
             return fail("api.connect_timeout", "deve ser maior que zero".to_owned());
         }
@@ -657,7 +665,12 @@ fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
         // Credentials in the URL would reach logs, records and `check` output with it.
         Some(host) if host.contains('@') => Err((
             key.to_owned(),
-            "não coloque usuário ou senha na URL: use [api.auth] (user e password_file)".to_owned(),
+            if key == "api.proxy" {
+                "não coloque usuário ou senha na URL do proxy (proxy com autenticação não é suportado)"
+            } else {
+                "não coloque usuário ou senha na URL: use [api.auth] (user e password_file)"
+            }
+            .to_owned(),
         )),
         Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
         _ => Err((
@@ -739,6 +752,11 @@ mod tests {
         let (key, message) = config.check().unwrap_err();
         assert_eq!(key, "api.url");
         assert!(!message.contains("S3nh4"), "the refusal must not repeat the secret: {message}");
+        let config = parse("[api]\nurl = \"https://x\"\nproxy = \"http://u:S3nh4@proxy:3128\"\n").unwrap();
+        let (key, message) = config.check().unwrap_err();
+        assert_eq!(key, "api.proxy");
+        assert!(!message.contains("S3nh4") && message.contains("proxy"), "{message}");
+        parse("[api]\nurl = \"https://x\"\nproxy = \"http://proxy:3128\"\n").unwrap().check().unwrap();
         let config = parse("[api]\nurl = \"https://x\"\n[retry]\nfirst_delay = \"2h\"\n").unwrap();
         assert_eq!(config.check().unwrap_err().0, "retry.first_delay");
         assert_eq!(parse("").unwrap().check().unwrap_err().0, "api.url");

@@ -36,6 +36,8 @@ pub struct Client {
     request_timeout: Duration,
     auth: Auth,
     user_not_found: Vec<String>,
+    /// `api.proxy`, named in the message of every failure before a response.
+    proxy: Option<String>,
 }
 
 impl Client {
@@ -58,6 +60,11 @@ impl Client {
             .connect_timeout(api.connect_timeout.get())
             .dns_resolver(std::sync::Arc::new(GetAddrInfo { timeout: api.connect_timeout.get() }))
             .no_proxy();
+        if let Some(proxy) = &api.proxy {
+            let proxy = reqwest::Proxy::all(proxy)
+                .map_err(|_| format!("api.proxy: \"{proxy}\" não é uma URL de proxy válida"))?;
+            builder = builder.proxy(proxy);
+        }
         if let Some(path) = &api.ca_file {
             let pem = std::fs::read(path).map_err(|error| {
                 format!(
@@ -79,6 +86,7 @@ impl Client {
             request_timeout: api.request_timeout.get(),
             auth: Auth::new(&api.auth)?,
             user_not_found: api.auth.user_not_found_patterns.clone(),
+            proxy: api.proxy.clone(),
         })
     }
 
@@ -94,7 +102,7 @@ impl Client {
             // The token may have expired: log in again, once.
             exchange = self.authenticated_post(&body, &item.idempotency_key, true).await;
         }
-        let verdict = classify::classify(&exchange, &self.user_not_found, jiff::Timestamp::now());
+        let verdict = self.classify(&exchange);
         let excerpt = match &exchange {
             Exchange::Response(response) => classify::excerpt(&response.body),
             Exchange::Transport(_) => None,
@@ -114,7 +122,16 @@ impl Client {
         } else {
             perform(request, self.request_timeout).await
         };
-        classify::classify(&exchange, &self.user_not_found, jiff::Timestamp::now())
+        self.classify(&exchange)
+    }
+
+    /// The verdict on an exchange; with a proxy, failures before any response say so.
+    fn classify(&self, exchange: &Exchange) -> Verdict {
+        let mut verdict = classify::classify(exchange, &self.user_not_found, jiff::Timestamp::now());
+        if let (Some(proxy), Exchange::Transport(_)) = (&self.proxy, exchange) {
+            verdict.message = verdict.message.map(|message| format!("{message} (via proxy {proxy})"));
+        }
+        verdict
     }
 
     /// POSTs `body` with the credentials (logging in first when needed).
@@ -232,6 +249,19 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
         return TransportFailure::ConnectTimeout;
     }
     let text = chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+    // The proxy's CONNECT answer (hyper-util's tunnel errors have no public type to downcast).
+    if let Some(tunnel) =
+        chain.iter().map(ToString::to_string).find(|cause| cause.starts_with("tunnel error: "))
+    {
+        let detail = match tunnel.trim_start_matches("tunnel error: ") {
+            "proxy authorization required" => {
+                "o proxy exige autenticação (HTTP 407), que o extrator não faz: confira api.proxy".to_owned()
+            }
+            "unsuccessful" => "o proxy recusou abrir o túnel (CONNECT) até a API".to_owned(),
+            other => format!("falha no túnel do proxy: {other}"),
+        };
+        return TransportFailure::Proxy(detail);
+    }
     if text.contains("connection closed before message completed") || text.contains("incomplete") {
         return TransportFailure::Reset;
     }

@@ -36,6 +36,12 @@ fn every_row_of_the_code_table() {
         ),
         (Exchange::Transport(TransportFailure::Unreachable), Some("01"), "unreachable", Some("inalcançável")),
         (
+            Exchange::Transport(TransportFailure::Proxy("o proxy recusou".into())),
+            Some("01"),
+            "proxy_refused",
+            Some("o proxy recusou"),
+        ),
+        (
             response(401, r#"{"message": "invalid credentials"}"#),
             Some("02"),
             "http_401",
@@ -148,6 +154,7 @@ fn every_row_of_the_code_table() {
         ),
         (with(301, "", |_| {}), Some("07"), "redirect", Some("URL da API provavelmente mudou")),
         (with(429, "", |r| r.retry_after = Some("120".into())), Some("08"), "http_429", None),
+        (response(407, "Proxy Authentication Required"), Some("01"), "proxy_auth", Some("o proxy exige")),
         (with(503, "busy", |r| r.retry_after = Some("5".into())), Some("08"), "http_503", Some("busy")),
         (
             response(500, "<html><head><title>500 Internal Server Error</title></head><body>x</body></html>"),

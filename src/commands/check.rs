@@ -82,9 +82,15 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
         fail_line("URL", &format!("api.url \"{}\" não pôde ser interpretada", config.api.url));
         return false;
     };
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
-    let port = url.port_or_known_default().unwrap_or(443);
+    // Through a proxy, the server resolves and reaches the proxy; the proxy reaches the API.
+    let proxy = config.api.proxy.as_deref().and_then(|proxy| reqwest::Url::parse(proxy).ok());
+    let first_hop = proxy.as_ref().unwrap_or(&url);
+    let host = first_hop.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
+    let port = first_hop.port_or_known_default().unwrap_or(443);
     let timeout = config.api.connect_timeout.get();
+    if proxy.is_some() {
+        pass("proxy", &format!("as requisições passam pelo proxy {host}:{port} (api.proxy)"));
+    }
 
     let lookup_host = host.clone();
     let resolved =

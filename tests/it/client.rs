@@ -57,7 +57,7 @@ pub fn send(config: &Config, order: &str) -> Attempt {
 }
 
 #[track_caller]
-fn expect(attempt: &Attempt, code: Option<&str>, kind: &str, status: Option<u16>, fragment: &str) {
+pub fn expect(attempt: &Attempt, code: Option<&str>, kind: &str, status: Option<u16>, fragment: &str) {
     let verdict = &attempt.verdict;
     assert_eq!(verdict.code(), code, "{verdict:?}");
     assert_eq!(verdict.kind, kind, "{verdict:?}");
@@ -236,7 +236,7 @@ fn basic_and_login_auth_send_the_credentials() {
 }
 
 /// A TLS server on loopback with `certificate` and `key` (PEM), serving the simulator.
-fn tls_server(certificate: &str, key: &str) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+pub fn tls_server(certificate: &str, key: &str) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     use rustls::pki_types::pem::PemObject;
     let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(certificate.as_bytes()).unwrap()];
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
@@ -307,29 +307,48 @@ impl extrator::simulator::Connection for TlsConnection {
     fn abort(self) {}
 }
 
-#[test]
-fn tls_verifies_against_api_ca_file_and_names_what_is_wrong() {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let dir = tempfile::tempdir().unwrap();
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "CA de teste do extrator");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca = Issuer::new(ca_params, ca_key);
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+/// A private CA written to `DIR/ca.pem` (for `api.ca_file`), signing server certificates.
+pub struct TestCa {
+    pub file: std::path::PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
 
-    let leaf = |names: &[&str], signed: bool| {
+impl TestCa {
+    pub fn new(dir: &std::path::Path) -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, "CA de teste do extrator");
+        let certificate = params.self_signed(&key).unwrap();
+        let file = dir.join("ca.pem");
+        std::fs::write(&file, certificate.pem()).unwrap();
+        TestCa { file, issuer: Issuer::new(params, key) }
+    }
+
+    /// A certificate and its key (PEM) for `names`, signed by this CA or self-signed.
+    pub fn leaf(&self, names: &[&str], signed: bool) -> (String, String) {
+        use rcgen::{CertificateParams, DnType, KeyPair};
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(names.iter().map(|name| (*name).to_owned()).collect::<Vec<_>>()).unwrap();
         // A distinctive subject, so no root of the system store can be mistaken for its issuer.
         params.distinguished_name.push(DnType::CommonName, format!("extrator teste {}", names[0]));
-        let cert =
-            if signed { params.signed_by(&key, &ca).unwrap() } else { params.self_signed(&key).unwrap() };
+        let cert = if signed {
+            params.signed_by(&key, &self.issuer).unwrap()
+        } else {
+            params.self_signed(&key).unwrap()
+        };
         (cert.pem(), key.serialize_pem())
-    };
+    }
+}
+
+#[test]
+fn tls_verifies_against_api_ca_file_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let ca_file = ca.file.clone();
+    let leaf = |names: &[&str], signed: bool| ca.leaf(names, signed);
     let attempt_with = |certificate: (String, String)| {
         let (addr, server) = tls_server(&certificate.0, &certificate.1);
         let mut config = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));

@@ -230,6 +230,17 @@ pub fn privileged(what: &str, needs: &str, available: bool) -> bool {
     false
 }
 
+/// Whether a test that needs the program `name` (no root) can run here. In CI it must (CI
+/// installs it): a missing program fails the test. Elsewhere it skips, saying so.
+pub fn needs_program(what: &str, name: &str) -> bool {
+    if has_command(name) {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must run {what}: needs the program {name}");
+    eprintln!("SKIPPED {what}: needs the program {name} (not in CI, so skipping)");
+    false
+}
+
 /// Whether a command is on the PATH.
 pub fn has_command(name: &str) -> bool {
     Command::new("sh")

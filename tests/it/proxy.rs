@@ -1,0 +1,158 @@
+//! `api.proxy` through a real HTTP proxy (tinyproxy) on loopback: plain HTTP forwarded, HTTPS
+//! through a CONNECT tunnel, a proxy that is down, one that refuses the tunnel, and `check`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use extrator::simulator::{Background, Scenario};
+
+use crate::client::{TestCa, config_for, expect, send, tls_server};
+use crate::util::{Env, expect_exit, needs_program, wait_until};
+
+/// A tinyproxy on a free loopback port, with `extra` config lines; stopped on drop.
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tinyproxy {
+    fn start(extra: &str) -> Tinyproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("tinyproxy.conf");
+        std::fs::write(
+            &config,
+            format!("Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 30\nLogLevel Info\n{extra}\n"),
+        )
+        .unwrap();
+        let log = dir.path().join("tinyproxy.log");
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("tinyproxy listening", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Tinyproxy { child, port, log, _dir: dir }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn can_run() -> bool {
+    needs_program("the proxy tests", "tinyproxy")
+}
+
+#[test]
+fn plain_http_is_forwarded_by_the_proxy() {
+    if !can_run() {
+        return;
+    }
+    let proxy = Tinyproxy::start("");
+    let api = Background::start(Scenario::default()).unwrap();
+    let mut config = config_for(&api.url());
+    config.api.proxy = Some(proxy.url());
+    expect(&send(&config, "1"), None, "http_200", Some(200), "");
+    // The request reached the API through the proxy, which says so in a Via header.
+    let received = api.shared.received();
+    let via = received[0].headers.iter().find(|(name, _)| name == "via").map(|(_, value)| value.clone());
+    assert!(via.as_deref().is_some_and(|via| via.contains("tinyproxy")), "{:?}", received[0].headers);
+}
+
+#[test]
+fn https_goes_through_a_connect_tunnel_and_still_verifies_the_certificate() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let proxy = Tinyproxy::start("");
+    let (certificate, key) = ca.leaf(&["localhost"], true);
+    let (addr, server) = tls_server(&certificate, &key);
+    let mut config = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));
+    config.api.ca_file = Some(ca.file.clone());
+    config.api.proxy = Some(proxy.url());
+    expect(&send(&config, "1"), None, "http_200", Some(200), "");
+    drop(server);
+    assert!(proxy.log().contains("CONNECT"), "{}", proxy.log());
+
+    // End to end through the tunnel: a certificate the CA did not sign is still refused (06).
+    let (certificate, key) = ca.leaf(&["localhost"], false);
+    let (addr, server) = tls_server(&certificate, &key);
+    config.api.url = format!("https://localhost:{}/cancelamentos", addr.port());
+    expect(&send(&config, "2"), Some("06"), "tls_certificate", None, "via proxy");
+    drop(server);
+}
+
+#[test]
+fn a_proxy_that_is_down_is_01_and_says_it_was_the_proxy() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let api = Background::start(Scenario::default()).unwrap();
+    let mut config = config_for(&api.url());
+    config.api.proxy = Some(format!("http://127.0.0.1:{closed}"));
+    expect(
+        &send(&config, "1"),
+        Some("01"),
+        "connect_refused",
+        None,
+        &format!("via proxy http://127.0.0.1:{closed}"),
+    );
+    assert!(api.shared.received().is_empty(), "nothing may reach the API around the proxy");
+}
+
+#[test]
+fn a_proxy_that_refuses_the_tunnel_is_01_not_a_rejected_cancellation() {
+    if !can_run() {
+        return;
+    }
+    // Tunnels only to port 443: the API's port is refused with a 403 to the CONNECT.
+    let proxy = Tinyproxy::start("ConnectPort 443");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (certificate, key) = ca.leaf(&["localhost"], true);
+    let (addr, server) = tls_server(&certificate, &key);
+    let mut config = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));
+    config.api.ca_file = Some(ca.file.clone());
+    config.api.proxy = Some(proxy.url());
+    expect(&send(&config, "1"), Some("01"), "proxy_refused", None, "recusou abrir o túnel");
+    drop(server);
+}
+
+#[test]
+fn check_tests_the_proxy_as_the_first_hop() {
+    if !can_run() {
+        return;
+    }
+    let proxy = Tinyproxy::start("");
+    let api = Background::start(Scenario::default()).unwrap();
+    // The DNS and TCP steps test the proxy (the first hop); the GET goes through it.
+    let env = Env::build(&api.url(), &format!("proxy = \"{}\"", proxy.url()), "");
+    let (stdout, _) = expect_exit(&env.run(&["check"]), 0);
+    assert!(
+        stdout.contains(&format!("as requisições passam pelo proxy 127.0.0.1:{}", proxy.port)),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("conectou em 127.0.0.1:{}", proxy.port)), "{stdout}");
+    assert!(!api.shared.received().is_empty(), "check's GET went through the proxy to the API");
+}
