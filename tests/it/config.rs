@@ -99,3 +99,25 @@ fn the_packaged_default_config_loads_with_the_daemons_loader() {
         assert!(text.contains(key), "the shipped config should document `{key}`");
     }
 }
+
+#[test]
+fn the_docs_examples_of_a_config_error_are_what_the_binary_prints() {
+    // README.md and the support guide show this error for a misspelt key on line 3.
+    let env = Env::new();
+    let (_, stderr) =
+        status_with_config(&env, "[api]\nurl = \"https://x.com.br/c\"\nrequest_timout = \"30s\"\n");
+    let printed = stderr.replace(&env.config.display().to_string(), "/etc/extrator/extrator.toml");
+    let printed = printed.trim_start_matches("extrator: erro: ");
+    for (doc, text) in [
+        ("README.md", include_str!("../../README.md")),
+        ("docs/guia-de-operacao.md", include_str!("../../docs/guia-de-operacao.md")),
+    ] {
+        let example = text
+            .lines()
+            .find_map(|line| line.split_once("configuração inválida em /etc/extrator/extrator.toml, linha 3"))
+            .map(|(_, rest)| format!("configuração inválida em /etc/extrator/extrator.toml, linha 3{rest}"))
+            .unwrap_or_else(|| panic!("{doc} shows a configuration error"));
+        let shown = example.trim_end_matches('…').trim_end().trim_end_matches(',');
+        assert!(printed.starts_with(shown), "{doc}: {shown}\nbinary: {printed}");
+    }
+}
