@@ -117,6 +117,10 @@ pub fn classify(exchange: &Exchange, user_not_found: &[String], now: jiff::Times
     }
 }
 
+/// A proxy's 407, in a response or as its answer to `CONNECT`.
+pub const PROXY_AUTH: &str = "o proxy exige autenticação (HTTP 407) ou recusou a informada: confira api.proxy_user e \
+     api.proxy_password_file";
+
 /// A failure with no response.
 fn transport(failure: &TransportFailure) -> Verdict {
     let (code, kind, message): (&str, &str, String) = match failure {
@@ -238,13 +242,7 @@ fn response_verdict(response: &Response, user_not_found: &[String], now: jiff::T
             ..verdict(Outcome::Failure("08"), kind, message)
         },
         // Only a proxy answers 407: the API was never reached, so nothing was rejected.
-        407 => verdict(
-            Outcome::Failure("01"),
-            "proxy_auth".to_owned(),
-            Some(
-                "o proxy exige autenticação (HTTP 407), que o extrator não faz: confira api.proxy".to_owned(),
-            ),
-        ),
+        407 => verdict(Outcome::Failure("01"), "proxy_auth".to_owned(), Some(PROXY_AUTH.to_owned())),
         400..=499 => verdict(Outcome::Failure("07"), kind, message),
         _ => verdict(Outcome::Failure("99"), kind, message),
     }

@@ -51,6 +51,11 @@ pub struct ApiConfig {
     /// environment's `http_proxy`/`https_proxy` are ignored: the service does what this file says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
+    /// For a proxy that asks for credentials (HTTP Basic): the user, and a file with the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_password_file: Option<PathBuf>,
     pub auth: AuthConfig,
 }
 
@@ -66,6 +71,8 @@ impl Default for ApiConfig {
             ca_file: None,
             headers: BTreeMap::new(),
             proxy: None,
+            proxy_user: None,
+            proxy_password_file: None,
             auth: AuthConfig::default(),
         }
     }
@@ -555,6 +562,21 @@ impl Config {
         if let Some(proxy) = &api.proxy {
             check_url("api.proxy", proxy)?;
         }
+        match (&api.proxy, &api.proxy_user, &api.proxy_password_file) {
+            (None, Some(_), _) | (None, _, Some(_)) => {
+                return fail(
+                    "api.proxy",
+                    "informe o proxy: api.proxy_user e api.proxy_password_file são para ele".to_owned(),
+                );
+            }
+            (Some(_), Some(_), None) => {
+                return fail("api.proxy_password_file", "informe o arquivo com a senha do proxy".to_owned());
+            }
+            (Some(_), None, Some(_)) => {
+                return fail("api.proxy_user", "informe o usuário do proxy".to_owned());
+            }
+            _ => {}
+        }
         if api.connect_timeout.get().is_zero() {
             return fail("api.connect_timeout", "deve ser maior que zero".to_owned());
         }
@@ -666,7 +688,7 @@ fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
         Some(host) if host.contains('@') => Err((
             key.to_owned(),
             if key == "api.proxy" {
-                "não coloque usuário ou senha na URL do proxy (proxy com autenticação não é suportado)"
+                "não coloque usuário ou senha na URL do proxy: use api.proxy_user e api.proxy_password_file"
             } else {
                 "não coloque usuário ou senha na URL: use [api.auth] (user e password_file)"
             }
@@ -757,6 +779,14 @@ mod tests {
         assert_eq!(key, "api.proxy");
         assert!(!message.contains("S3nh4") && message.contains("proxy"), "{message}");
         parse("[api]\nurl = \"https://x\"\nproxy = \"http://proxy:3128\"\n").unwrap().check().unwrap();
+        for (lines, key) in [
+            ("proxy_user = \"u\"\n", "api.proxy"),
+            ("proxy = \"http://p:3128\"\nproxy_user = \"u\"\n", "api.proxy_password_file"),
+            ("proxy = \"http://p:3128\"\nproxy_password_file = \"/etc/extrator/proxy\"\n", "api.proxy_user"),
+        ] {
+            let config = parse(&format!("[api]\nurl = \"https://x\"\n{lines}")).unwrap();
+            assert_eq!(config.check().unwrap_err().0, key, "{lines}");
+        }
         let config = parse("[api]\nurl = \"https://x\"\n[retry]\nfirst_delay = \"2h\"\n").unwrap();
         assert_eq!(config.check().unwrap_err().0, "retry.first_delay");
         assert_eq!(parse("").unwrap().check().unwrap_err().0, "api.url");

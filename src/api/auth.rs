@@ -118,7 +118,7 @@ fn password(config: &AuthConfig) -> Result<Secret, String> {
 }
 
 /// A secret file's content without its trailing newline.
-fn read_secret(path: &Path, what: &str) -> Result<Secret, String> {
+pub fn read_secret(path: &Path, what: &str) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         format!("{what}: não foi possível ler {}: {}", path.display(), crate::text::io_error(&error))
     })?;

@@ -60,9 +60,13 @@ impl Client {
             .connect_timeout(api.connect_timeout.get())
             .dns_resolver(std::sync::Arc::new(GetAddrInfo { timeout: api.connect_timeout.get() }))
             .no_proxy();
-        if let Some(proxy) = &api.proxy {
-            let proxy = reqwest::Proxy::all(proxy)
-                .map_err(|_| format!("api.proxy: \"{proxy}\" não é uma URL de proxy válida"))?;
+        if let Some(url) = &api.proxy {
+            let mut proxy = reqwest::Proxy::all(url)
+                .map_err(|_| format!("api.proxy: \"{url}\" não é uma URL de proxy válida"))?;
+            if let (Some(user), Some(path)) = (&api.proxy_user, &api.proxy_password_file) {
+                let password = auth::read_secret(path, "api.proxy_password_file")?;
+                proxy = proxy.basic_auth(user, password.expose());
+            }
             builder = builder.proxy(proxy);
         }
         if let Some(path) = &api.ca_file {
@@ -228,6 +232,27 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
             return tls_failure(tls);
         }
     }
+    // The proxy's answer to CONNECT (hyper-util's tunnel errors have no public type to downcast).
+    // Checked before the I/O errors: a proxy that refuses and hangs up is the proxy's doing. Not
+    // reaching the proxy at all goes on to the I/O errors below (refused, unreachable, …).
+    let tunnel = chain.iter().map(ToString::to_string).find(|cause| cause.starts_with("tunnel error: "));
+    if let Some(tunnel) = tunnel.filter(|cause| !cause.ends_with("failed to create underlying connection")) {
+        let detail = match tunnel.trim_start_matches("tunnel error: ") {
+            "proxy authorization required" => classify::PROXY_AUTH.to_owned(),
+            // Some proxies answer wrong credentials with 401 or 403, not 407.
+            "unsuccessful" => {
+                "o proxy recusou abrir o túnel (CONNECT) até a API: confira com a equipe de rede \
+                               se ele libera a porta da API e, se exige autenticação, api.proxy_user e \
+                               api.proxy_password_file"
+                    .to_owned()
+            }
+            "io error establishing tunnel" | "unexpected end of file" => {
+                "o proxy encerrou a conexão ao abrir o túnel (CONNECT) até a API".to_owned()
+            }
+            other => format!("falha no túnel do proxy: {other}"),
+        };
+        return TransportFailure::Proxy(detail);
+    }
     for cause in &chain {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             match io.kind() {
@@ -249,19 +274,7 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
         return TransportFailure::ConnectTimeout;
     }
     let text = chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(": ");
-    // The proxy's CONNECT answer (hyper-util's tunnel errors have no public type to downcast).
-    if let Some(tunnel) =
-        chain.iter().map(ToString::to_string).find(|cause| cause.starts_with("tunnel error: "))
-    {
-        let detail = match tunnel.trim_start_matches("tunnel error: ") {
-            "proxy authorization required" => {
-                "o proxy exige autenticação (HTTP 407), que o extrator não faz: confira api.proxy".to_owned()
-            }
-            "unsuccessful" => "o proxy recusou abrir o túnel (CONNECT) até a API".to_owned(),
-            other => format!("falha no túnel do proxy: {other}"),
-        };
-        return TransportFailure::Proxy(detail);
-    }
+
     if text.contains("connection closed before message completed") || text.contains("incomplete") {
         return TransportFailure::Reset;
     }

@@ -166,8 +166,10 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
 
     let status = answered.http_status.map_or_else(|| "—".to_owned(), |status| status.to_string());
     let harmful = match answered.outcome {
-        // No response at all, a server error, a wrong path or a moved URL: a POST would fail too.
-        Outcome::Failure(code) if answered.http_status.is_none() || code == "99" => Some(code),
+        // A GET may be refused (405, 400: 07) or rate-limited (08) where the POST works. Anything
+        // else — no response, a server error, the proxy, credentials, a wrong path, a moved URL —
+        // a POST would meet too.
+        Outcome::Failure(code) if !matches!(code, "07" | "08") => Some(code),
         Outcome::Failure(code) if matches!(answered.kind.as_str(), "wrong_path" | "redirect") => Some(code),
         _ => None,
     };

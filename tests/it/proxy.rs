@@ -156,3 +156,48 @@ fn check_tests_the_proxy_as_the_first_hop() {
     assert!(stdout.contains(&format!("conectou em 127.0.0.1:{}", proxy.port)), "{stdout}");
     assert!(!api.shared.received().is_empty(), "check's GET went through the proxy to the API");
 }
+
+#[test]
+fn a_proxy_that_asks_for_credentials_gets_them_from_the_password_file() {
+    if !can_run() {
+        return;
+    }
+    let proxy = Tinyproxy::start("BasicAuth integrador S3nh4-Proxy");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let api = Background::start(Scenario::default()).unwrap();
+    let (certificate, key) = ca.leaf(&["localhost"], true);
+    let (addr, server) = tls_server(&certificate, &key);
+    let mut plain = config_for(&api.url());
+    plain.api.proxy = Some(proxy.url());
+    let mut tls = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));
+    tls.api.ca_file = Some(ca.file.clone());
+    tls.api.proxy = Some(proxy.url());
+
+    // Without credentials: the CONNECT is refused with 407 — 01, naming the settings. (A POST of
+    // plain HTTP meets tinyproxy's 407 and a reset before its body is read: not deterministic,
+    // so the plain 407 is checked with `check`'s GET below.)
+    expect(&send(&tls, "2"), Some("01"), "proxy_refused", None, "api.proxy_password_file");
+    let env = Env::build(&api.url(), &format!("proxy = \"{}\"", proxy.url()), "");
+    let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
+    assert!(stdout.contains("✗ requisição de teste: erro 01"), "{stdout}");
+    assert!(stdout.contains("api.proxy_password_file"), "{stdout}");
+    assert!(api.shared.received().is_empty());
+
+    // With them, both go through; the password is in no message.
+    let password_file = dir.path().join("senha-proxy");
+    std::fs::write(&password_file, "S3nh4-Proxy\n").unwrap();
+    for config in [&mut plain, &mut tls] {
+        config.api.proxy_user = Some("integrador".into());
+        config.api.proxy_password_file = Some(password_file.clone());
+    }
+    expect(&send(&plain, "3"), None, "http_200", Some(200), "");
+    expect(&send(&tls, "4"), None, "http_200", Some(200), "");
+
+    // A wrong password is the same 01, and is not repeated back.
+    std::fs::write(&password_file, "errada\n").unwrap();
+    let attempt = send(&tls, "5");
+    expect(&attempt, Some("01"), "proxy_refused", None, "api.proxy_password_file");
+    assert!(!format!("{:?}", attempt.verdict).contains("errada"));
+    drop(server);
+}
