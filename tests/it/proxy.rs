@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use extrator::config::Config;
 use extrator::simulator::{Background, Scenario};
 
 use crate::client::{TestCa, config_for, expect, send, tls_server};
@@ -64,6 +65,17 @@ fn can_run() -> bool {
     needs_program("the proxy tests", "tinyproxy")
 }
 
+/// An HTTPS API on loopback whose certificate `ca` signed (or not), and a config that reaches it
+/// through `proxy` trusting `ca` (the server thread serves two connections, then ends).
+fn tls_api(ca: &TestCa, signed: bool, proxy: &str) -> (Config, std::thread::JoinHandle<()>) {
+    let (certificate, key) = ca.leaf(&["localhost"], signed);
+    let (addr, server) = tls_server(&certificate, &key);
+    let mut config = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));
+    config.api.ca_file = Some(ca.file.clone());
+    config.api.proxy = Some(proxy.to_owned());
+    (config, server)
+}
+
 #[test]
 fn plain_http_is_forwarded_by_the_proxy() {
     if !can_run() {
@@ -88,21 +100,13 @@ fn https_goes_through_a_connect_tunnel_and_still_verifies_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());
     let proxy = Tinyproxy::start("");
-    let (certificate, key) = ca.leaf(&["localhost"], true);
-    let (addr, server) = tls_server(&certificate, &key);
-    let mut config = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));
-    config.api.ca_file = Some(ca.file.clone());
-    config.api.proxy = Some(proxy.url());
+    let (config, _server) = tls_api(&ca, true, &proxy.url());
     expect(&send(&config, "1"), None, "http_200", Some(200), "");
-    drop(server);
     assert!(proxy.log().contains("CONNECT"), "{}", proxy.log());
 
     // End to end through the tunnel: a certificate the CA did not sign is still refused (06).
-    let (certificate, key) = ca.leaf(&["localhost"], false);
-    let (addr, server) = tls_server(&certificate, &key);
-    config.api.url = format!("https://localhost:{}/cancelamentos", addr.port());
+    let (config, _server) = tls_api(&ca, false, &proxy.url());
     expect(&send(&config, "2"), Some("06"), "tls_certificate", None, "via proxy");
-    drop(server);
 }
 
 #[test]
@@ -129,14 +133,8 @@ fn a_proxy_that_refuses_the_tunnel_is_01_not_a_rejected_cancellation() {
     // Tunnels only to port 443: the API's port is refused with a 403 to the CONNECT.
     let proxy = Tinyproxy::start("ConnectPort 443");
     let dir = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(dir.path());
-    let (certificate, key) = ca.leaf(&["localhost"], true);
-    let (addr, server) = tls_server(&certificate, &key);
-    let mut config = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));
-    config.api.ca_file = Some(ca.file.clone());
-    config.api.proxy = Some(proxy.url());
+    let (config, _server) = tls_api(&TestCa::new(dir.path()), true, &proxy.url());
     expect(&send(&config, "1"), Some("01"), "proxy_refused", None, "recusou abrir o túnel");
-    drop(server);
 }
 
 #[test]
@@ -166,13 +164,9 @@ fn a_proxy_that_asks_for_credentials_gets_them_from_the_password_file() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());
     let api = Background::start(Scenario::default()).unwrap();
-    let (certificate, key) = ca.leaf(&["localhost"], true);
-    let (addr, server) = tls_server(&certificate, &key);
+    let (mut tls, _server) = tls_api(&ca, true, &proxy.url());
     let mut plain = config_for(&api.url());
     plain.api.proxy = Some(proxy.url());
-    let mut tls = config_for(&format!("https://localhost:{}/cancelamentos", addr.port()));
-    tls.api.ca_file = Some(ca.file.clone());
-    tls.api.proxy = Some(proxy.url());
 
     // Without credentials: the CONNECT is refused with 407 — 01, naming the settings. (A POST of
     // plain HTTP meets tinyproxy's 407 and a reset before its body is read: not deterministic,
@@ -199,5 +193,4 @@ fn a_proxy_that_asks_for_credentials_gets_them_from_the_password_file() {
     let attempt = send(&tls, "5");
     expect(&attempt, Some("01"), "proxy_refused", None, "api.proxy_password_file");
     assert!(!format!("{:?}", attempt.verdict).contains("errada"));
-    drop(server);
 }
