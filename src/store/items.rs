@@ -169,6 +169,20 @@ const ITEM_COLUMNS: &str = "id, order_number, branch, reason, cancelled_at, cust
      attempts, last_code, last_message, next_at, created_at, updated_at, idempotency_key, source, \
      processing_since, sent";
 
+/// The claim of up to `limit` due items in `state`: one statement on the `items_due` index. The
+/// state (a fixed word) and the limit (at most `api.concurrency`) are literals, because a bound
+/// LIMIT makes SQLite re-prepare the statement whenever its value changes; each (state, limit)
+/// pair is its own cached statement.
+fn claim_sql(state: State, limit: usize) -> String {
+    format!(
+        "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
+         WHERE id IN (SELECT id FROM items WHERE state = '{state}' AND next_at <= ?1 \
+                      ORDER BY next_at LIMIT {limit}) \
+         RETURNING {ITEM_COLUMNS}",
+        state = state.as_str()
+    )
+}
+
 /// Reads an `ITEM_COLUMNS` row. Bad stored values surface as conversion errors.
 fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
     let conversion = |index: usize, message: String| {
@@ -469,16 +483,7 @@ impl Store {
             if room == 0 {
                 break;
             }
-            // The state (a fixed word) and the limit (at most `api.concurrency`) are literals: a
-            // bound LIMIT makes SQLite re-prepare the statement whenever its value changes.
-            // Each (state, limit) pair is its own cached statement.
-            let sql = format!(
-                "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
-                 WHERE id IN (SELECT id FROM items WHERE state = '{state}' AND next_at <= ?1 \
-                              ORDER BY next_at LIMIT {room}) \
-                 RETURNING {ITEM_COLUMNS}",
-                state = state.as_str()
-            );
+            let sql = claim_sql(state, room);
             let read = || -> rusqlite::Result<Vec<ItemRow>> {
                 let mut statement = self.conn.prepare_cached(&sql)?;
                 let rows = statement.query_map(params![now_ms, lease_until], read_item)?;
@@ -602,14 +607,12 @@ impl Store {
         Ok(moved)
     }
 
-    /// The query plan of the claim's inner `SELECT`, for the test that keeps it on the index.
+    /// The query plan of the claim statement itself, for the test that keeps it on the index.
     pub fn claim_query_plan(&self) -> Result<String, StoreError> {
         let read = || -> rusqlite::Result<String> {
-            let mut statement = self.conn.prepare(
-                "EXPLAIN QUERY PLAN SELECT id FROM items WHERE state = 'pending' AND next_at <= ?1 \
-                 ORDER BY next_at LIMIT 1",
-            )?;
-            let details = statement.query_map([0_i64], |row| row.get::<_, String>(3))?;
+            let mut statement =
+                self.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", claim_sql(State::Pending, 4)))?;
+            let details = statement.query_map([0_i64, 0_i64], |row| row.get::<_, String>(3))?;
             Ok(details.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
         };
         read().map_err(|e| self.error("ler o plano de consulta", e))
