@@ -57,6 +57,8 @@ pub enum TransportFailure {
     Reset,
     /// The proxy (`api.proxy`) would not open a tunnel to the API; the detail says why.
     Proxy(String),
+    /// The proxy answered the tunnel request with 407: it wants (other) credentials.
+    ProxyAuth,
     /// Anything else, with reqwest's description.
     Other(String),
 }
@@ -156,6 +158,8 @@ fn transport(failure: &TransportFailure) -> Verdict {
             ("99", "connection_reset", "a conexão caiu antes de a resposta terminar".into())
         }
         TransportFailure::Proxy(detail) => ("01", "proxy_refused", detail.clone()),
+        // The same kind as a 407 response to a plain-HTTP request: one journal filter finds both.
+        TransportFailure::ProxyAuth => ("01", "proxy_auth", PROXY_AUTH.to_owned()),
         TransportFailure::Other(detail) => ("99", "transport", format!("falha de comunicação: {detail}")),
     };
     Verdict {

@@ -238,7 +238,7 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
     let tunnel = chain.iter().map(ToString::to_string).find(|cause| cause.starts_with("tunnel error: "));
     if let Some(tunnel) = tunnel.filter(|cause| !cause.ends_with("failed to create underlying connection")) {
         let detail = match tunnel.trim_start_matches("tunnel error: ") {
-            "proxy authorization required" => classify::PROXY_AUTH.to_owned(),
+            "proxy authorization required" => return TransportFailure::ProxyAuth,
             // Some proxies answer wrong credentials with 401 or 403, not 407.
             "unsuccessful" => {
                 "o proxy recusou abrir o túnel (CONNECT) até a API: confira com a equipe de rede \
@@ -274,7 +274,6 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
         return TransportFailure::ConnectTimeout;
     }
     let text = chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(": ");
-
     if text.contains("connection closed before message completed") || text.contains("incomplete") {
         return TransportFailure::Reset;
     }

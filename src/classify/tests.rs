@@ -41,6 +41,7 @@ fn every_row_of_the_code_table() {
             "proxy_refused",
             Some("o proxy recusou"),
         ),
+        (Exchange::Transport(TransportFailure::ProxyAuth), Some("01"), "proxy_auth", Some("o proxy exige")),
         (
             response(401, r#"{"message": "invalid credentials"}"#),
             Some("02"),

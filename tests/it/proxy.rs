@@ -171,7 +171,7 @@ fn a_proxy_that_asks_for_credentials_gets_them_from_the_password_file() {
     // Without credentials: the CONNECT is refused with 407 — 01, naming the settings. (A POST of
     // plain HTTP meets tinyproxy's 407 and a reset before its body is read: not deterministic,
     // so the plain 407 is checked with `check`'s GET below.)
-    expect(&send(&tls, "2"), Some("01"), "proxy_refused", None, "api.proxy_password_file");
+    expect(&send(&tls, "2"), Some("01"), "proxy_auth", None, "api.proxy_password_file");
     let env = Env::build(&api.url(), &format!("proxy = \"{}\"", proxy.url()), "");
     let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
     assert!(stdout.contains("✗ requisição de teste: erro 01"), "{stdout}");
