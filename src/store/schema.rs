@@ -64,7 +64,8 @@ pub const MIGRATIONS: &[&str] = &[
     // recording an attempt needs no look-up in `attempts` (and `list` can show it).
     r#"
     ALTER TABLE items ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
-    -- The last attempt's number: numbering goes on from it (history purges keep no gaps to fill).
+    -- The last attempt's number, so numbering goes on from it. Delivered items whose attempts
+    -- the history purge already deleted start at 0.
     UPDATE items SET sent = (SELECT MAX(number) FROM attempts WHERE attempts.item_id = items.id)
         WHERE EXISTS (SELECT 1 FROM attempts WHERE attempts.item_id = items.id);
     "#,
