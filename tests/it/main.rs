@@ -12,6 +12,7 @@ mod dispatch;
 mod dns;
 mod enqueue;
 mod explain;
+mod mapping;
 mod proxy;
 mod retry;
 mod spool;
