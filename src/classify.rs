@@ -1,10 +1,13 @@
 //! From what happened on the wire to the support team's error code. Pure: the HTTP client turns
 //! reqwest's results into an `Exchange`, and `classify` decides the code, a short machine `kind`,
-//! the API's own message and any `Retry-After`. Every row of SPEC 3 is a test here.
+//! the API's own message, its receipt and any `Retry-After`, by the built-in rules (every row of
+//! the code table is a test here) and the customer's `[api.response]` rules.
 
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::mapping::{Judgement, ResponseConfig};
 
 /// The most of a response body that is read; the rest is not needed to classify it.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -20,7 +23,13 @@ pub enum Exchange {
     Response(Response),
     /// No complete response.
     Transport(TransportFailure),
+    /// Nothing was sent: the item's request could not be built from `[api.request]` (the reason).
+    NotSent(String),
 }
+
+/// The kind of a request that was never sent because the mapping could not build it. It says
+/// nothing about the API, so the circuit breaker ignores it.
+pub const NOT_SENT_KIND: &str = "request_mapping";
 
 /// An HTTP response, reduced to what classification reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -85,6 +94,10 @@ pub struct Verdict {
     pub message: Option<String>,
     /// How long the API asked us to wait (08).
     pub retry_after: Option<Duration>,
+    /// The API's receipt (`[api.response] receipt_path`), when its answer has one.
+    pub receipt: Option<String>,
+    /// The URL to poll for the final answer (`async_poll = "location"`), set by the client.
+    pub poll_url: Option<String>,
 }
 
 impl Verdict {
@@ -110,12 +123,101 @@ pub fn excerpt(body: &[u8]) -> Option<String> {
     Some(text)
 }
 
-/// Classifies an exchange. `user_not_found` are the configured case-insensitive fragments that
-/// turn a 401/403/404 into code 03; `now` resolves an HTTP-date `Retry-After`.
-pub fn classify(exchange: &Exchange, user_not_found: &[String], now: jiff::Timestamp) -> Verdict {
+/// The configured part of classification: the fragments of a 401/403/404 body that mean code 03
+/// or 02 (already folded: lower case, no accents), and `[api.response]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    user_not_found: Vec<String>,
+    invalid_credentials: Vec<String>,
+    pub response: ResponseConfig,
+}
+
+impl Rules {
+    /// Rules from the patterns as written and the response rules.
+    pub fn new(user_not_found: &[String], invalid_credentials: &[String], response: ResponseConfig) -> Rules {
+        let folded = |patterns: &[String]| {
+            patterns
+                .iter()
+                .map(|pattern| fold(pattern.trim()))
+                .filter(|pattern| !pattern.is_empty())
+                .collect()
+        };
+        Rules {
+            user_not_found: folded(user_not_found),
+            invalid_credentials: folded(invalid_credentials),
+            response,
+        }
+    }
+
+    /// The rules of a config.
+    pub fn from_config(config: &crate::config::Config) -> Rules {
+        let auth = &config.api.auth;
+        Rules::new(
+            &auth.user_not_found_patterns,
+            &auth.invalid_credentials_patterns,
+            config.api.response.clone(),
+        )
+    }
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::from_config(&crate::config::Config::default())
+    }
+}
+
+/// Lower case without the accents of Portuguese (and the other Latin ones), so "USUÁRIO NÃO" and
+/// "usuario nao" compare equal.
+pub fn fold(text: &str) -> String {
+    text.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            'ý' | 'ÿ' => 'y',
+            other => other,
+        })
+        .collect()
+}
+
+/// Classifies an exchange by `rules`; `now` resolves an HTTP-date `Retry-After`.
+pub fn classify(exchange: &Exchange, rules: &Rules, now: jiff::Timestamp) -> Verdict {
     match exchange {
         Exchange::Transport(failure) => transport(failure),
-        Exchange::Response(response) => response_verdict(response, user_not_found, now),
+        Exchange::Response(response) => response_verdict(response, rules, now),
+        Exchange::NotSent(why) => Verdict {
+            outcome: Outcome::Failure("07"),
+            kind: NOT_SENT_KIND.to_owned(),
+            http_status: None,
+            message: Some(format!(
+                "o cancelamento não foi enviado: não foi possível montar a requisição ({why})"
+            )),
+            retry_after: None,
+            receipt: None,
+            poll_url: None,
+        },
+    }
+}
+
+/// Classifies the answer to a GET of the `Location` an asynchronous API gave: a `303 See Other`
+/// there means the operation finished (its result is elsewhere); the rest reads as any answer.
+pub fn classify_poll(exchange: &Exchange, rules: &Rules, now: jiff::Timestamp) -> Verdict {
+    match exchange {
+        Exchange::Response(response) if response.status == 303 => Verdict {
+            outcome: Outcome::Success,
+            kind: "http_303".to_owned(),
+            http_status: Some(303),
+            message: None,
+            retry_after: None,
+            receipt: None,
+            poll_url: None,
+        },
+        _ => classify(exchange, rules, now),
     }
 }
 
@@ -168,46 +270,88 @@ fn transport(failure: &TransportFailure) -> Verdict {
         http_status: None,
         message: Some(message),
         retry_after: None,
+        receipt: None,
+        poll_url: None,
     }
 }
 
 /// A complete response.
-fn response_verdict(response: &Response, user_not_found: &[String], now: jiff::Timestamp) -> Verdict {
+fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) -> Verdict {
     let status = response.status;
-    let message = extract_message(&response.body, response.content_type.as_deref());
+    let content_type = response.content_type.as_deref();
+    let json = parse_json(&response.body, content_type);
+    let message = match &json {
+        Ok(Some(value)) => {
+            rules.response.message(value).or_else(|| from_json_envelope(value)).map(|text| one_line(&text))
+        }
+        _ => extract_message(&response.body, content_type),
+    }
+    .filter(|message| !message.is_empty());
+    let receipt = match (&json, status) {
+        (Ok(Some(value)), 200..=299) => rules.response.receipt(value),
+        _ => None,
+    };
     let verdict = |outcome: Outcome, kind: String, message: Option<String>| Verdict {
         outcome,
         kind,
         http_status: Some(status),
         message,
         retry_after: None,
+        receipt: receipt.clone(),
+        poll_url: None,
     };
-    // Only a 401/403/404 can mean "unknown user": the body is lowered only for those.
-    let body_says_user_is_unknown = matches!(status, 401 | 403 | 404) && {
-        let body = String::from_utf8_lossy(&response.body).to_lowercase();
-        user_not_found.iter().any(|pattern| !pattern.is_empty() && body.contains(&pattern.to_lowercase()))
+    // Only a 401/403/404 can be about the user or the credentials: the body is folded only then.
+    let folded = matches!(status, 401 | 403 | 404).then(|| fold(&String::from_utf8_lossy(&response.body)));
+    let says = |patterns: &[String]| {
+        folded.as_ref().is_some_and(|body| patterns.iter().any(|pattern| body.contains(pattern.as_str())))
     };
     let kind = format!("http_{status}");
     match status {
         202 | 208 => verdict(Outcome::Processing, kind, message),
-        200..=299 => {
-            let json = parse_json(&response.body, response.content_type.as_deref());
-            match json {
-                Err(()) => verdict(
-                    Outcome::Failure("99"),
-                    "invalid_json".to_owned(),
-                    Some(format!("resposta {status} com JSON ilegível")),
+        200..=299 => match json {
+            Err(()) => verdict(
+                Outcome::Failure("99"),
+                "invalid_json".to_owned(),
+                Some(format!("resposta {status} com JSON ilegível")),
+            ),
+            Ok(value) => match rules.response.judge(value.as_ref()) {
+                Some(Judgement::Success) => verdict(Outcome::Success, kind, message),
+                Some(Judgement::Processing(_)) => verdict(Outcome::Processing, kind, message),
+                Some(Judgement::Failure(found)) => verdict(
+                    Outcome::Failure("07"),
+                    "rejected_in_body".to_owned(),
+                    message.or_else(|| {
+                        Some(format!(
+                            "a API respondeu {status} com status \"{}\" (api.response.failure_values)",
+                            one_line(&found)
+                        ))
+                    }),
                 ),
-                Ok(Some(value)) if says_it_failed(&value) => verdict(
+                Some(Judgement::Unknown(found)) => {
+                    let path = rules.response.status_path.as_ref().map_or("", |path| path.source());
+                    let what = match found {
+                        Some(found) => format!(
+                            "com status \"{}\", que não está em success_values nem em failure_values",
+                            one_line(&found)
+                        ),
+                        None => format!("sem o campo \"{path}\" (api.response.status_path)"),
+                    };
+                    verdict(
+                        Outcome::Failure("99"),
+                        "unknown_status".to_owned(),
+                        Some(format!("a API respondeu {status} {what}")),
+                    )
+                }
+                None if value.as_ref().is_some_and(says_it_failed) => verdict(
                     Outcome::Failure("07"),
                     "rejected_in_body".to_owned(),
                     message.or_else(|| Some(format!("resposta {status} indica falha no corpo"))),
                 ),
-                Ok(_) => verdict(Outcome::Success, kind, message),
-            }
-        }
+                None => verdict(Outcome::Success, kind, message),
+            },
+        },
         300..=399 => {
-            let location = response.location.as_deref().unwrap_or("(sem Location)");
+            let location = response.location.as_deref().map_or_else(|| "(sem Location)".to_owned(), one_line);
             verdict(
                 Outcome::Failure("07"),
                 "redirect".to_owned(),
@@ -216,7 +360,8 @@ fn response_verdict(response: &Response, user_not_found: &[String], now: jiff::T
                 )),
             )
         }
-        401 | 403 | 404 if body_says_user_is_unknown => verdict(Outcome::Failure("03"), kind, message),
+        401 | 403 | 404 if says(&rules.user_not_found) => verdict(Outcome::Failure("03"), kind, message),
+        401 | 403 | 404 if says(&rules.invalid_credentials) => verdict(Outcome::Failure("02"), kind, message),
         401 => verdict(
             Outcome::Failure("02"),
             kind,
@@ -232,7 +377,9 @@ fn response_verdict(response: &Response, user_not_found: &[String], now: jiff::T
                 )),
             )
         }
-        403 if mentions_credentials(&response.body) => verdict(Outcome::Failure("02"), kind, message),
+        403 if folded.as_deref().is_some_and(mentions_credentials) => {
+            verdict(Outcome::Failure("02"), kind, message)
+        }
         429 => Verdict {
             retry_after: Some(
                 retry_after(response.retry_after.as_deref(), now).unwrap_or(DEFAULT_RETRY_AFTER),
@@ -250,6 +397,11 @@ fn response_verdict(response: &Response, user_not_found: &[String], now: jiff::T
         400..=499 => verdict(Outcome::Failure("07"), kind, message),
         _ => verdict(Outcome::Failure("99"), kind, message),
     }
+}
+
+/// A message cut to one readable line of at most 500 characters.
+fn one_line(text: &str) -> String {
+    crate::text::truncate(text.trim(), 500)
 }
 
 /// `Ok(None)` for an empty or non-JSON body, `Err` for a body that claims to be JSON (by type or
@@ -272,9 +424,8 @@ fn says_it_failed(value: &Value) -> bool {
     value.get("success") == Some(&Value::Bool(false)) || value.get("error") == Some(&Value::Bool(true))
 }
 
-/// A 403 whose body is about credentials rather than permission on the order.
-fn mentions_credentials(body: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(body).to_lowercase();
+/// A 403 whose (folded) body is about credentials rather than permission on the order.
+fn mentions_credentials(folded: &str) -> bool {
     [
         "password",
         "senha",
@@ -286,7 +437,7 @@ fn mentions_credentials(body: &[u8]) -> bool {
         "autentica",
     ]
     .iter()
-    .any(|word| text.contains(word))
+    .any(|word| folded.contains(word))
 }
 
 /// The human message of an error body, from any of the envelopes the vendors use, plain text or
@@ -304,7 +455,7 @@ pub fn extract_message(body: &[u8], content_type: Option<&str>) -> Option<String
         }
         _ => Some(text.to_owned()),
     };
-    message.map(|message| crate::text::truncate(message.trim(), 500)).filter(|message| !message.is_empty())
+    message.map(|message| one_line(&message)).filter(|message| !message.is_empty())
 }
 
 /// `{"errors":[{"key","message"}]}`, `{"message","code"}`, `{"error":true,"errorMessage",…}`.

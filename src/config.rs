@@ -13,12 +13,17 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::HumanDuration;
+use crate::mapping::{RequestConfig, ResponseConfig};
 
 /// Where the config is read from when neither `--config` nor `EXTRATOR_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/extrator/extrator.toml";
 
 /// The prefix of environment overrides; `EXTRATOR_API__URL` overrides `[api] url`.
 const ENV_PREFIX: &str = "EXTRATOR_";
+
+/// The bounds of `api.max_rate`, in requests per second: one every 100 s at the slowest.
+pub const MIN_RATE: f64 = 0.01;
+pub const MAX_RATE: f64 = 10_000.0;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -35,7 +40,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
-    /// The endpoint the cancellations are POSTed to. Required: there is no sensible default.
+    /// The endpoint the cancellations are POSTed to. Required unless `[api.request] url` says
+    /// where they go: there is no sensible default.
     pub url: String,
     pub connect_timeout: HumanDuration,
     pub request_timeout: HumanDuration,
@@ -56,7 +62,14 @@ pub struct ApiConfig {
     pub proxy_user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_password_file: Option<PathBuf>,
+    /// At most this many requests per second (probes and polls included); unlimited when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<f64>,
     pub auth: AuthConfig,
+    /// The request the API expects; each key left out keeps the original request.
+    pub request: RequestConfig,
+    /// How the API's answer is read beyond the built-in envelopes.
+    pub response: ResponseConfig,
 }
 
 impl Default for ApiConfig {
@@ -73,7 +86,10 @@ impl Default for ApiConfig {
             proxy: None,
             proxy_user: None,
             proxy_password_file: None,
+            max_rate: None,
             auth: AuthConfig::default(),
+            request: RequestConfig::default(),
+            response: ResponseConfig::default(),
         }
     }
 }
@@ -113,8 +129,12 @@ pub struct AuthConfig {
     /// The field of the login response that holds the token; dots go into objects
     /// (`"data.access_token"`).
     pub token_field: String,
-    /// Case-insensitive fragments of a 401/403/404 body that mean "the user does not exist" (code 03).
+    /// Fragments of a 401/403/404 body that mean "the user does not exist" (code 03), compared
+    /// without regard to case or accents.
     pub user_not_found_patterns: Vec<String>,
+    /// Fragments of a 401/403/404 body that mean "wrong credentials" (code 02), compared the
+    /// same way (a 401 is 02 anyway; these make a 403 or 404 one too).
+    pub invalid_credentials_patterns: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -128,17 +148,21 @@ impl Default for AuthConfig {
             user_field: "user".to_owned(),
             password_field: "password".to_owned(),
             token_field: "token".to_owned(),
+            // The vendor's error guide writes 03 as "Usuário informado não foi encontrado".
             user_not_found_patterns: [
+                "usuário informado não foi encontrado",
+                "usuário não encontrado",
+                "usuário inexistente",
                 "user not found",
                 "user does not exist",
                 "unknown user",
-                "usuário não encontrado",
-                "usuario nao encontrado",
-                "usuário inexistente",
-                "usuario inexistente",
             ]
             .map(str::to_owned)
             .to_vec(),
+            // …and 02 as "Credenciais inválidas".
+            invalid_credentials_patterns: ["credenciais inválidas", "senha inválida", "invalid credentials"]
+                .map(str::to_owned)
+                .to_vec(),
         }
     }
 }
@@ -336,7 +360,7 @@ pub fn load_with_env(
     let config = if overrides.is_empty() { from_file } else { apply_env(&text, &overrides)? };
     config.check().map_err(|(key, message)| ConfigError {
         source: path.display().to_string(),
-        position: None,
+        position: key_position(&text, &key),
         key: Some(key),
         message,
     })?;
@@ -437,6 +461,38 @@ fn apply_env(text: &str, overrides: &[(String, Vec<String>, String)]) -> Result<
             message: translate(error.into_inner().message()),
         }
     })
+}
+
+/// Where `key` (`api.request.body.itens[0]`) is written in `text`: the line and column of its
+/// name (or of the array element), for errors found after parsing. `None` when the file does not
+/// have it (a default, or an environment override).
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    use toml::de::{DeTable, DeValue};
+    let document = DeTable::parse(text).ok()?;
+    let mut value: Option<&toml::Spanned<DeValue<'_>>> = None;
+    let mut start = None;
+    for part in key.split('.') {
+        let (name, indexes) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        let table = match value.map(toml::Spanned::get_ref) {
+            None => document.get_ref(),
+            Some(DeValue::Table(table)) => table,
+            Some(_) => return None,
+        };
+        let (found_key, found) = table.iter().find(|(candidate, _)| candidate.get_ref() == name)?;
+        start = Some(found_key.span().start);
+        value = Some(found);
+        for index in indexes.split('[').filter(|index| !index.is_empty()) {
+            let index: usize = index.trim_end_matches(']').parse().ok()?;
+            let DeValue::Array(array) = value?.get_ref() else { return None };
+            let element = array.get(index)?;
+            start = Some(element.span().start);
+            value = Some(element);
+        }
+    }
+    start.map(|offset| line_column(text, offset))
 }
 
 /// Looks up a dotted key path in a table.
@@ -555,10 +611,16 @@ impl Config {
     pub fn check(&self) -> Result<(), (String, String)> {
         let fail = |key: &str, message: String| Err((key.to_owned(), message));
         let api = &self.api;
-        if api.url.trim().is_empty() {
-            return fail("api.url", "é obrigatória: informe a URL da API de cancelamento".to_owned());
+        match (api.url.trim().is_empty(), &api.request.url) {
+            (true, None) => {
+                return fail(
+                    "api.url",
+                    "é obrigatória: informe a URL da API de cancelamento (ou api.request.url)".to_owned(),
+                );
+            }
+            (true, Some(_)) => {}
+            (false, _) => check_url("api.url", &api.url)?,
         }
-        check_url("api.url", &api.url)?;
         if let Some(proxy) = &api.proxy {
             check_url("api.proxy", proxy)?;
         }
@@ -645,6 +707,20 @@ impl Config {
                 );
             }
         }
+        if let Some(problem) = api.request.problem() {
+            return Err(problem);
+        }
+        if let Some((key, why)) = api.response.problem() {
+            return fail(key, why);
+        }
+        if let Some(rate) = api.max_rate
+            && !(rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate))
+        {
+            return fail(
+                "api.max_rate",
+                format!("deve estar entre {MIN_RATE} e {MAX_RATE} requisições por segundo (está {rate})"),
+            );
+        }
         if self.retry.max_attempts == 0 {
             return fail("retry.max_attempts", "deve ser pelo menos 1".to_owned());
         }
@@ -680,7 +756,7 @@ fn has_systemd_credential() -> bool {
 }
 
 /// A URL must be `http://` or `https://` with a host.
-fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
+pub(crate) fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
     match host {

@@ -23,7 +23,7 @@ use crate::classify::{Outcome, Verdict};
 use crate::config::Config;
 use crate::failure::Failure;
 use crate::item::State;
-use crate::policy::{self, Circuit, ItemBefore, Permit, Settings};
+use crate::policy::{self, Circuit, ItemBefore, Pacer, Permit, Settings};
 use crate::spool;
 use crate::store::{AttemptRecord, ItemRow};
 use crate::systemd::Notifier;
@@ -59,6 +59,8 @@ pub struct Daemon {
     client: Arc<Client>,
     settings: Settings,
     circuit: Circuit,
+    /// Keeps requests under `api.max_rate`.
+    pacer: Pacer,
     in_flight: JoinSet<Option<Finished>>,
     /// When the history was last purged; the purge scans delivered items, so it runs hourly.
     last_purge: Option<std::time::Instant>,
@@ -77,6 +79,7 @@ impl Daemon {
     /// A daemon over an open store (moved onto its thread) and a built client.
     pub fn new(config_path: PathBuf, config: Config, writer: Writer, client: Client) -> Daemon {
         let settings = Settings::from_config(&config);
+        let pacer = Pacer::new(config.api.max_rate);
         Daemon {
             config_path,
             config,
@@ -84,6 +87,7 @@ impl Daemon {
             client: Arc::new(client),
             settings,
             circuit: Circuit::default(),
+            pacer,
             in_flight: JoinSet::new(),
             last_purge: None,
             notifier: Notifier::new(),
@@ -155,16 +159,18 @@ impl Daemon {
         ticker
     }
 
-    /// How long until the circuit lets something out (at most one poll interval).
+    /// How long until the circuit and the rate limit let something out (at most one poll
+    /// interval).
     fn circuit_wait(&self) -> Duration {
         let poll = self.config.queue.poll_interval.get();
-        match self.circuit.permit(jiff::Timestamp::now()) {
-            Permit::WaitUntil(until) => {
-                let millis = until.as_millisecond().saturating_sub(jiff::Timestamp::now().as_millisecond());
-                Duration::from_millis(u64::try_from(millis).unwrap_or(0)).min(poll)
-            }
-            Permit::Send | Permit::Probe => poll,
-        }
+        let now = jiff::Timestamp::now();
+        let until = match self.circuit.permit(now) {
+            Permit::WaitUntil(until) => Some(until),
+            Permit::Send | Permit::Probe => self.pacer.wait(now),
+        };
+        let Some(until) = until else { return poll };
+        let micros = until.as_microsecond().saturating_sub(now.as_microsecond());
+        Duration::from_micros(u64::try_from(micros).unwrap_or(0)).min(poll)
     }
 
     /// How long an `in_flight` item is leased before it is presumed abandoned.
@@ -276,11 +282,16 @@ impl Daemon {
     async fn fill(&mut self) -> Result<(), Failure> {
         let concurrency = usize::try_from(self.config.api.concurrency).unwrap_or(1);
         while self.in_flight.len() < concurrency {
-            let (probe, room) = match self.circuit.permit(jiff::Timestamp::now()) {
+            let now = jiff::Timestamp::now();
+            let (probe, room) = match self.circuit.permit(now) {
                 Permit::Send => (false, concurrency - self.in_flight.len()),
                 Permit::Probe => (true, 1),
                 Permit::WaitUntil(_) => return Ok(()),
             };
+            let room = self.pacer.room(now, room);
+            if room == 0 {
+                return Ok(());
+            }
             let lease = self.lease();
             let claimed = self
                 .writer
@@ -296,6 +307,7 @@ impl Daemon {
                 }
             };
             for item in items {
+                self.pacer.sent(jiff::Timestamp::now());
                 if probe {
                     self.circuit.probe_sent();
                     tracing::info!(order = %item.order, item = item.id, "testando a API com um envio (sonda)");
@@ -363,6 +375,7 @@ impl Daemon {
         config.queue.database = self.config.queue.database.clone();
         config.queue.spool_dir = self.config.queue.spool_dir.clone();
         self.settings = Settings::from_config(&config);
+        self.pacer = self.pacer.with_rate(config.api.max_rate);
         self.client = Arc::new(client);
         self.config = config;
         self.circuit.on_reload();
@@ -440,6 +453,7 @@ async fn deliver(
         id: item.id,
         attempts: u32::try_from(item.attempts).unwrap_or(0),
         processing_since: item.processing_since,
+        poll_url: item.poll_url.as_deref(),
     };
     let after = policy::after_attempt(before, &attempt.verdict, probe, finished_at, &settings);
     let finished = Finished {
@@ -482,16 +496,25 @@ fn log_attempt(finished: &Finished) {
     let (item, order, attempt, kind) =
         (finished.item, finished.order.as_str(), finished.attempt, finished.verdict.kind.as_str());
     match (finished.verdict.outcome, finished.state) {
-        (Outcome::Success, _) => {
-            tracing::info!(
+        (Outcome::Success, _) => match finished.verdict.receipt.as_deref() {
+            Some(receipt) => tracing::info!(
+                item,
+                order,
+                attempt,
+                http_status = status,
+                kind,
+                receipt,
+                "pedido {order}: cancelamento entregue (protocolo da API: {receipt})"
+            ),
+            None => tracing::info!(
                 item,
                 order,
                 attempt,
                 http_status = status,
                 kind,
                 "pedido {order}: cancelamento entregue"
-            );
-        }
+            ),
+        },
         (Outcome::Processing, _) => tracing::info!(
             item,
             order,
@@ -565,6 +588,8 @@ mod tests {
             http_status: Some(401),
             message: None,
             retry_after: None,
+            receipt: None,
+            poll_url: None,
         };
         circuit.on_result(&refused, false, jiff::Timestamp::now(), &settings);
         let line = status_line(&circuit, (12, 0, 0), Some(jiff::Timestamp::now()));

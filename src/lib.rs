@@ -15,6 +15,7 @@ pub mod failure;
 pub mod intake;
 pub mod item;
 pub mod logging;
+pub mod mapping;
 pub mod policy;
 pub mod simulator;
 pub mod spool;

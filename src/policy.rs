@@ -80,12 +80,14 @@ pub fn retry_delay(failures: u32, seed: u64, settings: &Settings) -> Duration {
 
 /// The item's situation before the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ItemBefore {
+pub struct ItemBefore<'a> {
     pub id: i64,
     /// Counted failures so far.
     pub attempts: u32,
     /// When the API first accepted it asynchronously, if it did.
     pub processing_since: Option<jiff::Timestamp>,
+    /// The URL an asynchronous API said to poll, while it is being polled that way.
+    pub poll_url: Option<&'a str>,
 }
 
 /// What an attempt does to its item.
@@ -99,6 +101,8 @@ pub struct ItemAfter {
     pub last_code: Option<&'static str>,
     pub next_at: jiff::Timestamp,
     pub processing_since: Option<jiff::Timestamp>,
+    /// The URL to poll next, while the API processes it asynchronously (`async_poll = "location"`).
+    pub poll_url: Option<String>,
     /// The verdict actually recorded (an async wait past `async_max_wait` becomes a 04).
     pub verdict: Verdict,
 }
@@ -106,7 +110,7 @@ pub struct ItemAfter {
 /// Decides what happens to an item after an attempt. A probe never counts toward the item's
 /// attempts.
 pub fn after_attempt(
-    item: ItemBefore,
+    item: ItemBefore<'_>,
     verdict: &Verdict,
     probe: bool,
     now: jiff::Timestamp,
@@ -122,6 +126,7 @@ pub fn after_attempt(
                 last_code: None,
                 next_at: now,
                 processing_since: None,
+                poll_url: None,
                 verdict,
             };
         }
@@ -138,6 +143,7 @@ pub fn after_attempt(
                     last_code: None,
                     next_at: add(now, settings.async_poll_interval),
                     processing_since: Some(since),
+                    poll_url: verdict.poll_url.clone().or_else(|| item.poll_url.map(str::to_owned)),
                     verdict,
                 };
             }
@@ -157,6 +163,8 @@ pub fn after_attempt(
     let async_timed_out = verdict.kind == "async_timeout";
     let keep_processing = if async_timed_out { None } else { item.processing_since };
     let waiting_state = if keep_processing.is_some() { State::Processing } else { State::Pending };
+    // Polling a Location goes on from the same URL after a failed poll; a new start re-sends.
+    let keep_poll = keep_processing.and(item.poll_url.map(str::to_owned));
     let not_counted = |next_at| ItemAfter {
         state: waiting_state,
         counted: false,
@@ -164,6 +172,7 @@ pub fn after_attempt(
         last_code: Some(code),
         next_at,
         processing_since: keep_processing,
+        poll_url: keep_poll.clone(),
         verdict: verdict.clone(),
     };
     match retry_of(code) {
@@ -178,6 +187,7 @@ pub fn after_attempt(
             last_code: Some(code),
             next_at: now,
             processing_since: None,
+            poll_url: None,
             verdict,
         },
         Retry::Item if probe => not_counted(now),
@@ -192,6 +202,7 @@ pub fn after_attempt(
                 last_code: Some(code),
                 next_at: if exhausted { now } else { add(now, retry_delay(attempts, seed, settings)) },
                 processing_since: if exhausted { None } else { keep_processing },
+                poll_url: if exhausted { None } else { keep_poll },
                 verdict,
             }
         }
@@ -270,6 +281,11 @@ impl Circuit {
         if probe {
             self.probing = false;
         }
+        if verdict.kind == crate::classify::NOT_SENT_KIND {
+            // Nothing reached the API: its state is as unknown as before; the gate stands (an
+            // open circuit probes again with the next item).
+            return;
+        }
         let code = match verdict.outcome {
             Outcome::Success | Outcome::Processing => None,
             Outcome::Failure(code) => Some(code),
@@ -343,6 +359,54 @@ impl Circuit {
             Gate::RateLimited { until } => {
                 format!("AGUARDANDO a API: erro {} até {}", label("08"), crate::text::local_time(until))
             }
+        }
+    }
+}
+
+/// Spaces requests to at most `api.max_rate` per second: each takes the next slot, one interval
+/// after the previous one, so no second ever sees more than the rate (plus the one at its edge).
+/// Without a rate it never waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pacer {
+    interval: Option<Duration>,
+    /// The earliest moment the next request may go.
+    next: Option<jiff::Timestamp>,
+}
+
+impl Pacer {
+    /// A pacer for `rate` requests per second (already bounded by the config's check).
+    pub fn new(rate: Option<f64>) -> Pacer {
+        let interval = rate
+            .filter(|rate| rate.is_finite() && *rate > 0.0)
+            .map(|rate| Duration::from_secs_f64(1.0 / rate));
+        Pacer { interval, next: None }
+    }
+
+    /// The same slot schedule under a new rate (a reload).
+    pub fn with_rate(self, rate: Option<f64>) -> Pacer {
+        Pacer { next: self.next, ..Pacer::new(rate) }
+    }
+
+    /// When the next request may go, if that is later than `now`.
+    pub fn wait(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.interval?;
+        self.next.filter(|next| *next > now)
+    }
+
+    /// How many requests may go at `now` (at most `wanted`).
+    pub fn room(&self, now: jiff::Timestamp, wanted: usize) -> usize {
+        match (self.interval, self.wait(now)) {
+            (None, _) => wanted,
+            (Some(_), Some(_)) => 0,
+            (Some(_), None) => wanted.min(1),
+        }
+    }
+
+    /// Records that a request went at `now`.
+    pub fn sent(&mut self, now: jiff::Timestamp) {
+        if let Some(interval) = self.interval {
+            let from = self.next.filter(|next| *next > now).unwrap_or(now);
+            self.next = Some(add(from, interval));
         }
     }
 }

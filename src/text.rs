@@ -47,6 +47,29 @@ pub fn io_error(error: &io::Error) -> String {
     }
 }
 
+/// `text` made safe to print on a terminal: control characters (C0, DEL, C1: escapes, BEL, CR,
+/// line breaks) and the invisible bidirectional controls that reorder what is shown (U+202E …)
+/// are written as `\u{…}`, so hostile text from the ERP or the API can neither move the cursor
+/// nor disguise itself. Everything else passes unchanged.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut safe = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            safe.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            safe.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(safe)
+}
+
 /// Cuts `text` to `width` characters, with `…` when cut, on one line.
 pub fn truncate(text: &str, width: usize) -> String {
     let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -127,6 +150,14 @@ mod tests {
         assert_eq!(ago(before(600), now), "há 10min");
         assert_eq!(ago(before(7_300), now), "há 2h");
         assert_eq!(ago(before(-120), now), "daqui a 2min");
+    }
+
+    #[test]
+    fn terminal_safe_escapes_controls_and_bidi_overrides() {
+        assert_eq!(terminal_safe("pedido 1 ação"), "pedido 1 ação");
+        assert_eq!(terminal_safe("a\u{1b}[31mb\u{7}\r\n"), "a\\u{1b}[31mb\\u{7}\\u{d}\\u{a}");
+        assert_eq!(terminal_safe("x\u{202e}gpj.exe"), "x\\u{202e}gpj.exe");
+        assert_eq!(terminal_safe("\u{9b}2J"), "\\u{9b}2J");
     }
 
     #[test]

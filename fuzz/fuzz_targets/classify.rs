@@ -3,7 +3,7 @@
 //! Retry-After, that many bytes of Retry-After, the rest is the body.
 #![no_main]
 
-use extrator::classify::{Exchange, Response, classify};
+use extrator::classify::{Exchange, Response, Rules, classify};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if data.len() < 4 {
@@ -20,7 +20,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let retry_after = Some(String::from_utf8_lossy(&data[4..4 + retry_len]).into_owned());
     let body = data[4 + retry_len..].to_vec();
     let exchange = Exchange::Response(Response { status, content_type, retry_after, location: None, body });
-    let verdict = classify(&exchange, &["user not found".to_owned()], jiff::Timestamp::UNIX_EPOCH);
+    let verdict = classify(&exchange, &Rules::default(), jiff::Timestamp::UNIX_EPOCH);
     if let Some(message) = verdict.message {
         assert!(message.chars().count() <= 600);
     }

@@ -1,7 +1,10 @@
-//! The HTTP client of the cancellation API: one POST per attempt, with the deadlines kept apart
-//! (`connect_timeout` by reqwest, `request_timeout` by our own timer around headers and body),
-//! redirects never followed, and every failure turned into a `classify::Exchange` by walking the
-//! error chain — including inside `io::Error`, where hyper-rustls hides certificate errors.
+//! The HTTP client of the cancellation API: one request per attempt, shaped by the request
+//! mapping (`mapping::RequestPlan`: the original `POST api.url` without one), with the deadlines
+//! kept apart (`connect_timeout` by reqwest, `request_timeout` by our own timer around headers
+//! and body), redirects never followed, and every failure turned into a `classify::Exchange` by
+//! walking the error chain — including inside `io::Error`, where hyper-rustls hides certificate
+//! errors. An asynchronous answer with `async_poll = "location"` is followed by GETs of the URL
+//! it gave, on the API's own server only.
 
 mod auth;
 mod resolver;
@@ -10,13 +13,13 @@ use std::error::Error as StdError;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
-use serde_json::{Map, Value};
 
 pub use auth::Auth;
 pub use resolver::{DnsFailure, GetAddrInfo, lookup};
 
-use crate::classify::{self, Exchange, MAX_BODY_BYTES, Response, TransportFailure, Verdict};
+use crate::classify::{self, Exchange, MAX_BODY_BYTES, Outcome, Response, Rules, TransportFailure, Verdict};
 use crate::config::Config;
+use crate::mapping::{AsyncPoll, Method, RenderedRequest, RequestPlan};
 use crate::store::ItemRow;
 
 /// One attempt, ready to be recorded.
@@ -32,10 +35,10 @@ pub struct Attempt {
 /// A client built from the config. Cheap to share: reqwest pools connections inside.
 pub struct Client {
     http: reqwest::Client,
-    url: String,
+    plan: RequestPlan,
     request_timeout: Duration,
     auth: Auth,
-    user_not_found: Vec<String>,
+    rules: Rules,
     /// `api.proxy`, named in the message of every failure before a response.
     proxy: Option<String>,
 }
@@ -54,7 +57,7 @@ impl Client {
             headers.insert(name, value);
         }
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("extrator/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(api.connect_timeout.get())
@@ -86,61 +89,133 @@ impl Client {
             builder.build().map_err(|error| format!("não foi possível criar o cliente HTTP: {error}"))?;
         Ok(Client {
             http,
-            url: api.url.clone(),
+            plan: RequestPlan::new(api)?,
             request_timeout: api.request_timeout.get(),
             auth: Auth::new(&api.auth)?,
-            user_not_found: api.auth.user_not_found_patterns.clone(),
+            rules: Rules::from_config(config),
             proxy: api.proxy.clone(),
         })
     }
 
-    /// Sends one item and classifies the outcome. Never fails: every failure is a verdict.
+    /// Sends one item and classifies the outcome. Never fails: every failure is a verdict. An
+    /// item the API is processing with `async_poll = "location"` is polled at its URL instead.
     pub async fn send(&self, item: &ItemRow) -> Attempt {
         let started_at = jiff::Timestamp::now();
         let clock = Instant::now();
-        let body = request_body(item);
-        let mut exchange = self.authenticated_post(&body, &item.idempotency_key, false).await;
-        if self.auth.renews_on_401()
-            && matches!(&exchange, Exchange::Response(response) if response.status == 401)
-        {
-            // The token may have expired: log in again, once.
-            exchange = self.authenticated_post(&body, &item.idempotency_key, true).await;
-        }
-        let verdict = self.classify(&exchange);
+        let polling =
+            item.poll_url.as_deref().filter(|_| self.rules.response.async_poll == AsyncPoll::Location);
+        let (exchange, verdict) = match polling {
+            Some(url) => {
+                let exchange = self.authenticated(|| self.http.get(url)).await;
+                let mut verdict = classify::classify_poll(&exchange, &self.rules, jiff::Timestamp::now());
+                self.follow_location(&exchange, url, &mut verdict);
+                (exchange, verdict)
+            }
+            None => match self.plan.render(item) {
+                Ok(request) => {
+                    let exchange = self.authenticated(|| self.build(&request)).await;
+                    let mut verdict = self.classify(&exchange);
+                    self.follow_location(&exchange, &request.url, &mut verdict);
+                    (exchange, verdict)
+                }
+                Err(error) => {
+                    let exchange = Exchange::NotSent(error.to_string());
+                    let verdict = self.classify(&exchange);
+                    (exchange, verdict)
+                }
+            },
+        };
         let excerpt = match &exchange {
             Exchange::Response(response) => classify::excerpt(&response.body),
-            Exchange::Transport(_) => None,
+            Exchange::Transport(_) | Exchange::NotSent(_) => None,
         };
         Attempt { started_at, duration: clock.elapsed(), verdict, excerpt }
     }
 
-    /// A harmless GET of the API's URL, with or without the credentials, for `extrator check`.
-    /// It cancels nothing: the API only cancels on POST.
-    pub async fn probe_get(&self, authenticated: bool) -> Verdict {
-        let request = self.http.get(&self.url);
-        let exchange = if authenticated {
-            match self.auth.apply(request, &self.http, self.request_timeout, false).await {
-                Ok(request) => perform(request, self.request_timeout).await,
-                Err(exchange) => exchange,
+    /// Sends `request()` with the credentials; with login, once more with a fresh token on a 401.
+    async fn authenticated(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Exchange {
+        let mut exchange = self.with_credentials(request(), false).await;
+        if self.auth.renews_on_401()
+            && matches!(&exchange, Exchange::Response(response) if response.status == 401)
+        {
+            // The token may have expired: log in again, once.
+            exchange = self.with_credentials(request(), true).await;
+        }
+        exchange
+    }
+
+    /// The reqwest request of a rendered one: the idempotency header first, then the templated
+    /// headers, then the body with its type (the original request's order).
+    fn build(&self, request: &RenderedRequest) -> reqwest::RequestBuilder {
+        let method = match request.method {
+            Method::POST => reqwest::Method::POST,
+            Method::PUT => reqwest::Method::PUT,
+            Method::PATCH => reqwest::Method::PATCH,
+            Method::DELETE => reqwest::Method::DELETE,
+        };
+        let mut builder = self.http.request(method, &request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(body) = &request.body {
+            builder = builder.header(CONTENT_TYPE, body.content_type).body(body.bytes.clone());
+        }
+        builder
+    }
+
+    /// With `async_poll = "location"`, a 202's `Location` (resolved against the request's URL)
+    /// becomes the URL to poll — on the API's own server only: the credentials never go elsewhere.
+    fn follow_location(&self, exchange: &Exchange, request_url: &str, verdict: &mut Verdict) {
+        if self.rules.response.async_poll != AsyncPoll::Location || verdict.outcome != Outcome::Processing {
+            return;
+        }
+        let Exchange::Response(Response { location: Some(location), .. }) = exchange else { return };
+        let Ok(base) = reqwest::Url::parse(request_url) else { return };
+        match base.join(location.trim()) {
+            Ok(target) if target.origin() == base.origin() => verdict.poll_url = Some(target.to_string()),
+            _ => {
+                verdict.outcome = Outcome::Failure("07");
+                verdict.kind = "foreign_location".to_owned();
+                verdict.message = Some(format!(
+                    "a API aceitou o cancelamento e mandou consultar o resultado em \"{}\", fora do servidor \
+                     da API: por segurança o extrator não envia as credenciais para lá (confira com o \
+                     fornecedor, ou use api.response.async_poll = \"resend\")",
+                    crate::text::truncate(location, 200)
+                ));
             }
+        }
+    }
+
+    /// A harmless GET of the request's URL (rendered for a sample item), with or without the
+    /// credentials, for `extrator check`. It cancels nothing: a GET never does.
+    pub async fn probe_get(&self, authenticated: bool) -> Verdict {
+        let url = self.sample_url();
+        let exchange = if authenticated {
+            self.authenticated(|| self.http.get(&url)).await
         } else {
-            perform(request, self.request_timeout).await
+            perform(self.http.get(&url), self.request_timeout).await
         };
         self.classify(&exchange)
     }
 
+    /// The URL requests go to, rendered for the sample item (the fixed part if that fails).
+    pub fn sample_url(&self) -> String {
+        self.plan
+            .render(&self.plan.sample())
+            .map_or_else(|_| self.plan.url_template().fixed_prefix(), |request| request.url)
+    }
+
     /// The verdict on an exchange; with a proxy, failures before any response say so.
     fn classify(&self, exchange: &Exchange) -> Verdict {
-        let mut verdict = classify::classify(exchange, &self.user_not_found, jiff::Timestamp::now());
+        let mut verdict = classify::classify(exchange, &self.rules, jiff::Timestamp::now());
         if let (Some(proxy), Exchange::Transport(_)) = (&self.proxy, exchange) {
             verdict.message = verdict.message.map(|message| format!("{message} (via proxy {proxy})"));
         }
         verdict
     }
 
-    /// POSTs `body` with the credentials (logging in first when needed).
-    async fn authenticated_post(&self, body: &Value, idempotency_key: &str, fresh_login: bool) -> Exchange {
-        let request = self.http.post(&self.url).header("Idempotency-Key", idempotency_key).json(body);
+    /// Adds the credentials (logging in first when needed) and performs the request.
+    async fn with_credentials(&self, request: reqwest::RequestBuilder, fresh_login: bool) -> Exchange {
         let request = match self.auth.apply(request, &self.http, self.request_timeout, fresh_login).await {
             Ok(request) => request,
             Err(exchange) => return exchange,
@@ -149,21 +224,8 @@ impl Client {
     }
 }
 
-/// The JSON the API receives: the item's fields, with `extra` passed through.
-pub fn request_body(item: &ItemRow) -> Value {
-    let mut body = Map::new();
-    body.insert("order".into(), Value::String(item.order.clone()));
-    body.insert("branch".into(), Value::String(item.branch.clone()));
-    body.insert("reason".into(), Value::String(item.reason.clone()));
-    body.insert("cancelled_at".into(), Value::String(item.cancelled_at.clone()));
-    if let Some(customer) = &item.customer {
-        body.insert("customer".into(), Value::String(customer.clone()));
-    }
-    if let Some(extra) = &item.extra {
-        body.insert("extra".into(), Value::Object(extra.clone()));
-    }
-    Value::Object(body)
-}
+/// The `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("extrator/", env!("CARGO_PKG_VERSION"));
 
 /// Sends a request and reads the response within `request_timeout` (headers and body together),
 /// telling apart "no answer" from "answer that stalled".

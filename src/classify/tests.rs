@@ -2,8 +2,8 @@
 
 use super::*;
 
-fn patterns() -> Vec<String> {
-    crate::config::AuthConfig::default().user_not_found_patterns
+fn patterns() -> Rules {
+    Rules::default()
 }
 
 fn now() -> jiff::Timestamp {
@@ -218,10 +218,89 @@ fn retry_after_in_seconds_as_a_date_or_missing() {
 
 #[test]
 fn user_not_found_patterns_are_configurable() {
-    let custom = vec!["login desconhecido".to_owned()];
+    let custom = Rules::new(&["login desconhecido".to_owned()], &[], ResponseConfig::default());
     let exchange = response(401, "Erro: LOGIN DESCONHECIDO");
     assert_eq!(classify(&exchange, &custom, now()).code(), Some("03"));
     assert_eq!(classify(&exchange, &patterns(), now()).code(), Some("02"));
+}
+
+#[test]
+fn the_vendor_guide_wording_without_regard_to_case_or_accents() {
+    for status in [401, 403, 404] {
+        for body in [
+            r#"{"message": "Usuário informado não foi encontrado"}"#,
+            r#"{"message": "USUARIO INFORMADO NAO FOI ENCONTRADO"}"#,
+            "usuário informado não foi encontrado",
+        ] {
+            let verdict = classify(&response(status, body), &patterns(), now());
+            assert_eq!(verdict.code(), Some("03"), "{status} {body}");
+        }
+        for body in [r#"{"message": "Credenciais inválidas"}"#, "CREDENCIAIS INVALIDAS"] {
+            let verdict = classify(&response(status, body), &patterns(), now());
+            assert_eq!(verdict.code(), Some("02"), "{status} {body}");
+        }
+    }
+    // A 404 about the order, not the user, stays a rejected cancellation.
+    let verdict = classify(&response(404, r#"{"message": "Pedido não encontrado"}"#), &patterns(), now());
+    assert_eq!(verdict.code(), Some("07"));
+    assert_eq!(fold("AÇÃO Não"), "acao nao");
+}
+
+/// Response rules as support writes them.
+fn rules(text: &str) -> Rules {
+    let config =
+        crate::config::parse_str(&format!("[api]\nurl = \"https://x/c\"\n[api.response]\n{text}"), "t")
+            .unwrap_or_else(|error| panic!("{error}"));
+    Rules::from_config(&config)
+}
+
+#[test]
+fn configured_status_message_and_receipt() {
+    let rules = rules(
+        "status_path = \"situacao\"\nsuccess_values = [\"CANCELADO\"]\nfailure_values = [\"RECUSADO\"]\n\
+         processing_values = [\"EM ANDAMENTO\"]\nmessage_paths = [\"detalhe.texto\"]\nreceipt_path = \"dados.protocolo\"\n",
+    );
+    let done = classify(
+        &response(200, r#"{"situacao": "cancelado", "dados": {"protocolo": "PRT-9"}}"#),
+        &rules,
+        now(),
+    );
+    assert_eq!((done.outcome, done.receipt.as_deref()), (Outcome::Success, Some("PRT-9")));
+    let refused = classify(
+        &response(200, r#"{"situacao": "RECUSADO", "detalhe": {"texto": "pedido já faturado"}}"#),
+        &rules,
+        now(),
+    );
+    assert_eq!((refused.code(), refused.kind.as_str()), (Some("07"), "rejected_in_body"));
+    assert_eq!(refused.message.as_deref(), Some("pedido já faturado"));
+    let waiting = classify(&response(200, r#"{"situacao": "em andamento"}"#), &rules, now());
+    assert_eq!(waiting.outcome, Outcome::Processing);
+    let odd = classify(&response(200, r#"{"situacao": "???"}"#), &rules, now());
+    assert_eq!((odd.code(), odd.kind.as_str()), (Some("99"), "unknown_status"));
+    assert!(odd.message.unwrap().contains("\"???\""));
+    let bare = classify(&response(204, ""), &rules, now());
+    assert_eq!(bare.code(), Some("99"), "the status was configured and is missing");
+    // The message paths also read error answers.
+    let error = classify(&response(422, r#"{"detalhe": {"texto": "filial inválida"}}"#), &rules, now());
+    assert_eq!((error.code(), error.message.as_deref()), (Some("07"), Some("filial inválida")));
+    // A 202's receipt is kept too.
+    let accepted = classify(&response(202, r#"{"dados": {"protocolo": 77}}"#), &rules, now());
+    assert_eq!((accepted.outcome, accepted.receipt.as_deref()), (Outcome::Processing, Some("77")));
+}
+
+#[test]
+fn a_request_never_sent_and_a_poll_that_ends_in_303() {
+    let verdict = classify(&Exchange::NotSent("api.request.url: x".into()), &patterns(), now());
+    assert_eq!(
+        (verdict.code(), verdict.kind.as_str(), verdict.http_status),
+        (Some("07"), NOT_SENT_KIND, None)
+    );
+    assert!(verdict.message.unwrap().contains("não foi enviado"));
+    let done =
+        classify_poll(&with(303, "", |r| r.location = Some("/resultado/1".into())), &patterns(), now());
+    assert_eq!(done.outcome, Outcome::Success);
+    let moved = classify(&with(303, "", |r| r.location = Some("/x".into())), &patterns(), now());
+    assert_eq!(moved.code(), Some("07"), "a 303 to the request itself is a moved URL");
 }
 
 #[test]

@@ -24,6 +24,8 @@ fn failure(code: &'static str) -> Verdict {
         http_status: None,
         message: None,
         retry_after: None,
+        receipt: None,
+        poll_url: None,
     }
 }
 
@@ -35,8 +37,8 @@ fn processing() -> Verdict {
     Verdict { outcome: Outcome::Processing, ..failure("99") }
 }
 
-fn fresh() -> ItemBefore {
-    ItemBefore { id: 7, attempts: 0, processing_since: None }
+fn fresh() -> ItemBefore<'static> {
+    ItemBefore { id: 7, attempts: 0, processing_since: None, poll_url: None }
 }
 
 #[test]

@@ -81,6 +81,10 @@ pub struct ItemRow {
     pub processing_since: Option<jiff::Timestamp>,
     /// Requests sent for it so far, of every kind (probes and asynchronous polls included).
     pub sent: i64,
+    /// The API's latest receipt for it (a protocol or cancellation number), if it gives one.
+    pub receipt: Option<String>,
+    /// While it is `processing` with `async_poll = "location"`: the URL to poll.
+    pub poll_url: Option<String>,
 }
 
 /// One HTTP attempt, as recorded by the dispatcher.
@@ -100,6 +104,8 @@ pub struct AttemptRow {
     pub probe: bool,
     /// Whether it counted toward `retry.max_attempts`.
     pub counted: bool,
+    /// The API's receipt in this answer, if any.
+    pub receipt: Option<String>,
 }
 
 /// What the dispatcher records for one attempt.
@@ -167,7 +173,7 @@ impl Filter {
 /// The columns `read_item` expects, in order.
 const ITEM_COLUMNS: &str = "id, order_number, branch, reason, cancelled_at, customer, extra, state, \
      attempts, last_code, last_message, next_at, created_at, updated_at, idempotency_key, source, \
-     processing_since, sent";
+     processing_since, sent, receipt, poll_url";
 
 /// The claim of up to `limit` due items in `state`: one statement on the `items_due` index. The
 /// state (a fixed word) and the limit (at most `api.concurrency`) are literals, because a bound
@@ -215,6 +221,8 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
         source: row.get(15)?,
         processing_since: row.get::<_, Option<i64>>(16)?.map(from_millis),
         sent: row.get(17)?,
+        receipt: row.get(18)?,
+        poll_url: row.get(19)?,
     })
 }
 
@@ -410,7 +418,7 @@ impl Store {
         let read = || -> rusqlite::Result<Vec<AttemptRow>> {
             let mut statement = self.conn.prepare(
                 "SELECT number, started_at, duration_ms, outcome, code, kind, http_status, message, \
-                 body_excerpt, probe, counted FROM attempts WHERE item_id = ?1 ORDER BY number, id",
+                 body_excerpt, probe, counted, receipt FROM attempts WHERE item_id = ?1 ORDER BY number, id",
             )?;
             let rows = statement.query_map([item_id], |row| {
                 Ok(AttemptRow {
@@ -425,6 +433,7 @@ impl Store {
                     body_excerpt: row.get(8)?,
                     probe: row.get(9)?,
                     counted: row.get(10)?,
+                    receipt: row.get(11)?,
                 })
             })?;
             rows.collect()
@@ -443,7 +452,7 @@ impl Store {
             let mut update = tx
                 .prepare_cached(
                     "UPDATE items SET state = 'pending', attempts = 0, next_at = ?1, updated_at = ?1, \
-                     lease_until = NULL, processing_since = NULL \
+                     lease_until = NULL, processing_since = NULL, poll_url = NULL \
                      WHERE id = ?2 AND state = ?3 AND state <> 'in_flight'",
                 )
                 .map_err(|e| context.fail(e))?;
@@ -512,7 +521,8 @@ impl Store {
         let number: i64 = tx
             .prepare_cached(
                 "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
-                 processing_since = ?7, lease_until = NULL, updated_at = ?8, sent = sent + 1 WHERE id = ?1 \
+                 processing_since = ?7, lease_until = NULL, updated_at = ?8, sent = sent + 1, \
+                 receipt = COALESCE(?9, receipt), poll_url = ?10 WHERE id = ?1 \
                  RETURNING sent",
             )
             .and_then(|mut statement| {
@@ -526,6 +536,8 @@ impl Store {
                         to_millis(after.next_at),
                         after.processing_since.map(to_millis),
                         to_millis(record.finished_at),
+                        verdict.receipt,
+                        after.poll_url,
                     ],
                     |row| row.get(0),
                 )
@@ -533,8 +545,8 @@ impl Store {
             .map_err(|e| context.fail(e))?;
         tx.prepare_cached(
             "INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind, http_status, \
-             message, body_excerpt, probe, counted) \
-             VALUES (?1, ?12, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             message, body_excerpt, probe, counted, receipt) \
+             VALUES (?1, ?12, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?13)",
         )
         .and_then(|mut statement| statement.execute(params![
                 item_id,
@@ -549,6 +561,7 @@ impl Store {
                 record.probe,
                 after.counted,
                 number,
+                verdict.receipt,
             ]))
         .map_err(|e| context.fail(e))?;
         tx.commit().map_err(|e| context.fail(e))?;

@@ -69,6 +69,14 @@ pub const MIGRATIONS: &[&str] = &[
     UPDATE items SET sent = (SELECT MAX(number) FROM attempts WHERE attempts.item_id = items.id)
         WHERE EXISTS (SELECT 1 FROM attempts WHERE attempts.item_id = items.id);
     "#,
+    // 3: what the request mapping reads from the answers: the API's receipt (a protocol or
+    // cancellation number, `[api.response] receipt_path`) on the attempt that carried it and on
+    // the item, and the URL an asynchronous API said to poll (`async_poll = "location"`).
+    r#"
+    ALTER TABLE attempts ADD COLUMN receipt TEXT;
+    ALTER TABLE items ADD COLUMN receipt TEXT;
+    ALTER TABLE items ADD COLUMN poll_url TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

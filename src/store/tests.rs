@@ -165,6 +165,8 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
             http_status: Some(200),
             message: Some("m".into()),
             retry_after: None,
+            receipt: None,
+            poll_url: None,
         };
         let after = crate::policy::ItemAfter {
             state,
@@ -173,6 +175,7 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
             last_code: verdict.code(),
             next_at: at(when),
             processing_since: None,
+            poll_url: None,
             verdict,
         };
         let attempt = AttemptRecord {

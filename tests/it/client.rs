@@ -44,6 +44,8 @@ pub fn item(order: &str) -> ItemRow {
         source: "enqueue".into(),
         processing_since: None,
         sent: 0,
+        receipt: None,
+        poll_url: None,
     }
 }
 

@@ -1,0 +1,467 @@
+//! Request and response mapping: the request a customer's API expects (`[api.request]`: method,
+//! URL with placeholders, a body that mirrors its JSON or form, templated headers, the
+//! idempotency header) and how its answer is read (`[api.response]`). Without `[api.request]`
+//! the request is the original one — `POST api.url` with the item's fields as JSON.
+//!
+//! Everything here is pure: templates are parsed when the config loads (so every mistake is a
+//! pt-BR error with its line and key), and `RequestPlan::render` builds one item's request as a
+//! value, with no I/O; `api::Client` sends it.
+
+pub mod body;
+pub mod path;
+pub mod response;
+pub mod template;
+
+use std::collections::BTreeMap;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+pub use body::BodyNode;
+pub use path::JsonPath;
+pub use response::{AsyncPoll, Judgement, ResponseConfig};
+pub use template::{Field, Modifier, Template, Use};
+
+use crate::store::ItemRow;
+
+/// The methods a cancellation may be sent with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Method {
+    #[default]
+    #[serde(alias = "post")]
+    POST,
+    #[serde(alias = "put")]
+    PUT,
+    #[serde(alias = "patch")]
+    PATCH,
+    #[serde(alias = "delete")]
+    DELETE,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::PATCH => "PATCH",
+            Method::DELETE => "DELETE",
+        }
+    }
+}
+
+/// How the body is encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// The header that carries the item's idempotency key unless the config names another (or none).
+pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// `[api.request]`. Each key left out keeps the original request's behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RequestConfig {
+    pub method: Method,
+    /// The URL, with placeholders in its path or query; `api.url` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<UrlTemplate>,
+    pub format: Format,
+    /// The body; the item's fields as JSON when absent (none for `DELETE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyNode>,
+    /// Headers of the cancellation request, with placeholders (`[api.headers]` go on every request).
+    pub headers: BTreeMap<String, TextTemplate>,
+    /// The header that carries the idempotency key; `""` for none (APIs that refuse unknown headers).
+    pub idempotency_header: String,
+    /// The time zone of date patterns such as `dd/mm/aaaa HH:MM`: `"local"` (the server's),
+    /// `"UTC"` or a name such as `"America/Sao_Paulo"`.
+    pub time_zone: String,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            method: Method::POST,
+            url: None,
+            format: Format::Json,
+            body: None,
+            headers: BTreeMap::new(),
+            idempotency_header: DEFAULT_IDEMPOTENCY_HEADER.to_owned(),
+            time_zone: "local".to_owned(),
+        }
+    }
+}
+
+/// A template for a text (header values): types and the whole `extra` are refused at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextTemplate(pub Template);
+
+impl<'de> Deserialize<'de> for TextTemplate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<TextTemplate, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Template::parse(&text, Use::Text).map(TextTemplate).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for TextTemplate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.source())
+    }
+}
+
+/// The request URL: `http(s)://host[:port]` fixed by the config, placeholders only in the path
+/// or query (an order number must never choose the server the credentials go to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlTemplate(pub Template);
+
+impl UrlTemplate {
+    /// Parses and checks a URL template; the error is pt-BR.
+    pub fn parse(text: &str) -> Result<UrlTemplate, String> {
+        let template = Template::parse(text, Use::Text)?;
+        crate::config::check_url("api.request.url", &template.with_stand_in("x")).map_err(|(_, why)| why)?;
+        let prefix = template.fixed_prefix();
+        let after_scheme = prefix.split_once("://").map_or("", |(_, rest)| rest);
+        if template.placeholders().next().is_some() && !after_scheme.contains(['/', '?', '#']) {
+            return Err(format!(
+                "\"{text}\": os marcadores só podem estar no caminho ou na consulta da URL, nunca no \
+                 servidor ou na porta (o servidor da API é fixo na configuração)"
+            ));
+        }
+        Ok(UrlTemplate(template))
+    }
+}
+
+impl<'de> Deserialize<'de> for UrlTemplate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<UrlTemplate, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        UrlTemplate::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for UrlTemplate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.source())
+    }
+}
+
+impl RequestConfig {
+    /// A rule that spans keys is broken: the key and why (pt-BR).
+    pub fn problem(&self) -> Option<(String, String)> {
+        if self.method == Method::DELETE && self.body.is_some() {
+            return Some((
+                "api.request.body".to_owned(),
+                "o método DELETE não leva corpo: tire [api.request.body] ou use POST, PUT ou PATCH"
+                    .to_owned(),
+            ));
+        }
+        if self.format == Format::Form {
+            if let Some((key, why)) = self.body.as_ref().and_then(BodyNode::not_flat) {
+                return Some((key, why));
+            }
+            if self.body.is_none() && self.method != Method::DELETE {
+                return Some((
+                    "api.request.body".to_owned(),
+                    "com format = \"form\" informe os campos do formulário em [api.request.body]".to_owned(),
+                ));
+            }
+        }
+        for name in self.headers.keys() {
+            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Some((
+                    format!("api.request.headers.{name}"),
+                    format!("\"{name}\" não é um nome de cabeçalho HTTP válido"),
+                ));
+            }
+        }
+        for (name, template) in &self.headers {
+            let fixed = template.0.with_stand_in("");
+            if !header_text_is_valid(&fixed) {
+                return Some((
+                    format!("api.request.headers.{name}"),
+                    "o valor tem caracteres que não podem ir num cabeçalho HTTP (acentos, quebras de linha)"
+                        .to_owned(),
+                ));
+            }
+        }
+        let idempotency = self.idempotency_header.trim();
+        if !idempotency.is_empty() && reqwest::header::HeaderName::from_bytes(idempotency.as_bytes()).is_err()
+        {
+            return Some((
+                "api.request.idempotency_header".to_owned(),
+                format!(
+                    "\"{idempotency}\" não é um nome de cabeçalho HTTP válido (ou use \"\" para não enviar)"
+                ),
+            ));
+        }
+        if let Err(why) = time_zone(&self.time_zone) {
+            return Some(("api.request.time_zone".to_owned(), why));
+        }
+        None
+    }
+}
+
+/// The zone of a `time_zone` value.
+fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    match name.trim() {
+        "local" => Ok(jiff::tz::TimeZone::system()),
+        "UTC" | "utc" => Ok(jiff::tz::TimeZone::UTC),
+        other => jiff::tz::db().get(other).map_err(|_| {
+            format!(
+                "fuso horário desconhecido \"{other}\": use \"local\" (o do servidor), \"UTC\" ou um nome como \
+                 \"America/Sao_Paulo\""
+            )
+        }),
+    }
+}
+
+/// Whether a header value can go on the wire as is: visible ASCII, spaces and tabs.
+fn header_text_is_valid(text: &str) -> bool {
+    text.bytes().all(|byte| byte == b'\t' || (0x20..0x7f).contains(&byte))
+}
+
+/// What a URL placeholder's value is percent-encoded against: all but the unreserved characters.
+const URL_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// The request of one config, ready to render items.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    method: Method,
+    url: Template,
+    format: Format,
+    body: PlanBody,
+    headers: Vec<(String, Template)>,
+    idempotency_header: Option<String>,
+    zone: jiff::tz::TimeZone,
+}
+
+/// The body of a plan.
+#[derive(Debug, Clone)]
+enum PlanBody {
+    /// The item's fields, as the original request sent them.
+    Default,
+    None,
+    Template(BodyNode),
+}
+
+/// One item's request, rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedRequest {
+    pub method: Method,
+    pub url: String,
+    /// The idempotency header first (as the original request), then the templated headers.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<RenderedBody>,
+}
+
+/// A rendered body and its content type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedBody {
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// Why an item's request could not be built: the config key and the pt-BR reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for MappingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl RequestPlan {
+    /// The plan of `[api]` (the original request when `[api.request]` is absent).
+    pub fn new(api: &crate::config::ApiConfig) -> Result<RequestPlan, String> {
+        let request = &api.request;
+        let url = match &request.url {
+            Some(url) => url.0.clone(),
+            None => Template::literal(&api.url),
+        };
+        let body = match (&request.body, request.method) {
+            (Some(body), _) => PlanBody::Template(body.clone()),
+            (None, Method::DELETE) => PlanBody::None,
+            (None, _) => PlanBody::Default,
+        };
+        let idempotency = request.idempotency_header.trim();
+        Ok(RequestPlan {
+            method: request.method,
+            url,
+            format: request.format,
+            body,
+            headers: request.headers.iter().map(|(name, value)| (name.clone(), value.0.clone())).collect(),
+            idempotency_header: (!idempotency.is_empty()).then(|| idempotency.to_owned()),
+            zone: time_zone(&request.time_zone).map_err(|why| format!("api.request.time_zone: {why}"))?,
+        })
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The URL template (a literal `api.url` without mapping).
+    pub fn url_template(&self) -> &Template {
+        &self.url
+    }
+
+    /// The idempotency header's name, if one is sent.
+    pub fn idempotency_header(&self) -> Option<&str> {
+        self.idempotency_header.as_deref()
+    }
+
+    /// Builds `item`'s request. Fails (naming the key) when the item has no value for a URL
+    /// placeholder, a value does not fit its type, or a header would carry what HTTP forbids.
+    pub fn render(&self, item: &ItemRow) -> Result<RenderedRequest, MappingError> {
+        let fail = |key: &str, message: String| MappingError { key: key.to_owned(), message };
+        if let Some(missing) = self.url.missing(item) {
+            return Err(fail(
+                "api.request.url",
+                format!("o pedido não tem valor para {}, que a URL usa", missing.written),
+            ));
+        }
+        let url = self
+            .url
+            .render_text(item, &self.zone, |value, text| text.extend(utf8_percent_encode(value, URL_VALUE)))
+            .map_err(|why| fail("api.request.url", why))?;
+        let mut headers = Vec::with_capacity(self.headers.len() + 1);
+        if let Some(name) = &self.idempotency_header {
+            headers.push((name.clone(), item.idempotency_key.clone()));
+        }
+        for (name, template) in &self.headers {
+            let key = || format!("api.request.headers.{name}");
+            if template.lone_placeholder().is_some() && template.missing(item).is_some() {
+                continue;
+            }
+            let value =
+                template.render_text(item, &self.zone, template::as_is).map_err(|why| fail(&key(), why))?;
+            if !header_text_is_valid(&value) {
+                return Err(fail(
+                    &key(),
+                    format!(
+                        "o valor \"{}\" tem caracteres que não podem ir num cabeçalho HTTP (acentos, quebras de linha)",
+                        crate::text::terminal_safe(&value)
+                    ),
+                ));
+            }
+            headers.push((name.clone(), value));
+        }
+        let body = match &self.body {
+            PlanBody::None => None,
+            PlanBody::Default => Some(RenderedBody {
+                content_type: "application/json",
+                bytes: serde_json::to_vec(&default_body(item)).unwrap_or_default(),
+            }),
+            PlanBody::Template(node) => {
+                let rendered = node
+                    .render(item, &self.zone)
+                    .map_err(|error| MappingError { key: error.key(), message: error.message })?
+                    .unwrap_or(body::Rendered::Object(Vec::new()));
+                Some(match self.format {
+                    Format::Json => RenderedBody {
+                        content_type: "application/json",
+                        bytes: serde_json::to_vec(&rendered).unwrap_or_default(),
+                    },
+                    Format::Form => RenderedBody {
+                        content_type: "application/x-www-form-urlencoded",
+                        bytes: form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(rendered.form_pairs())
+                            .finish()
+                            .into_bytes(),
+                    },
+                })
+            }
+        };
+        Ok(RenderedRequest { method: self.method, url, headers, body })
+    }
+
+    /// An example item with a value for every field the plan uses (`extra` keys included, typed
+    /// as their placeholders ask), for `extrator preview` and `extrator check`.
+    pub fn sample(&self) -> ItemRow {
+        let mut templates: Vec<&Template> = vec![&self.url];
+        templates.extend(self.headers.iter().map(|(_, template)| template));
+        if let PlanBody::Template(node) = &self.body {
+            templates.extend(node.templates().into_iter().map(|(_, template)| template));
+        }
+        sample_item(templates.into_iter().flat_map(Template::placeholders))
+    }
+}
+
+/// The original request's body: the item's fields, `customer` and `extra` when present.
+pub fn default_body(item: &ItemRow) -> Value {
+    let mut body = Map::new();
+    body.insert("order".into(), Value::String(item.order.clone()));
+    body.insert("branch".into(), Value::String(item.branch.clone()));
+    body.insert("reason".into(), Value::String(item.reason.clone()));
+    body.insert("cancelled_at".into(), Value::String(item.cancelled_at.clone()));
+    if let Some(customer) = &item.customer {
+        body.insert("customer".into(), Value::String(customer.clone()));
+    }
+    if let Some(extra) = &item.extra {
+        body.insert("extra".into(), Value::Object(extra.clone()));
+    }
+    Value::Object(body)
+}
+
+/// An example item: order 123456, every `extra` key the placeholders name filled in.
+pub fn sample_item<'p>(placeholders: impl Iterator<Item = &'p template::Placeholder>) -> ItemRow {
+    /// Puts `example` at `path` inside `object`, making the objects on the way.
+    fn insert(object: &mut Map<String, Value>, path: &[String], example: Value) {
+        let Some((first, rest)) = path.split_first() else { return };
+        if rest.is_empty() {
+            object.entry(first.clone()).or_insert(example);
+            return;
+        }
+        let inner = object.entry(first.clone()).or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(inner) = inner {
+            insert(inner, rest, example);
+        }
+    }
+    let mut extra = Map::new();
+    for placeholder in placeholders {
+        let Field::Extra(path) = &placeholder.field else { continue };
+        let example = match placeholder.modifier {
+            Modifier::Number => Value::from(1),
+            Modifier::Boolean => Value::Bool(true),
+            _ => Value::from("exemplo"),
+        };
+        insert(&mut extra, path, example);
+    }
+    let at = jiff::Timestamp::from_second(1_795_354_200).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    ItemRow {
+        id: 0,
+        order: "123456".to_owned(),
+        branch: "1".to_owned(),
+        reason: "cliente desistiu da compra".to_owned(),
+        cancelled_at: "2026-11-22T10:30:00-03:00".to_owned(),
+        customer: Some("C-1001".to_owned()),
+        extra: (!extra.is_empty()).then_some(extra),
+        state: crate::item::State::Pending,
+        attempts: 0,
+        last_code: None,
+        last_message: None,
+        next_attempt_at: None,
+        created_at: at,
+        updated_at: at,
+        idempotency_key: "extrator-123456-1795354200000".to_owned(),
+        source: "exemplo".to_owned(),
+        processing_since: None,
+        sent: 0,
+        receipt: None,
+        poll_url: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
