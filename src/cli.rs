@@ -8,8 +8,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    self, demo::DemoArgs, enqueue::EnqueueArgs, explain::ExplainArgs, list::ListArgs, retry::RetryArgs,
-    show::ShowArgs, simulate::SimulateArgs, status::StatusArgs,
+    self, demo::DemoArgs, enqueue::EnqueueArgs, explain::ExplainArgs, list::ListArgs, preview::PreviewArgs,
+    retry::RetryArgs, show::ShowArgs, simulate::SimulateArgs, status::StatusArgs,
 };
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 
@@ -73,6 +73,9 @@ pub enum Command {
     /// Explica um código de erro: significado, causas e o que fazer
     #[command(help_template = HELP_TEMPLATE)]
     Explain(ExplainArgs),
+    /// Mostra a requisição exata que seria enviada para um pedido, sem enviar nada
+    #[command(help_template = HELP_TEMPLATE)]
+    Preview(PreviewArgs),
     /// Simula a API de cancelamento em loopback (para testes e demonstrações)
     #[command(help_template = HELP_TEMPLATE)]
     Simulate(SimulateArgs),
@@ -104,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Retry(args) => commands::retry::run(&cli.config, args),
         Command::Check => commands::check::run(&cli.config),
         Command::Explain(args) => commands::explain::run(args),
+        Command::Preview(args) => commands::preview::run(&cli.config, args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::GenerateAssets { directory } => crate::assets::write(directory).map_err(|error| {

@@ -137,9 +137,12 @@ pub const CATALOG: [Code; 9] = [
             "o pedido não pode ser cancelado do lado do fornecedor (já faturado, já cancelado, inexistente)",
             "dados inválidos no cancelamento (filial, motivo, campos extras)",
             "URL da API errada (mensagem sobre Missing Authentication Token) ou que mudou (redirecionamento 3xx)",
+            "a requisição não está no formato que a API espera ([api.request]: método, caminho, campo faltando ou de tipo errado) — a API diz qual",
+            "o pedido não cabe no formato configurado (tipo request_mapping: nada foi enviado; a mensagem diz a chave)",
         ],
         steps: &[
             "leia a mensagem da API em `extrator show ID` ou `extrator list --code 07`",
+            "se a mensagem fala de campo, método ou caminho, compare `extrator preview --order PEDIDO` com a documentação da API e ajuste [api.request]",
             "corrija o problema com o fornecedor ou no ERP",
             "reenvie com `extrator retry --id ID` (ou `--code 07`) quando fizer sentido",
         ],

@@ -381,7 +381,7 @@ pub fn parse_str(text: &str, source: &str) -> Result<Config, ConfigError> {
         source: source.to_owned(),
         position: error.span().map(|span| line_column(text, span.start)),
         key: None,
-        message: translate(error.message()),
+        message: translate_syntax(error.message()),
     })?;
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = key_of(error.path());
@@ -516,8 +516,17 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Turns serde's and the TOML parser's English messages into pt-BR. Our own deserializers already
-/// speak pt-BR and pass through unchanged.
+/// The TOML parser's syntax messages ("invalid string", "expected `=`", …), marked as such.
+fn translate_syntax(message: &str) -> String {
+    let message = message.trim();
+    if message.starts_with("duplicate key") {
+        return format!("chave repetida ({message})");
+    }
+    format!("sintaxe TOML inválida ({message})")
+}
+
+/// Turns serde's English messages into pt-BR. Our own deserializers (durations, templates,
+/// paths) already speak pt-BR and pass through unchanged.
 fn translate(message: &str) -> String {
     let message = message.trim();
     if let Some(rest) = message.strip_prefix("unknown field ") {
@@ -544,10 +553,6 @@ fn translate(message: &str) -> String {
     }
     if message.starts_with("duplicate key") {
         return format!("chave repetida ({message})");
-    }
-    if message.is_ascii() {
-        // The TOML parser's own syntax messages ("invalid string", "expected `=`", …).
-        return format!("sintaxe TOML inválida ({message})");
     }
     message.to_owned()
 }
@@ -718,7 +723,12 @@ impl Config {
         {
             return fail(
                 "api.max_rate",
-                format!("deve estar entre {MIN_RATE} e {MAX_RATE} requisições por segundo (está {rate})"),
+                format!(
+                    "deve estar entre {} e {} requisições por segundo (está {})",
+                    decimal(MIN_RATE),
+                    decimal(MAX_RATE),
+                    decimal(rate)
+                ),
             );
         }
         if self.retry.max_attempts == 0 {
@@ -747,6 +757,11 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A number as Brazilians write it: a decimal comma.
+fn decimal(value: f64) -> String {
+    value.to_string().replace('.', ",")
 }
 
 /// True when systemd handed the service an `api-password` credential.

@@ -34,6 +34,9 @@ _extrator() {
             extrator,list)
                 cmd="extrator__subcmd__list"
                 ;;
+            extrator,preview)
+                cmd="extrator__subcmd__preview"
+                ;;
             extrator,retry)
                 cmd="extrator__subcmd__retry"
                 ;;
@@ -56,7 +59,7 @@ _extrator() {
 
     case "${cmd}" in
         extrator)
-            opts="-h -V --config --help --version run enqueue status list show retry check explain simulate generate-assets demo"
+            opts="-h -V --config --help --version run enqueue status list show retry check explain preview simulate generate-assets demo"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -219,6 +222,28 @@ _extrator() {
                     return 0
                     ;;
                 --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extrator__subcmd__preview)
+            opts="-h --order --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --order)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

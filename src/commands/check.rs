@@ -1,7 +1,8 @@
-//! `extrator check`: validates the config with the daemon's own loader, then diagnoses step by
-//! step — database → DNS → TCP → TLS → credentials → a harmless request — printing ✓ or ✗ for
-//! each, and on failure the support code and what to do. Exit 0 when every step passed, 1 when
-//! one failed, 78 when the config itself is invalid.
+//! `extrator check`: validates the config with the daemon's own loader, shows the request the
+//! mapping builds for a sample item, then diagnoses step by step — database → DNS → TCP → TLS →
+//! credentials → a harmless request — printing ✓ or ✗ for each, and on failure the support code
+//! and what to do. Exit 0 when every step passed, 1 when one failed, 78 when the config itself is
+//! invalid.
 
 use std::path::Path;
 
@@ -29,6 +30,9 @@ pub fn run(config_path: &Path) -> CommandOutcome {
         println!("  ⚠ {warning}");
     }
     let config = loaded.config;
+    if !request_step(&config) {
+        return Err(Failure::failed("a requisição não pode ser montada (veja acima)"));
+    }
     database_step(&config);
     let client = match Client::new(&config) {
         Ok(client) => client,
@@ -49,6 +53,33 @@ pub fn run(config_path: &Path) -> CommandOutcome {
         Ok(())
     } else {
         Err(Failure::failed("o diagnóstico encontrou um problema (veja acima)"))
+    }
+}
+
+/// The request the mapping builds for a sample item, as `extrator preview` shows it.
+fn request_step(config: &Config) -> bool {
+    let plan = match crate::mapping::RequestPlan::new(&config.api) {
+        Ok(plan) => plan,
+        Err(message) => {
+            fail_line("requisição", &message);
+            return false;
+        }
+    };
+    match plan.render(&plan.sample()) {
+        Ok(request) => {
+            pass(
+                "requisição",
+                "montada para um pedido de exemplo (nada é enviado; veja também extrator preview):",
+            );
+            for line in super::preview::describe(config, &plan, &request) {
+                println!("    {line}");
+            }
+            true
+        }
+        Err(error) => {
+            fail_line("requisição", &format!("um pedido de exemplo não pôde ser montado: {error}"));
+            false
+        }
     }
 }
 
@@ -78,8 +109,9 @@ fn database_step(config: &Config) {
 
 /// DNS → TCP → TLS → credentials → harmless request; stops at the first failure.
 async fn network_steps(config: &Config, client: &Client) -> bool {
-    let Ok(url) = reqwest::Url::parse(&config.api.url) else {
-        fail_line("URL", &format!("api.url \"{}\" não pôde ser interpretada", config.api.url));
+    let target = client.sample_url();
+    let Ok(url) = reqwest::Url::parse(&target) else {
+        fail_line("URL", &format!("a URL \"{target}\" não pôde ser interpretada"));
         return false;
     };
     // Through a proxy, the server resolves and reaches the proxy; the proxy reaches the API.
@@ -176,10 +208,7 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
     if let Some(code) = harmful {
         return fail_code("requisição de teste", code, answered.message.as_deref().unwrap_or(""));
     }
-    pass(
-        "requisição de teste",
-        &format!("GET {} respondeu {status} (um GET não cancela nada)", config.api.url),
-    );
+    pass("requisição de teste", &format!("GET {target} respondeu {status} (um GET não cancela nada)"));
     true
 }
 

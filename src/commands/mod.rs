@@ -6,6 +6,7 @@ pub mod demo;
 pub mod enqueue;
 pub mod explain;
 pub mod list;
+pub mod preview;
 pub mod retry;
 pub mod run;
 pub mod show;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{load_config, open_store, print_json};
 use crate::failure::{Failure, Outcome};
 use crate::store::{Access, AttemptRow, ItemRow};
-use crate::text::{Table, local_time, truncate};
+use crate::text::{Table, local_time, terminal_safe, truncate};
 
 /// The `show` flags.
 #[derive(Debug, Clone, Args)]
@@ -55,21 +55,24 @@ pub fn run(config_path: &Path, args: &ShowArgs) -> Outcome {
     Ok(())
 }
 
-/// The human view: fields, then the attempts table.
+/// The human view: fields, then the attempts table. Text from the ERP or the API is escaped:
+/// it may hold terminal escapes.
 fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
-    let optional = |value: Option<&str>| value.unwrap_or("—").to_owned();
+    let safe = |value: &str| terminal_safe(value).into_owned();
+    let optional = |value: Option<&str>| value.map_or_else(|| "—".to_owned(), safe);
     let mut fields = Table::new(&["Item:", &item.id.to_string()]);
-    let rows: Vec<(&str, String)> = vec![
-        ("Pedido:", item.order.clone()),
-        ("Filial:", item.branch.clone()),
-        ("Motivo:", item.reason.clone()),
-        ("Cancelado em:", item.cancelled_at.clone()),
+    let mut rows: Vec<(&str, String)> = vec![
+        ("Pedido:", safe(&item.order)),
+        ("Filial:", safe(&item.branch)),
+        ("Motivo:", safe(&item.reason)),
+        ("Cancelado em:", safe(&item.cancelled_at)),
         ("Cliente:", optional(item.customer.as_deref())),
         (
             "Extra:",
-            item.extra
-                .as_ref()
-                .map_or_else(|| "—".to_owned(), |extra| serde_json::Value::Object(extra.clone()).to_string()),
+            item.extra.as_ref().map_or_else(
+                || "—".to_owned(),
+                |extra| safe(&serde_json::Value::Object(extra.clone()).to_string()),
+            ),
         ),
         ("Estado:", format!("{} ({})", item.state.label(), item.state)),
         ("Envios:", item.sent.to_string()),
@@ -79,9 +82,13 @@ fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
         ("Próxima tentativa:", item.next_attempt_at.map_or_else(|| "—".to_owned(), local_time)),
         ("Criado em:", local_time(item.created_at)),
         ("Atualizado em:", local_time(item.updated_at)),
-        ("Origem:", item.source.clone()),
-        ("Idempotency-Key:", item.idempotency_key.clone()),
+        ("Protocolo da API:", optional(item.receipt.as_deref())),
+        ("Origem:", safe(&item.source)),
+        ("Idempotency-Key:", safe(&item.idempotency_key)),
     ];
+    if let Some(url) = &item.poll_url {
+        rows.push(("Consulta assíncrona:", format!("GET {}", safe(url))));
+    }
     for (label, value) in rows {
         fields.row(vec![label.to_owned(), value]);
     }
@@ -91,8 +98,13 @@ fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
         out.push_str("Nenhuma tentativa de envio ainda.\n");
         return out;
     }
-    let mut table =
-        Table::new(&["#", "INÍCIO", "DURAÇÃO", "RESULTADO", "CÓDIGO", "TIPO", "HTTP", "MENSAGEM"]);
+    let receipts = attempts.iter().any(|attempt| attempt.receipt.is_some());
+    let mut headers = vec!["#", "INÍCIO", "DURAÇÃO", "RESULTADO", "CÓDIGO", "TIPO", "HTTP"];
+    if receipts {
+        headers.push("PROTOCOLO");
+    }
+    headers.push("MENSAGEM");
+    let mut table = Table::new(&headers);
     for attempt in attempts {
         let outcome = match attempt.outcome.as_str() {
             "success" => "sucesso",
@@ -100,7 +112,7 @@ fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
             _ if attempt.probe => "falha (sonda)",
             _ => "falha",
         };
-        table.row(vec![
+        let mut row = vec![
             attempt.number.to_string(),
             local_time(attempt.started_at),
             format!("{}ms", attempt.duration_ms),
@@ -108,8 +120,12 @@ fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
             attempt.code.clone().unwrap_or_else(|| "—".to_owned()),
             attempt.kind.clone(),
             attempt.http_status.map_or_else(|| "—".to_owned(), |status| status.to_string()),
-            truncate(attempt.message.as_deref().unwrap_or(""), 80),
-        ]);
+        ];
+        if receipts {
+            row.push(optional(attempt.receipt.as_deref()));
+        }
+        row.push(safe(&truncate(attempt.message.as_deref().unwrap_or(""), 80)));
+        table.row(row);
     }
     out.push_str(&table.render());
     out

@@ -25,21 +25,20 @@ pub use template::{Field, Modifier, Template, Use};
 
 use crate::store::ItemRow;
 
-/// The methods a cancellation may be sent with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+/// The methods a cancellation may be sent with (written in any case in the config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Method {
     #[default]
-    #[serde(alias = "post")]
     POST,
-    #[serde(alias = "put")]
     PUT,
-    #[serde(alias = "patch")]
     PATCH,
-    #[serde(alias = "delete")]
     DELETE,
 }
 
 impl Method {
+    /// Every method, as the config names them.
+    pub const ALL: [Method; 4] = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+
     /// The method's name on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +47,25 @@ impl Method {
             Method::PATCH => "PATCH",
             Method::DELETE => "DELETE",
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Method {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Method, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Method::ALL.into_iter().find(|method| method.as_str().eq_ignore_ascii_case(text.trim())).ok_or_else(
+            || {
+                serde::de::Error::custom(format!(
+                    "método desconhecido \"{text}\"; use um de: POST, PUT, PATCH, DELETE"
+                ))
+            },
+        )
+    }
+}
+
+impl Serialize for Method {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -445,7 +463,7 @@ pub fn sample_item<'p>(placeholders: impl Iterator<Item = &'p template::Placehol
         branch: "1".to_owned(),
         reason: "cliente desistiu da compra".to_owned(),
         cancelled_at: "2026-11-22T10:30:00-03:00".to_owned(),
-        customer: Some("C-1001".to_owned()),
+        customer: Some("1001".to_owned()),
         extra: (!extra.is_empty()).then_some(extra),
         state: crate::item::State::Pending,
         attempts: 0,

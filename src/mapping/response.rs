@@ -94,29 +94,33 @@ impl ResponseConfig {
         let listed = !self.success_values.is_empty()
             || !self.failure_values.is_empty()
             || !self.processing_values.is_empty();
-        match (&self.status_path, listed) {
-            (None, true) => {
-                return Some((
-                    "api.response.status_path",
-                    "informe o caminho do status: success_values, failure_values e processing_values \
-                     são valores que aparecem nele"
-                        .to_owned(),
-                ));
-            }
-            (Some(_), false) => {
-                return Some((
-                    "api.response.success_values",
-                    "informe os valores do status que significam sucesso (ou failure_values, os de falha)"
-                        .to_owned(),
-                ));
-            }
-            _ => {}
-        }
         let lists = [
             ("api.response.success_values", &self.success_values),
             ("api.response.failure_values", &self.failure_values),
             ("api.response.processing_values", &self.processing_values),
         ];
+        match (&self.status_path, listed) {
+            (None, true) => {
+                let key = lists
+                    .iter()
+                    .find(|(_, values)| !values.is_empty())
+                    .map_or("api.response.status_path", |(key, _)| key);
+                return Some((
+                    key,
+                    "informe também api.response.status_path: o caminho do campo da resposta onde aparecem \
+                     esses valores"
+                        .to_owned(),
+                ));
+            }
+            (Some(_), false) => {
+                return Some((
+                    "api.response.status_path",
+                    "informe os valores do status que significam sucesso (success_values) ou falha (failure_values)"
+                        .to_owned(),
+                ));
+            }
+            _ => {}
+        }
         for (index, (key, values)) in lists.iter().enumerate() {
             for value in values.iter() {
                 if value.trim().is_empty() {
@@ -192,9 +196,11 @@ mod tests {
         assert_eq!(config.problem().unwrap().0, "api.response.failure_values");
         config.failure_values.clear();
         config.status_path = None;
-        assert_eq!(config.problem().unwrap().0, "api.response.status_path");
+        let (key, why) = config.problem().unwrap();
+        assert_eq!(key, "api.response.success_values", "the key the file has");
+        assert!(why.contains("api.response.status_path"), "{why}");
         let no_values =
             ResponseConfig { status_path: Some(JsonPath::parse("s").unwrap()), ..ResponseConfig::default() };
-        assert_eq!(no_values.problem().unwrap().0, "api.response.success_values");
+        assert_eq!(no_values.problem().unwrap().0, "api.response.status_path");
     }
 }

@@ -407,6 +407,13 @@ impl Store {
         self.conn.query_row(&sql, [id], read_item).optional().map_err(|e| self.error("ler o item", e))
     }
 
+    /// The pending item due soonest (what the daemon sends next), if any.
+    pub fn next_pending(&self) -> Result<Option<ItemRow>, StoreError> {
+        let sql =
+            format!("SELECT {ITEM_COLUMNS} FROM items WHERE state = 'pending' ORDER BY next_at LIMIT 1");
+        self.conn.query_row(&sql, [], read_item).optional().map_err(|e| self.error("ler a fila", e))
+    }
+
     /// One item by order number.
     pub fn get_by_order(&self, order: &str) -> Result<Option<ItemRow>, StoreError> {
         let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE order_number = ?1");
