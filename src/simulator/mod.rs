@@ -4,6 +4,12 @@
 //! faults the dispatcher must classify. Tests drive it; so will the demo and the benchmarks.
 //!
 //! Hand-written rather than built on hyper's server so that a fault is exactly the bytes we send.
+//! With a `Contract` (see `contract.rs`) it also checks each request the way a given real API
+//! does, and finds the order number where that API keeps it.
+
+pub mod contract;
+
+pub use contract::Contract;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,6 +115,8 @@ pub struct Shared {
     authorization: Mutex<Option<String>>,
     /// Requests seen per order, to pick the n-th behavior without scanning `received`.
     seen: Mutex<HashMap<String, usize>>,
+    /// When set, requests are checked as this API checks them.
+    contract: Mutex<Option<Contract>>,
 }
 
 impl Shared {
@@ -119,7 +127,15 @@ impl Shared {
             received: Mutex::new(Vec::new()),
             authorization: Mutex::new(None),
             seen: Mutex::new(HashMap::new()),
+            contract: Mutex::new(None),
         })
+    }
+
+    /// Checks every request from now on as `contract` says (and reads the order where it says).
+    pub fn set_contract(&self, contract: Contract) {
+        if let Ok(mut current) = self.contract.lock() {
+            *current = Some(contract);
+        }
     }
 
     /// How many requests were received so far (cheaper than `received().len()`).
@@ -147,7 +163,22 @@ impl Shared {
     }
 
     /// Records a request and picks its behavior.
-    fn answer(&self, request: Received) -> Behavior {
+    fn answer(&self, mut request: Received) -> Behavior {
+        let judged = self
+            .contract
+            .lock()
+            .ok()
+            .and_then(|contract| contract.as_ref().map(|contract| contract.judge(&request)));
+        match judged {
+            Some(contract::Verdict::Answer(behavior)) => {
+                if let Ok(mut received) = self.received.lock() {
+                    received.push(request);
+                }
+                return behavior;
+            }
+            Some(contract::Verdict::Accept(order)) => request.order = order,
+            None => {}
+        }
         let required = self.authorization.lock().ok().and_then(|required| required.clone());
         if let Some(required) = required
             && request.header("authorization") != Some(required.as_str())
@@ -299,10 +330,12 @@ fn reason(status: u16) -> &'static str {
         208 => "Already Reported",
         301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         409 => "Conflict",
         412 => "Precondition Failed",
         422 => "Unprocessable Entity",

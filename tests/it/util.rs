@@ -33,12 +33,23 @@ impl Env {
 
     /// `build`, with the database and spool directory in `queue_dir` (a small file system, say).
     pub fn build_with_queue(url: &str, api: &str, extra: &str, queue_dir: Option<&std::path::Path>) -> Env {
+        Env::with_sections(&format!("[api]\nurl = \"{url}\"\n{api}\n"), extra, queue_dir)
+    }
+
+    /// An installation whose config is `text` (with no `[queue]` section) plus this
+    /// installation's `[queue]`: how the shipped examples are tried.
+    pub fn with_config(text: &str) -> Env {
+        Env::with_sections(text, "", None)
+    }
+
+    /// The config `before`, the `[queue]` section, then `after`.
+    fn with_sections(before: &str, after: &str, queue_dir: Option<&std::path::Path>) -> Env {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("extrator.toml");
         let queue_dir = queue_dir.map_or_else(|| dir.path().to_path_buf(), std::path::Path::to_path_buf);
         let (database, spool) = (queue_dir.join("fila.db"), queue_dir.join("spool"));
         let text = format!(
-            "[api]\nurl = \"{url}\"\n{api}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n{extra}",
+            "{before}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n{after}",
             database.display(),
             spool.display()
         );
