@@ -37,10 +37,15 @@ struct Install {
 
 impl Install {
     fn new(url: &str, concurrency: usize, poll: &str) -> Install {
+        Install::with_sections(url, concurrency, poll, "")
+    }
+
+    /// `new`, with `sections` (say an `[api.request]`) at the end of the config.
+    fn with_sections(url: &str, concurrency: usize, poll: &str, sections: &str) -> Install {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("extrator.toml");
         let text = format!(
-            "[api]\nurl = \"{url}\"\nconcurrency = {concurrency}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"{poll}\"\n",
+            "[api]\nurl = \"{url}\"\nconcurrency = {concurrency}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"{poll}\"\n{sections}",
             dir.path().join("fila.db").display(),
             dir.path().join("spool").display()
         );
@@ -155,7 +160,19 @@ fn ceiling_http(url: &str, concurrency: usize) -> f64 {
 /// already running and idle.
 /// Returns items/s, the daemon's peak RSS (KiB) and its CPU time (user + system) per item (µs).
 fn end_to_end(api: &Background, count: usize, concurrency: usize) -> (f64, u64, f64) {
-    let install = Install::new(&api.url(), concurrency, "5s");
+    end_to_end_with(api, count, concurrency, "")
+}
+
+/// A request mapping like the integration hub example's (docs/exemplos/integration-hub.toml):
+/// constants, a typed field, a date format, a nested object, a receipt path.
+const MAPPING: &str = "[api.request]\nurl = \"URL/{order}\"\n[api.request.body]\n\
+    integrationHubServiceId = \"8f14e45f-ea0b-4a7c-9d2e-3b1c5a6f7d90\"\norderKeyType = \"ORDER_ID\"\n\
+    orderKey = \"{order}\"\nbranchId = \"{branch:number}\"\n[api.request.body.cancel]\nreason = \"{reason}\"\n\
+    cancelledAt = \"{cancelled_at:utc}\"\n[api.response]\nreceipt_path = \"status\"\n";
+
+/// `end_to_end` with `sections` added to the config.
+fn end_to_end_with(api: &Background, count: usize, concurrency: usize, sections: &str) -> (f64, u64, f64) {
+    let install = Install::with_sections(&api.url(), concurrency, "5s", &sections.replace("URL", &api.url()));
     install.enqueue_batch(0, 1);
     let daemon = install.daemon();
     until(Duration::from_secs(30), || install.done() == 1);
@@ -313,6 +330,33 @@ fn time_to_ready(dir: &Path, url: &str, pending: usize) -> f64 {
     ready
 }
 
+/// End to end at concurrency 4 with the default request and with a mapping, alternated three
+/// times each (the machine's noise is larger than the difference), and the median ratio.
+fn mapping_cost(api: &Background) {
+    let count = size(10_000, 2_000);
+    println!("\nrequest mapping: end to end N={count} concurrency 4, default request vs an integration-hub mapping");
+    let (mut default, mut mapped) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (rate, _, cpu) = end_to_end_with(api, count, 4, "");
+        println!("  default: {rate:>7.0} items/s, daemon CPU {cpu:.0} µs/item");
+        default.push((rate, cpu));
+        let (rate, _, cpu) = end_to_end_with(api, count, 4, MAPPING);
+        println!("  mapping: {rate:>7.0} items/s, daemon CPU {cpu:.0} µs/item");
+        mapped.push((rate, cpu));
+    }
+    let median = |runs: &mut Vec<(f64, f64)>, pick: fn(&(f64, f64)) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (rate_default, rate_mapped) = (median(&mut default, |run| run.0), median(&mut mapped, |run| run.0));
+    let (cpu_default, cpu_mapped) = (median(&mut default, |run| run.1), median(&mut mapped, |run| run.1));
+    println!(
+        "  medians: {rate_default:.0} vs {rate_mapped:.0} items/s (mapping = {:.1} % of default); CPU {cpu_default:.0} vs {cpu_mapped:.0} µs/item",
+        100.0 * rate_mapped / rate_default
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let api = Background::start(Scenario::default()).unwrap();
@@ -324,6 +368,10 @@ fn main() {
             "start → READY=1 with {pending} items queued: {:.1} ms",
             time_to_ready(scratch.path(), &url, pending)
         );
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("mapping") {
+        mapping_cost(&api);
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("e2e") {
@@ -368,6 +416,8 @@ fn main() {
             );
         }
     }
+
+    mapping_cost(&api);
 
     let (per_process, batch) = enqueue_rates(&url);
     println!("\nenqueue: {per_process:.0} items/s one process per item; {batch:.0} items/s in one batch");

@@ -5,7 +5,7 @@ chown root:extrator /etc/extrator/extrator.toml || :
 chmod 0640 /etc/extrator/extrator.toml || :
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
-    if grep -q 'api.exemplo.invalid' /etc/extrator/extrator.toml; then
+    if grep -Eq '^[[:space:]]*url[[:space:]]*=.*api[.]exemplo[.]invalid' /etc/extrator/extrator.toml; then
         echo "extrator: edite /etc/extrator/extrator.toml (api.url e [api.auth]), valide com"
         echo "          'extrator check' e inicie com 'systemctl enable --now extrator'."
     elif [ "$1" -ge 2 ]; then

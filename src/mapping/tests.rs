@@ -109,3 +109,17 @@ fn urls_never_take_placeholders_in_the_server() {
     assert!(UrlTemplate::parse("https://api.x/{order}").is_ok());
     assert!(UrlTemplate::parse("https://api.x?pedido={order}").is_ok());
 }
+
+#[test]
+fn the_support_chapter_shows_what_its_example_really_renders() {
+    let chapter = include_str!("../../docs/api-do-cliente.md");
+    let block = |fence: &str| {
+        let start = chapter.find(fence).unwrap_or_else(|| panic!("no {fence} block")) + fence.len();
+        chapter[start..].split("```").next().unwrap_or_default().trim().to_owned()
+    };
+    let config = crate::config::parse_str(&block("```toml\n"), "api-do-cliente.md").unwrap();
+    config.check().unwrap();
+    let plan = RequestPlan::new(&config.api).unwrap();
+    let rendered = plan.render(&plan.sample()).unwrap();
+    assert_eq!(String::from_utf8(rendered.body.unwrap().bytes).unwrap(), block("```json\n"));
+}
