@@ -334,7 +334,9 @@ fn time_to_ready(dir: &Path, url: &str, pending: usize) -> f64 {
 /// times each (the machine's noise is larger than the difference), and the median ratio.
 fn mapping_cost(api: &Background) {
     let count = size(10_000, 2_000);
-    println!("\nrequest mapping: end to end N={count} concurrency 4, default request vs an integration-hub mapping");
+    println!(
+        "\nrequest mapping: end to end N={count} concurrency 4, default request vs an integration-hub mapping"
+    );
     let (mut default, mut mapped) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let (rate, _, cpu) = end_to_end_with(api, count, 4, "");
