@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use crate::codes::Code;
 use crate::mapping::{Judgement, ResponseConfig};
 
 /// The most of a response body that is read; the rest is not needed to classify it.
@@ -27,9 +28,89 @@ pub enum Exchange {
     NotSent(String),
 }
 
-/// The kind of a request that was never sent because the mapping could not build it. It says
-/// nothing about the API, so the circuit breaker ignores it.
-pub const NOT_SENT_KIND: &str = "request_mapping";
+/// What exactly happened, in a short machine word (`connect_refused`, `dns_nxdomain`,
+/// `http_503`, …): the `kind` of records, journal fields and `--json`, which support filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    DnsNxdomain,
+    DnsUnavailable,
+    DnsTimeout,
+    ConnectRefused,
+    Unreachable,
+    ConnectTimeout,
+    TlsCertificate,
+    TlsHandshake,
+    ReadTimeout,
+    BodyTimeout,
+    ConnectionReset,
+    ProxyRefused,
+    /// A proxy's 407, to `CONNECT` or as a response: one journal filter finds both.
+    ProxyAuth,
+    /// Any other failure before a response.
+    Transport,
+    /// The answer was not HTTP.
+    InvalidResponse,
+    InvalidJson,
+    RejectedInBody,
+    Redirect,
+    WrongPath,
+    /// A configured `status_path` with a value in no list (or missing).
+    UnknownStatus,
+    /// The mapping could not build the request: nothing was sent. It says nothing about the API,
+    /// so the circuit breaker ignores it.
+    RequestMapping,
+    /// An asynchronous API said to poll on another server.
+    ForeignLocation,
+    /// An asynchronous API gave no final answer within `api.async_max_wait`.
+    AsyncTimeout,
+    /// Any other HTTP status, as it was.
+    Http(u16),
+}
+
+impl Kind {
+    /// The stored word.
+    pub fn as_str(self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::Borrowed;
+        Borrowed(match self {
+            Kind::DnsNxdomain => "dns_nxdomain",
+            Kind::DnsUnavailable => "dns_unavailable",
+            Kind::DnsTimeout => "dns_timeout",
+            Kind::ConnectRefused => "connect_refused",
+            Kind::Unreachable => "unreachable",
+            Kind::ConnectTimeout => "connect_timeout",
+            Kind::TlsCertificate => "tls_certificate",
+            Kind::TlsHandshake => "tls_handshake",
+            Kind::ReadTimeout => "read_timeout",
+            Kind::BodyTimeout => "body_timeout",
+            Kind::ConnectionReset => "connection_reset",
+            Kind::ProxyRefused => "proxy_refused",
+            Kind::ProxyAuth => "proxy_auth",
+            Kind::Transport => "transport",
+            Kind::InvalidResponse => "invalid_response",
+            Kind::InvalidJson => "invalid_json",
+            Kind::RejectedInBody => "rejected_in_body",
+            Kind::Redirect => "redirect",
+            Kind::WrongPath => "wrong_path",
+            Kind::UnknownStatus => "unknown_status",
+            Kind::RequestMapping => "request_mapping",
+            Kind::ForeignLocation => "foreign_location",
+            Kind::AsyncTimeout => "async_timeout",
+            Kind::Http(status) => return std::borrow::Cow::Owned(format!("http_{status}")),
+        })
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Kind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// An HTTP response, reduced to what classification reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -80,15 +161,15 @@ pub enum Outcome {
     /// Accepted asynchronously (202) or still processing (208).
     Processing,
     /// Failed with this catalog code.
-    Failure(&'static str),
+    Failure(Code),
 }
 
 /// The classification of one exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub outcome: Outcome,
-    /// A short machine word: `connect_refused`, `dns_nxdomain`, `http_503`, …
-    pub kind: String,
+    /// What exactly happened: `connect_refused`, `dns_nxdomain`, `http_503`, …
+    pub kind: Kind,
     pub http_status: Option<u16>,
     /// The API's own message, or our explanation when it gave none.
     pub message: Option<String>,
@@ -102,7 +183,7 @@ pub struct Verdict {
 
 impl Verdict {
     /// The code, when it failed.
-    pub fn code(&self) -> Option<&'static str> {
+    pub fn code(&self) -> Option<Code> {
         match self.outcome {
             Outcome::Failure(code) => Some(code),
             _ => None,
@@ -191,8 +272,8 @@ pub fn classify(exchange: &Exchange, rules: &Rules, now: jiff::Timestamp) -> Ver
         Exchange::Transport(failure) => transport(failure),
         Exchange::Response(response) => response_verdict(response, rules, now),
         Exchange::NotSent(why) => Verdict {
-            outcome: Outcome::Failure("07"),
-            kind: NOT_SENT_KIND.to_owned(),
+            outcome: Outcome::Failure(Code::Rejected),
+            kind: Kind::RequestMapping,
             http_status: None,
             message: Some(format!(
                 "o cancelamento não foi enviado: não foi possível montar a requisição ({why})"
@@ -210,7 +291,7 @@ pub fn classify_poll(exchange: &Exchange, rules: &Rules, now: jiff::Timestamp) -
     match exchange {
         Exchange::Response(response) if response.status == 303 => Verdict {
             outcome: Outcome::Success,
-            kind: "http_303".to_owned(),
+            kind: Kind::Http(303),
             http_status: Some(303),
             message: None,
             retry_after: None,
@@ -227,46 +308,56 @@ pub const PROXY_AUTH: &str = "o proxy exige autenticação (HTTP 407) ou recusou
 
 /// A failure with no response.
 fn transport(failure: &TransportFailure) -> Verdict {
-    let (code, kind, message): (&str, &str, String) = match failure {
-        TransportFailure::DnsNoName => ("05", "dns_nxdomain", "o nome do servidor não existe no DNS".into()),
+    let (code, kind, message): (Code, Kind, String) = match failure {
+        TransportFailure::DnsNoName => {
+            (Code::UnknownHost, Kind::DnsNxdomain, "o nome do servidor não existe no DNS".into())
+        }
         TransportFailure::DnsUnavailable => (
-            "05",
-            "dns_unavailable",
+            Code::UnknownHost,
+            Kind::DnsUnavailable,
             "nenhum servidor DNS respondeu (ou falha temporária de resolução)".into(),
         ),
-        TransportFailure::DnsTimeout => ("05", "dns_timeout", "o DNS não respondeu a tempo".into()),
+        TransportFailure::DnsTimeout => {
+            (Code::UnknownHost, Kind::DnsTimeout, "o DNS não respondeu a tempo".into())
+        }
         TransportFailure::ConnectRefused => {
-            ("01", "connect_refused", "conexão recusada pelo servidor".into())
+            (Code::ConnectionRefused, Kind::ConnectRefused, "conexão recusada pelo servidor".into())
         }
-        TransportFailure::Unreachable => ("01", "unreachable", "servidor ou rede inalcançável".into()),
-        TransportFailure::ConnectTimeout => {
-            ("04", "connect_timeout", "a conexão não foi estabelecida dentro de api.connect_timeout".into())
+        TransportFailure::Unreachable => {
+            (Code::ConnectionRefused, Kind::Unreachable, "servidor ou rede inalcançável".into())
         }
+        TransportFailure::ConnectTimeout => (
+            Code::Timeout,
+            Kind::ConnectTimeout,
+            "a conexão não foi estabelecida dentro de api.connect_timeout".into(),
+        ),
         TransportFailure::Tls { certificate: true, detail } => {
-            ("06", "tls_certificate", format!("certificado do servidor recusado: {detail}"))
+            (Code::Tls, Kind::TlsCertificate, format!("certificado do servidor recusado: {detail}"))
         }
         TransportFailure::Tls { certificate: false, detail } => {
-            ("06", "tls_handshake", format!("falha na negociação TLS: {detail}"))
+            (Code::Tls, Kind::TlsHandshake, format!("falha na negociação TLS: {detail}"))
         }
         TransportFailure::ResponseTimeout => {
-            ("04", "read_timeout", "a API não respondeu dentro de api.request_timeout".into())
+            (Code::Timeout, Kind::ReadTimeout, "a API não respondeu dentro de api.request_timeout".into())
         }
         TransportFailure::BodyTimeout => (
-            "04",
-            "body_timeout",
+            Code::Timeout,
+            Kind::BodyTimeout,
             "a API começou a responder mas não terminou dentro de api.request_timeout".into(),
         ),
         TransportFailure::Reset => {
-            ("99", "connection_reset", "a conexão caiu antes de a resposta terminar".into())
+            (Code::Generic, Kind::ConnectionReset, "a conexão caiu antes de a resposta terminar".into())
         }
-        TransportFailure::Proxy(detail) => ("01", "proxy_refused", detail.clone()),
+        TransportFailure::Proxy(detail) => (Code::ConnectionRefused, Kind::ProxyRefused, detail.clone()),
         // The same kind as a 407 response to a plain-HTTP request: one journal filter finds both.
-        TransportFailure::ProxyAuth => ("01", "proxy_auth", PROXY_AUTH.to_owned()),
-        TransportFailure::Other(detail) => ("99", "transport", format!("falha de comunicação: {detail}")),
+        TransportFailure::ProxyAuth => (Code::ConnectionRefused, Kind::ProxyAuth, PROXY_AUTH.to_owned()),
+        TransportFailure::Other(detail) => {
+            (Code::Generic, Kind::Transport, format!("falha de comunicação: {detail}"))
+        }
     };
     Verdict {
         outcome: Outcome::Failure(code),
-        kind: kind.to_owned(),
+        kind,
         http_status: None,
         message: Some(message),
         retry_after: None,
@@ -291,7 +382,7 @@ fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) ->
         (Ok(Some(value)), 200..=299) => rules.response.receipt(value),
         _ => None,
     };
-    let verdict = |outcome: Outcome, kind: String, message: Option<String>| Verdict {
+    let verdict = |outcome: Outcome, kind: Kind, message: Option<String>| Verdict {
         outcome,
         kind,
         http_status: Some(status),
@@ -305,21 +396,21 @@ fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) ->
     let says = |patterns: &[String]| {
         folded.as_ref().is_some_and(|body| patterns.iter().any(|pattern| body.contains(pattern.as_str())))
     };
-    let kind = format!("http_{status}");
+    let kind = Kind::Http(status);
     match status {
         202 | 208 => verdict(Outcome::Processing, kind, message),
         200..=299 => match json {
             Err(()) => verdict(
-                Outcome::Failure("99"),
-                "invalid_json".to_owned(),
+                Outcome::Failure(Code::Generic),
+                Kind::InvalidJson,
                 Some(format!("resposta {status} com JSON ilegível")),
             ),
             Ok(value) => match rules.response.judge(value.as_ref()) {
                 Some(Judgement::Success) => verdict(Outcome::Success, kind, message),
                 Some(Judgement::Processing(_)) => verdict(Outcome::Processing, kind, message),
                 Some(Judgement::Failure(found)) => verdict(
-                    Outcome::Failure("07"),
-                    "rejected_in_body".to_owned(),
+                    Outcome::Failure(Code::Rejected),
+                    Kind::RejectedInBody,
                     message.or_else(|| {
                         Some(format!(
                             "a API respondeu {status} com status \"{}\" (api.response.failure_values)",
@@ -337,14 +428,14 @@ fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) ->
                         None => format!("sem o campo \"{path}\" (api.response.status_path)"),
                     };
                     verdict(
-                        Outcome::Failure("99"),
-                        "unknown_status".to_owned(),
+                        Outcome::Failure(Code::Generic),
+                        Kind::UnknownStatus,
                         Some(format!("a API respondeu {status} {what}")),
                     )
                 }
                 None if value.as_ref().is_some_and(says_it_failed) => verdict(
-                    Outcome::Failure("07"),
-                    "rejected_in_body".to_owned(),
+                    Outcome::Failure(Code::Rejected),
+                    Kind::RejectedInBody,
                     message.or_else(|| Some(format!("resposta {status} indica falha no corpo"))),
                 ),
                 None => verdict(Outcome::Success, kind, message),
@@ -353,24 +444,28 @@ fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) ->
         300..=399 => {
             let location = response.location.as_deref().map_or_else(|| "(sem Location)".to_owned(), one_line);
             verdict(
-                Outcome::Failure("07"),
-                "redirect".to_owned(),
+                Outcome::Failure(Code::Rejected),
+                Kind::Redirect,
                 Some(format!(
                     "a API respondeu {status} redirecionando para {location}: a URL da API provavelmente mudou (confira api.url)"
                 )),
             )
         }
-        401 | 403 | 404 if says(&rules.user_not_found) => verdict(Outcome::Failure("03"), kind, message),
-        401 | 403 | 404 if says(&rules.invalid_credentials) => verdict(Outcome::Failure("02"), kind, message),
+        401 | 403 | 404 if says(&rules.user_not_found) => {
+            verdict(Outcome::Failure(Code::UserNotFound), kind, message)
+        }
+        401 | 403 | 404 if says(&rules.invalid_credentials) => {
+            verdict(Outcome::Failure(Code::InvalidPassword), kind, message)
+        }
         401 => verdict(
-            Outcome::Failure("02"),
+            Outcome::Failure(Code::InvalidPassword),
             kind,
             message.or_else(|| Some("credenciais recusadas".to_owned())),
         ),
         403 if message.as_deref().is_some_and(|text| text.contains("Missing Authentication Token")) => {
             verdict(
-                Outcome::Failure("07"),
-                "wrong_path".to_owned(),
+                Outcome::Failure(Code::Rejected),
+                Kind::WrongPath,
                 Some(format!(
                     "{}: a URL da API provavelmente está errada (confira o caminho em api.url)",
                     message.as_deref().unwrap_or("")
@@ -378,24 +473,26 @@ fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) ->
             )
         }
         403 if folded.as_deref().is_some_and(mentions_credentials) => {
-            verdict(Outcome::Failure("02"), kind, message)
+            verdict(Outcome::Failure(Code::InvalidPassword), kind, message)
         }
         429 => Verdict {
             retry_after: Some(
                 retry_after(response.retry_after.as_deref(), now).unwrap_or(DEFAULT_RETRY_AFTER),
             ),
-            ..verdict(Outcome::Failure("08"), kind, message)
+            ..verdict(Outcome::Failure(Code::RateLimited), kind, message)
         },
         503 if response.retry_after.is_some() => Verdict {
             retry_after: Some(
                 retry_after(response.retry_after.as_deref(), now).unwrap_or(DEFAULT_RETRY_AFTER),
             ),
-            ..verdict(Outcome::Failure("08"), kind, message)
+            ..verdict(Outcome::Failure(Code::RateLimited), kind, message)
         },
         // Only a proxy answers 407: the API was never reached, so nothing was rejected.
-        407 => verdict(Outcome::Failure("01"), "proxy_auth".to_owned(), Some(PROXY_AUTH.to_owned())),
-        400..=499 => verdict(Outcome::Failure("07"), kind, message),
-        _ => verdict(Outcome::Failure("99"), kind, message),
+        407 => {
+            verdict(Outcome::Failure(Code::ConnectionRefused), Kind::ProxyAuth, Some(PROXY_AUTH.to_owned()))
+        }
+        400..=499 => verdict(Outcome::Failure(Code::Rejected), kind, message),
+        _ => verdict(Outcome::Failure(Code::Generic), kind, message),
     }
 }
 

@@ -2,11 +2,66 @@
 //! `check` and the docs all read. Codes 01–05 and 99 are the vendor's published codes and keep
 //! their numbers and meaning; 06–08 split cases the published table lumps into 99.
 
+/// A support code. Its text form ("04") is what records, journal fields and `--json` carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Code {
+    /// 01 Conexão recusada.
+    ConnectionRefused,
+    /// 02 Senha inválida.
+    InvalidPassword,
+    /// 03 Usuário não encontrado.
+    UserNotFound,
+    /// 04 Timeout.
+    Timeout,
+    /// 05 Host não conhecido.
+    UnknownHost,
+    /// 06 Falha de TLS/certificado.
+    Tls,
+    /// 07 Cancelamento rejeitado pela API.
+    Rejected,
+    /// 08 Limite de requisições.
+    RateLimited,
+    /// 99 Erro genérico.
+    Generic,
+}
+
+impl Code {
+    /// Two digits, as support says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::ConnectionRefused => "01",
+            Code::InvalidPassword => "02",
+            Code::UserNotFound => "03",
+            Code::Timeout => "04",
+            Code::UnknownHost => "05",
+            Code::Tls => "06",
+            Code::Rejected => "07",
+            Code::RateLimited => "08",
+            Code::Generic => "99",
+        }
+    }
+
+    /// The code's catalog entry.
+    pub fn info(self) -> &'static Info {
+        CATALOG.iter().find(|info| info.code == self).unwrap_or(&CATALOG[CATALOG.len() - 1])
+    }
+
+    /// "04 Timeout".
+    pub fn label(self) -> String {
+        format!("{} {}", self.as_str(), self.info().name)
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One error code and how support reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Code {
-    /// Two digits, as support says it ("04").
-    pub code: &'static str,
+pub struct Info {
+    pub code: Code,
     /// The pt-BR name.
     pub name: &'static str,
     /// One sentence: when this code is given.
@@ -20,9 +75,9 @@ pub struct Code {
 }
 
 /// Every code, in numeric order.
-pub const CATALOG: [Code; 9] = [
-    Code {
-        code: "01",
+pub const CATALOG: [Info; 9] = [
+    Info {
+        code: Code::ConnectionRefused,
         name: "Conexão recusada",
         meaning: "a conexão TCP com a API (ou com o proxy de api.proxy) foi recusada, a rede/host está inalcançável, ou o proxy não deixou passar",
         behaviour: "não gasta tentativas do item; o envio para e só um teste (sonda) é feito de tempos em tempos até a API voltar",
@@ -41,8 +96,8 @@ pub const CATALOG: [Code; 9] = [
             "se a rede exige proxy, configure api.proxy; se a mensagem diz \"via proxy\", a falha foi no proxy: confira-o com a equipe de rede",
         ],
     },
-    Code {
-        code: "02",
+    Info {
+        code: Code::InvalidPassword,
         name: "Senha inválida",
         meaning: "a API recusou as credenciais (usuário ou senha)",
         behaviour: "não gasta tentativas; todo envio fica PAUSADO até a configuração ser recarregada ou um teste a cada 5 minutos passar",
@@ -58,8 +113,8 @@ pub const CATALOG: [Code; 9] = [
             "aplique com `systemctl reload extrator`; os itens pendentes seguem sozinhos",
         ],
     },
-    Code {
-        code: "03",
+    Info {
+        code: Code::UserNotFound,
         name: "Usuário não encontrado",
         meaning: "a API informou que o usuário configurado não existe",
         behaviour: "não gasta tentativas; todo envio fica PAUSADO até a configuração ser recarregada ou um teste a cada 5 minutos passar",
@@ -75,8 +130,8 @@ pub const CATALOG: [Code; 9] = [
             "aplique com `systemctl reload extrator`",
         ],
     },
-    Code {
-        code: "04",
+    Info {
+        code: Code::Timeout,
         name: "Timeout",
         meaning: "a API não conectou ou não respondeu por completo dentro do tempo limite",
         behaviour: "nova tentativa com espera crescente; três seguidos abrem o circuito; conta para retry.max_attempts",
@@ -93,8 +148,8 @@ pub const CATALOG: [Code; 9] = [
             "se a conexão nunca abre, verifique firewall (DROP) com a equipe de rede",
         ],
     },
-    Code {
-        code: "05",
+    Info {
+        code: Code::UnknownHost,
         name: "Host não conhecido",
         meaning: "o nome do servidor da API não foi resolvido pelo DNS",
         behaviour: "não gasta tentativas; o envio para e só um teste é feito de tempos em tempos",
@@ -109,8 +164,8 @@ pub const CATALOG: [Code; 9] = [
             "se nenhum nome resolve, verifique /etc/resolv.conf e o DNS da rede",
         ],
     },
-    Code {
-        code: "06",
+    Info {
+        code: Code::Tls,
         name: "Falha de TLS/certificado",
         meaning: "a negociação TLS ou a verificação do certificado da API falhou",
         behaviour: "não gasta tentativas; o envio para e testes são feitos mais espaçados",
@@ -128,8 +183,8 @@ pub const CATALOG: [Code; 9] = [
             "confira a data e hora do servidor (`timedatectl`)",
         ],
     },
-    Code {
-        code: "07",
+    Info {
+        code: Code::Rejected,
         name: "Cancelamento rejeitado pela API",
         meaning: "a API recusou este cancelamento (dados, pedido ou URL), com a mensagem dela",
         behaviour: "sem nova tentativa: o item vai para `failed` com a mensagem da API",
@@ -147,8 +202,8 @@ pub const CATALOG: [Code; 9] = [
             "reenvie com `extrator retry --id ID` (ou `--code 07`) quando fizer sentido",
         ],
     },
-    Code {
-        code: "08",
+    Info {
+        code: Code::RateLimited,
         name: "Limite de requisições",
         meaning: "a API pediu para reduzir o ritmo (429 Too Many Requests)",
         behaviour: "não gasta tentativas; todo envio espera o tempo pedido em Retry-After (60 s se não disser)",
@@ -163,8 +218,8 @@ pub const CATALOG: [Code; 9] = [
             "confirme com o fornecedor o limite da conta",
         ],
     },
-    Code {
-        code: "99",
+    Info {
+        code: Code::Generic,
         name: "Erro genérico",
         meaning: "erro do servidor da API (5xx), resposta ilegível ou conexão interrompida",
         behaviour: "nova tentativa com espera crescente; três seguidos abrem o circuito; conta para retry.max_attempts",
@@ -182,7 +237,7 @@ pub const CATALOG: [Code; 9] = [
 ];
 
 /// The whole explanation of a code, in pt-BR, as `explain` prints it and the support guide shows it.
-pub fn explain(code: &Code) -> String {
+pub fn explain(code: &Info) -> String {
     let mut text = format!(
         "Código {} — {}\n\n{}.\n\nO que o extrator faz: {}.\n\nCausas prováveis:\n",
         code.code,
@@ -236,15 +291,15 @@ fn capitalised(text: &str) -> String {
 }
 
 /// Looks a code up, accepting "4" for "04".
-pub fn find(text: &str) -> Option<&'static Code> {
+pub fn find(text: &str) -> Option<&'static Info> {
     let text = text.trim();
     let padded = if text.len() == 1 { format!("0{text}") } else { text.to_owned() };
-    CATALOG.iter().find(|code| code.code == padded)
+    CATALOG.iter().find(|info| info.code.as_str() == padded)
 }
 
-/// "04 Timeout", or the bare code if it is not in the catalog.
+/// "04 Timeout" for a code's text form (as stored), or the text itself if it is not a code.
 pub fn label(code: &str) -> String {
-    find(code).map_or_else(|| code.to_owned(), |known| format!("{} {}", known.code, known.name))
+    find(code).map_or_else(|| code.to_owned(), |known| known.code.label())
 }
 
 #[cfg(test)]
@@ -263,6 +318,7 @@ mod tests {
         ];
         for (code, name) in published {
             assert_eq!(find(code).map(|known| known.name), Some(name));
+            assert_eq!(find(code).map(|known| known.code.as_str()), Some(code));
         }
     }
 
@@ -287,7 +343,7 @@ mod tests {
 
     #[test]
     fn lookup_accepts_a_single_digit() {
-        assert_eq!(find("4").map(|code| code.code), Some("04"));
+        assert_eq!(find("4").map(|code| code.code), Some(Code::Timeout));
         assert_eq!(find("10"), None);
         assert_eq!(label("08"), "08 Limite de requisições");
     }

@@ -1,16 +1,22 @@
-//! The daemon's working loop.
+//! The daemon's working loop: the I/O around `dispatch::Dispatcher`, which makes every decision.
 //!
-//! Each turn, woken by the poll tick, a finished request, a signal or the circuit's deadline:
-//! - on the tick: import the spool, return expired leases, write the heartbeat (with the
-//!   circuit's state) that `status` reads, and purge attempt records older than
-//!   `history.retention` of delivered items;
-//! - on a finished request: feed its verdict to the circuit breaker and log it;
-//! - then claim due items and send them, up to `api.concurrency`, as the circuit permits (one
-//!   probe at a time while it is open or paused).
+//! Each turn, woken by the poll tick, a finished task, a signal, `enqueue`'s wake-up or the
+//! dispatcher's own next moment, the loop turns what happened into an `Event`, and carries out
+//! the `Action`s the dispatcher answers: claims (on the store thread), one task per request
+//! (send, then record), a failed record written again, the status line and the log. Nothing the
+//! loop does waits for the store or the network: claims, records, the tick's chores and the
+//! spool import are tasks whose results come back as events, so the loop keeps turning — and
+//! pinging the watchdog — while the store works. It stops pinging when the store thread itself
+//! stops getting through its jobs (`Writer::stalled_for`), so a stuck store still gets the
+//! service restarted.
 //!
-//! SIGHUP reloads the config (kept as it was if the new one is invalid); SIGTERM/SIGINT stop
-//! claiming, let requests on the wire finish within a bound, and put the rest back in the queue.
+//! On the tick: import the spool (in its own task, one at a time), return expired leases, write
+//! the heartbeat with the circuit's state, and purge old attempt records of delivered items in
+//! short batches. SIGHUP reloads the config (kept as it was if the new one is invalid);
+//! SIGTERM/SIGINT stop claiming, let requests on the wire finish within a bound, and put the rest
+//! back in the queue.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,37 +24,83 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
-use crate::api::Client;
-use crate::classify::{Outcome, Verdict};
+use crate::api::{Attempt, Client};
+use crate::classify::{Code, Outcome};
 use crate::config::Config;
+use crate::dispatch::{Action, Answer, Claim, Dispatcher, Event, Limits, Status};
 use crate::failure::Failure;
 use crate::item::State;
-use crate::policy::{self, Circuit, ItemBefore, Pacer, Permit, Settings};
+use crate::policy::{self, Gate, ItemAfter, ItemBefore};
 use crate::spool;
-use crate::store::{AttemptRecord, ItemRow};
+use crate::store::{AttemptRecord, ItemRow, StoreError};
 use crate::systemd::Notifier;
 use crate::writer::Writer;
 
-/// The results of one tick's chores on the store thread.
-struct Chores {
-    spool: Result<spool::Report, spool::SpoolError>,
-    recovered: Result<usize, crate::store::StoreError>,
-    heartbeat: Result<(), crate::store::StoreError>,
-    purged: Result<usize, crate::store::StoreError>,
-    counts: Result<(u64, u64, u64), crate::store::StoreError>,
-    last_success: Result<Option<jiff::Timestamp>, crate::store::StoreError>,
+/// How often old attempt records are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3_600);
+/// Attempt records deleted per purge transaction.
+const PURGE_BATCH: usize = 5_000;
+/// How long the store thread may go without finishing a job before the watchdog is no longer
+/// pinged (the daemon's busy timeout is at most a third of it).
+const STORE_STALL: Duration = Duration::from_secs(20);
+
+/// An attempt and the decision for its item, owned, so a failed record can be written again.
+#[derive(Debug, Clone)]
+struct Record {
+    attempt: Attempt,
+    finished_at: jiff::Timestamp,
+    probe: bool,
+    after: ItemAfter,
 }
 
-/// What a finished request reports back to the loop.
-struct Finished {
+impl Record {
+    /// Writes it on the store thread.
+    fn write(&self, store: &mut crate::store::Store, item: i64) -> Result<i64, StoreError> {
+        let record = AttemptRecord {
+            started_at: self.attempt.started_at,
+            finished_at: self.finished_at,
+            duration: self.attempt.duration,
+            excerpt: self.attempt.excerpt.as_deref(),
+            probe: self.probe,
+            after: &self.after,
+        };
+        store.record_attempt(item, &record)
+    }
+}
+
+/// What a request's task brings back.
+struct Delivery {
     item: i64,
     order: String,
-    probe: bool,
-    verdict: Verdict,
-    state: State,
-    /// The attempt's number for the item (probes included).
-    attempt: i64,
-    next_at: jiff::Timestamp,
+    lease_until: jiff::Timestamp,
+    record: Record,
+    /// The attempt's number for the item (probes included), or why it was not recorded.
+    recorded: Result<i64, StoreError>,
+}
+
+/// What the tick's chores found.
+struct Chores {
+    recovered: Result<usize, StoreError>,
+    heartbeat: Result<(), StoreError>,
+    counts: Result<(u64, u64, u64), StoreError>,
+    last_success: Result<Option<jiff::Timestamp>, StoreError>,
+    purged: Result<usize, StoreError>,
+}
+
+/// A task of the loop other than a request, and what came of it.
+enum Done {
+    Claimed {
+        claim: Claim,
+        items: Result<Vec<ItemRow>, StoreError>,
+    },
+    Rerecorded {
+        item: i64,
+        result: Result<i64, StoreError>,
+    },
+    Chores(Box<Chores>),
+    Spool(Result<spool::Report, spool::SpoolError>),
+    /// The store thread is gone.
+    StoreDied,
 }
 
 /// The running daemon.
@@ -57,43 +109,51 @@ pub struct Daemon {
     config: Config,
     writer: Writer,
     client: Arc<Client>,
-    settings: Settings,
-    circuit: Circuit,
-    /// Keeps requests under `api.max_rate`.
-    pacer: Pacer,
-    in_flight: JoinSet<Option<Finished>>,
+    dispatcher: Dispatcher,
+    /// One task per request on the wire, and what each is (for a task that ends without answer).
+    sends: JoinSet<Delivery>,
+    sending: HashMap<tokio::task::Id, (i64, String, bool)>,
+    /// Claims, records written again, chores and the spool import.
+    work: JoinSet<Done>,
+    /// Records that failed, by item, until written or abandoned.
+    unrecorded: HashMap<i64, Record>,
+    chores_running: bool,
+    spool_running: bool,
     /// When the history was last purged; the purge scans delivered items, so it runs hourly.
     last_purge: Option<std::time::Instant>,
+    /// The purge found more to delete than one batch: go on at the next tick.
+    purge_more: bool,
     notifier: Notifier,
-    last_success: Option<jiff::Timestamp>,
     /// Pending, processing and failed items at the last tick.
     counts: (u64, u64, u64),
     /// The database failure of the last ticks and when it was last logged, until writes work.
     store_problem: Option<(String, std::time::Instant)>,
+    /// The watchdog is held back because the store thread stalled (logged once).
+    store_stalled: bool,
 }
-
-/// How often old attempt records are purged.
-const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 
 impl Daemon {
     /// A daemon over an open store (moved onto its thread) and a built client.
     pub fn new(config_path: PathBuf, config: Config, writer: Writer, client: Client) -> Daemon {
-        let settings = Settings::from_config(&config);
-        let pacer = Pacer::new(config.api.max_rate);
+        let dispatcher = Dispatcher::new(Limits::from_config(&config));
         Daemon {
             config_path,
             config,
             writer,
             client: Arc::new(client),
-            settings,
-            circuit: Circuit::default(),
-            pacer,
-            in_flight: JoinSet::new(),
+            dispatcher,
+            sends: JoinSet::new(),
+            sending: HashMap::new(),
+            work: JoinSet::new(),
+            unrecorded: HashMap::new(),
+            chores_running: false,
+            spool_running: false,
             last_purge: None,
+            purge_more: false,
             notifier: Notifier::new(),
-            last_success: None,
             counts: (0, 0, 0),
             store_problem: None,
+            store_stalled: false,
         }
     }
 
@@ -121,30 +181,38 @@ impl Daemon {
         self.notifier.ready(&status);
         tracing::info!("pronto: {status}");
         loop {
-            let circuit_wait = self.circuit_wait();
-            tokio::select! {
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-                () = &mut stop => break,
+            let wait = self.wait();
+            let event = tokio::select! {
+                _ = terminate.recv() => Event::Stop,
+                _ = interrupt.recv() => Event::Stop,
+                () = &mut stop => Event::Stop,
                 _ = hangup.recv() => {
                     self.notifier.reloading();
-                    self.reload();
+                    let event = self.reload();
                     ticker = self.ticker();
                     let status = self.status_line();
                     self.notifier.ready(&status);
+                    event.unwrap_or(Event::Turn)
                 }
-                _ = watchdog.tick() => {}
-                _ = ticker.tick() => self.housekeeping().await?,
-                Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
-                    if let Ok(Some(finished)) = joined {
-                        self.finish(finished);
-                    }
+                _ = watchdog.tick() => Event::Turn,
+                _ = ticker.tick() => {
+                    self.tick();
+                    Event::Turn
                 }
-                _ = tokio::time::sleep(circuit_wait) => {}
-                () = woken(wake.as_ref(), &mut wake_buffer) => {}
+                Some(joined) = self.sends.join_next_with_id(), if !self.sends.is_empty() => self.delivered(joined),
+                Some(done) = self.work.join_next(), if !self.work.is_empty() => match done {
+                    Ok(done) => self.done(done)?,
+                    Err(_) => return Err(store_thread_died()),
+                },
+                _ = tokio::time::sleep(wait) => Event::Turn,
+                () = woken(wake.as_ref(), &mut wake_buffer) => Event::Turn,
+            };
+            let stopping = event == Event::Stop;
+            self.handle(event);
+            if stopping {
+                break;
             }
-            self.fill().await?;
-            self.notifier.watchdog();
+            self.ping_watchdog();
         }
         self.notifier.stopping();
         let _ = std::fs::remove_file(crate::wake::socket_path(&self.config.queue.database));
@@ -159,83 +227,278 @@ impl Daemon {
         ticker
     }
 
-    /// How long until the circuit and the rate limit let something out (at most one poll
-    /// interval).
-    fn circuit_wait(&self) -> Duration {
+    /// How long until the dispatcher's next moment (at most one poll interval).
+    fn wait(&self) -> Duration {
         let poll = self.config.queue.poll_interval.get();
         let now = jiff::Timestamp::now();
-        let until = match self.circuit.permit(now) {
-            Permit::WaitUntil(until) => Some(until),
-            Permit::Send | Permit::Probe => self.pacer.wait(now),
-        };
-        let Some(until) = until else { return poll };
+        let Some(until) = self.dispatcher.wake_at(now) else { return poll };
         let micros = until.as_microsecond().saturating_sub(now.as_microsecond());
         Duration::from_micros(u64::try_from(micros).unwrap_or(0)).min(poll)
     }
 
-    /// How long an `in_flight` item is leased before it is presumed abandoned.
-    fn lease(&self) -> Duration {
-        self.config.api.connect_timeout.get()
-            + self.config.api.request_timeout.get()
-            + Duration::from_secs(60)
-    }
-
-    /// Spool import, lease recovery and heartbeat. Database trouble is logged and retried on the
-    /// next tick; only a dead store thread is fatal.
-    async fn housekeeping(&mut self) -> Result<(), Failure> {
-        let spool_dir = self.config.queue.spool_dir.clone();
-        let gate = self.circuit.describe();
-        let retention =
-            jiff::SignedDuration::try_from(self.config.history.retention.get()).unwrap_or_default();
-        let purge = self.last_purge.is_none_or(|last| last.elapsed() >= PURGE_EVERY);
-        if purge {
-            self.last_purge = Some(std::time::Instant::now());
-        }
-        let done = self
-            .writer
-            .call(move |store| {
-                let now = jiff::Timestamp::now();
-                Chores {
-                    spool: spool::import(store, &spool_dir, now),
-                    recovered: store.recover_leases(now),
-                    heartbeat: store.heartbeat(now, &gate),
-                    purged: if purge {
-                        store.purge_history(now.saturating_sub(retention).unwrap_or(now))
-                    } else {
-                        Ok(0)
-                    },
-                    counts: store.waiting_counts(),
-                    last_success: store.last_success(),
-                }
-            })
-            .await
-            .ok_or_else(store_thread_died)?;
-        match done.spool {
-            Ok(report) => {
-                for (file, new, already) in &report.imported {
-                    tracing::info!(file = %file, new_items = new, already_queued = already, "arquivo do spool importado");
-                }
-                for (file, why) in &report.rejected {
-                    tracing::warn!(file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
+    /// Feeds an event to the dispatcher and carries out what it says.
+    fn handle(&mut self, event: Event) {
+        let mut events = vec![event];
+        while let Some(event) = events.pop() {
+            for action in self.dispatcher.handle(event, jiff::Timestamp::now()) {
+                if let Some(next) = self.act(action) {
+                    events.push(next);
                 }
             }
-            Err(error) => self.store_error(error.to_string()),
         }
-        match done.recovered {
+    }
+
+    /// Carries out one action; an action that completes at once returns its event.
+    fn act(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Claim(claim) => {
+                let lease = self.lease();
+                let writer = self.writer.clone();
+                self.work.spawn(async move {
+                    let claimed = writer
+                        .call_grouped(move |store| {
+                            store.claim_many(jiff::Timestamp::now(), lease, claim.room)
+                        })
+                        .await;
+                    match claimed {
+                        Some(items) => Done::Claimed { claim, items },
+                        None => Done::StoreDied,
+                    }
+                });
+            }
+            Action::Record { item } => {
+                let Some(record) = self.unrecorded.get(&item).cloned() else {
+                    return Some(Event::Rerecorded { item, written: true });
+                };
+                let writer = self.writer.clone();
+                self.work.spawn(async move {
+                    match writer.call_grouped(move |store| record.write(store, item)).await {
+                        Some(result) => Done::Rerecorded { item, result },
+                        None => Done::StoreDied,
+                    }
+                });
+            }
+            Action::Abandon { item } => {
+                self.unrecorded.remove(&item);
+                tracing::error!(
+                    item,
+                    "a tentativa do item {item} não pôde ser gravada até a reserva vencer: ele volta para \
+                     a fila e será enviado de novo com a mesma chave de idempotência"
+                );
+            }
+            Action::GateChanged { to, code, .. } => {
+                // The status line follows the circuit at once; counts refresh on the tick.
+                let status = self.status_line();
+                self.notifier.status(&status);
+                match to {
+                    Gate::Closed => tracing::info!("envio retomado: a API voltou a responder"),
+                    _ => tracing::error!(
+                        code = code.map_or("", Code::as_str),
+                        "envio suspenso: {}",
+                        describe_gate(&to)
+                    ),
+                }
+            }
+            Action::Drain => {}
+        }
+        None
+    }
+
+    /// How long an `in_flight` item is leased before it is presumed abandoned.
+    fn lease(&self) -> Duration {
+        let api = &self.config.api;
+        api.connect_timeout
+            .get()
+            .saturating_add(api.request_timeout.get())
+            .saturating_add(Duration::from_secs(60))
+    }
+
+    /// A request's task ended: its answer, or its loss.
+    fn delivered(&mut self, joined: Result<(tokio::task::Id, Delivery), tokio::task::JoinError>) -> Event {
+        match joined {
+            Ok((id, delivery)) => {
+                self.sending.remove(&id);
+                let recorded = match &delivery.recorded {
+                    Ok(_) => true,
+                    Err(StoreError::NotLeased(_)) => {
+                        tracing::warn!(item = delivery.item, order = %delivery.order, "{}", delivery.recorded.as_ref().err().map(ToString::to_string).unwrap_or_default());
+                        true
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            item = delivery.item,
+                            order = %delivery.order,
+                            "pedido {}: a tentativa não foi gravada ({error}); tento gravá-la de novo",
+                            delivery.order
+                        );
+                        self.unrecorded.insert(delivery.item, delivery.record.clone());
+                        false
+                    }
+                };
+                log_attempt(&delivery);
+                Event::Answered(Answer {
+                    item: delivery.item,
+                    probe: delivery.record.probe,
+                    verdict: delivery.record.after.verdict.clone(),
+                    recorded,
+                    lease_until: delivery.lease_until,
+                })
+            }
+            Err(error) => {
+                let (item, order, probe) =
+                    self.sending.remove(&error.id()).unwrap_or((0, String::new(), false));
+                tracing::error!(item, order = %order, "pedido {order}: o envio terminou sem resposta ({error}); o item volta para a fila quando a reserva vencer");
+                Event::Lost { item, probe }
+            }
+        }
+    }
+
+    /// A task other than a request ended.
+    fn done(&mut self, done: Done) -> Result<Event, Failure> {
+        Ok(match done {
+            Done::StoreDied => return Err(store_thread_died()),
+            Done::Claimed { claim, items } => match items {
+                Ok(items) => {
+                    let got = items.len();
+                    let lease_until = add(jiff::Timestamp::now(), self.lease());
+                    for item in items {
+                        if claim.probe {
+                            tracing::info!(order = %item.order, item = item.id, "testando a API com um envio (sonda)");
+                        }
+                        let (client, writer, settings) =
+                            (self.client.clone(), self.writer.clone(), self.dispatcher_settings());
+                        let about = (item.id, item.order.clone(), claim.probe);
+                        let handle = self.sends.spawn(deliver(
+                            item,
+                            claim.probe,
+                            client,
+                            writer,
+                            settings,
+                            lease_until,
+                        ));
+                        self.sending.insert(handle.id(), about);
+                    }
+                    Event::Claimed { claim, got }
+                }
+                Err(error) => {
+                    self.store_error(error.to_string());
+                    Event::ClaimFailed
+                }
+            },
+            Done::Rerecorded { item, result } => {
+                let written = match result {
+                    Ok(_) => {
+                        tracing::info!(item, "a tentativa do item {item} foi gravada na nova tentativa");
+                        self.unrecorded.remove(&item);
+                        true
+                    }
+                    Err(StoreError::NotLeased(_)) => {
+                        self.unrecorded.remove(&item);
+                        true
+                    }
+                    Err(error) => {
+                        self.store_error(error.to_string());
+                        false
+                    }
+                };
+                Event::Rerecorded { item, written }
+            }
+            Done::Chores(chores) => {
+                self.chores_running = false;
+                self.chores_done(*chores);
+                Event::Turn
+            }
+            Done::Spool(report) => {
+                self.spool_running = false;
+                match report {
+                    Ok(report) => {
+                        for (file, new, already) in &report.imported {
+                            tracing::info!(file = %file, new_items = new, already_queued = already, "arquivo do spool importado");
+                        }
+                        for (file, why) in &report.rejected {
+                            tracing::warn!(file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
+                        }
+                    }
+                    Err(error) => self.store_error(error.to_string()),
+                }
+                Event::Turn
+            }
+        })
+    }
+
+    /// The retry settings the request tasks decide with.
+    fn dispatcher_settings(&self) -> policy::Settings {
+        policy::Settings::from_config(&self.config)
+    }
+
+    /// The tick: start the chores and the spool import, unless they are still running.
+    fn tick(&mut self) {
+        if !self.spool_running {
+            self.spool_running = true;
+            let (writer, spool_dir) = (self.writer.clone(), self.config.queue.spool_dir.clone());
+            self.work.spawn(async move {
+                match writer.call(move |store| spool::import(store, &spool_dir, jiff::Timestamp::now())).await
+                {
+                    Some(report) => Done::Spool(report),
+                    None => Done::StoreDied,
+                }
+            });
+        }
+        if self.chores_running {
+            return;
+        }
+        self.chores_running = true;
+        let gate = describe_gate(&self.dispatcher.status().gate);
+        let retention =
+            jiff::SignedDuration::try_from(self.config.history.retention.get()).unwrap_or_default();
+        let purge = self.purge_more || self.last_purge.is_none_or(|last| last.elapsed() >= PURGE_EVERY);
+        if purge && !self.purge_more {
+            self.last_purge = Some(std::time::Instant::now());
+        }
+        let writer = self.writer.clone();
+        self.work.spawn(async move {
+            let chores = writer
+                .call(move |store| {
+                    let now = jiff::Timestamp::now();
+                    Chores {
+                        recovered: store.recover_leases(now),
+                        heartbeat: store.heartbeat(now, &gate),
+                        purged: if purge {
+                            store.purge_history(now.saturating_sub(retention).unwrap_or(now), PURGE_BATCH)
+                        } else {
+                            Ok(0)
+                        },
+                        counts: store.waiting_counts(),
+                        last_success: store.last_success(),
+                    }
+                })
+                .await;
+            match chores {
+                Some(chores) => Done::Chores(Box::new(chores)),
+                None => Done::StoreDied,
+            }
+        });
+    }
+
+    /// What the chores found: logged, and the status line refreshed.
+    fn chores_done(&mut self, chores: Chores) {
+        match chores.recovered {
             Ok(0) => {}
             Ok(count) => tracing::warn!(items = count, "itens com reserva vencida voltaram para a fila"),
             Err(error) => self.store_error(error.to_string()),
         }
-        match done.purged {
+        self.purge_more = false;
+        match chores.purged {
             Ok(0) => {}
             Ok(count) => {
-                tracing::info!(attempts = count, "histórico de itens concluídos apagado (history.retention)")
+                self.purge_more = count >= PURGE_BATCH;
+                tracing::info!(attempts = count, "histórico de itens concluídos apagado (history.retention)");
             }
             Err(error) => self.store_error(error.to_string()),
         }
         // The heartbeat is a write on every tick: whether it works says whether the database
         // takes writes (a full disk, a lock held too long).
-        match done.heartbeat {
+        match chores.heartbeat {
             Ok(()) => {
                 if self.store_problem.take().is_some() {
                     tracing::info!("o banco de dados voltou a aceitar gravações");
@@ -243,22 +506,40 @@ impl Daemon {
             }
             Err(error) => self.store_error(error.to_string()),
         }
-        match done.counts {
+        match chores.counts {
             Ok(counts) => self.counts = counts,
             Err(error) => self.store_error(error.to_string()),
         }
-        if let Ok(Some(at)) = done.last_success {
-            self.last_success = Some(at);
+        if let Ok(at) = chores.last_success {
+            self.dispatcher.set_last_success(at);
         }
         let status = self.status_line();
         self.notifier.status(&status);
-        Ok(())
     }
 
-    /// The one-line pt-BR summary for systemd's `STATUS=`: the circuit first when it is not
-    /// sending, then the queue and the last success.
+    /// Pings the watchdog, unless the store thread has stopped getting through its work.
+    fn ping_watchdog(&mut self) {
+        match self.writer.stalled_for() {
+            Some(stalled) if stalled >= STORE_STALL => {
+                if !self.store_stalled {
+                    self.store_stalled = true;
+                    tracing::error!(
+                        "o banco de dados não conclui uma operação há {}: o watchdog do systemd deixa de ser avisado \
+                         e reinicia o serviço se isso continuar",
+                        crate::text::rounded(stalled)
+                    );
+                }
+            }
+            _ => {
+                self.store_stalled = false;
+                self.notifier.watchdog();
+            }
+        }
+    }
+
+    /// The one-line pt-BR summary for systemd's `STATUS=`.
     fn status_line(&self) -> String {
-        let line = status_line(&self.circuit, self.counts, self.last_success);
+        let line = status_line(&self.dispatcher.status(), self.counts);
         match &self.store_problem {
             Some((problem, _)) => format!("ERRO NO BANCO DE DADOS: {problem} · {line}"),
             None => line,
@@ -278,87 +559,23 @@ impl Daemon {
         }
     }
 
-    /// Claims and sends due items while the circuit and the concurrency allow.
-    async fn fill(&mut self) -> Result<(), Failure> {
-        let concurrency = usize::try_from(self.config.api.concurrency).unwrap_or(1);
-        while self.in_flight.len() < concurrency {
-            let now = jiff::Timestamp::now();
-            let (probe, room) = match self.circuit.permit(now) {
-                Permit::Send => (false, concurrency - self.in_flight.len()),
-                Permit::Probe => (true, 1),
-                Permit::WaitUntil(_) => return Ok(()),
-            };
-            let room = self.pacer.room(now, room);
-            if room == 0 {
-                return Ok(());
-            }
-            let lease = self.lease();
-            let claimed = self
-                .writer
-                .call_grouped(move |store| store.claim_many(jiff::Timestamp::now(), lease, room))
-                .await
-                .ok_or_else(store_thread_died)?;
-            let items = match claimed {
-                Ok(items) if items.is_empty() => return Ok(()),
-                Ok(items) => items,
-                Err(error) => {
-                    self.store_error(error.to_string());
-                    return Ok(());
-                }
-            };
-            for item in items {
-                self.pacer.sent(jiff::Timestamp::now());
-                if probe {
-                    self.circuit.probe_sent();
-                    tracing::info!(order = %item.order, item = item.id, "testando a API com um envio (sonda)");
-                }
-                let (client, writer, settings) = (self.client.clone(), self.writer.clone(), self.settings);
-                self.in_flight.spawn(deliver(item, probe, client, writer, settings));
-            }
-            if probe {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// Feeds a verdict to the circuit and logs it.
-    fn finish(&mut self, finished: Finished) {
-        if finished.verdict.outcome == Outcome::Success {
-            self.last_success = Some(jiff::Timestamp::now());
-        }
-        let before = self.circuit.gate;
-        self.circuit.on_result(&finished.verdict, finished.probe, jiff::Timestamp::now(), &self.settings);
-        log_attempt(&finished);
-        if self.circuit.gate != before {
-            // The status line follows the circuit at once; counts refresh on the tick.
-            let status = self.status_line();
-            self.notifier.status(&status);
-            match self.circuit.gate {
-                policy::Gate::Closed => tracing::info!("envio retomado: a API voltou a responder"),
-                _ => tracing::error!(
-                    code = finished.verdict.code().unwrap_or(""),
-                    "envio suspenso: {}",
-                    self.circuit.describe()
-                ),
-            }
-        }
-    }
-
     /// Re-reads the config; an invalid one is refused and the running one kept.
-    fn reload(&mut self) {
+    fn reload(&mut self) -> Option<Event> {
+        let refused = |error: &dyn std::fmt::Display| {
+            tracing::error!("recarga recusada, a configuração anterior continua valendo: {error}");
+        };
         let loaded = match crate::config::load(&self.config_path) {
             Ok(loaded) => loaded,
             Err(error) => {
-                tracing::error!("recarga recusada, a configuração anterior continua valendo: {error}");
-                return;
+                refused(&error);
+                return None;
             }
         };
         let client = match Client::new(&loaded.config) {
             Ok(client) => client,
             Err(error) => {
-                tracing::error!("recarga recusada, a configuração anterior continua valendo: {error}");
-                return;
+                refused(&error);
+                return None;
             }
         };
         for warning in &loaded.warnings {
@@ -374,40 +591,52 @@ impl Daemon {
         let mut config = loaded.config;
         config.queue.database = self.config.queue.database.clone();
         config.queue.spool_dir = self.config.queue.spool_dir.clone();
-        self.settings = Settings::from_config(&config);
-        self.pacer = self.pacer.with_rate(config.api.max_rate);
         self.client = Arc::new(client);
+        let limits = Limits::from_config(&config);
         self.config = config;
-        self.circuit.on_reload();
         tracing::info!(config = %self.config_path.display(), "configuração recarregada");
+        Some(Event::Reloaded(limits))
     }
 
-    /// Lets requests on the wire finish within a bound, then puts what is left back in the queue
-    /// and records the stop.
+    /// Lets requests on the wire finish within a bound, writes failed records once more, then
+    /// puts what is left back in the queue and records the stop.
     async fn drain(mut self) -> Result<(), Failure> {
         let grace =
             (self.config.api.request_timeout.get() + Duration::from_secs(2)).min(Duration::from_secs(30));
-        let waited = tokio::time::timeout(grace, async {
-            while let Some(joined) = self.in_flight.join_next().await {
-                if let Ok(Some(finished)) = joined {
-                    log_attempt(&finished);
+        let deadline = tokio::time::Instant::now() + grace;
+        let waited = tokio::time::timeout_at(deadline, async {
+            while let Some(joined) = self.sends.join_next_with_id().await {
+                if let Ok((_, delivery)) = joined {
+                    if delivery.recorded.is_err() {
+                        self.unrecorded.insert(delivery.item, delivery.record.clone());
+                    }
+                    log_attempt(&delivery);
                 }
             }
         })
         .await;
         if waited.is_err() {
             tracing::warn!(
-                items = self.in_flight.len(),
+                items = self.sends.len(),
                 "envios ainda sem resposta abandonados; voltam para a fila"
             );
-            self.in_flight.shutdown().await;
+            self.sends.shutdown().await;
         }
+        // Claims under way must land before the release, or their items would stay leased.
+        let _ = tokio::time::timeout_at(deadline + Duration::from_secs(5), async {
+            while self.work.join_next().await.is_some() {}
+        })
+        .await;
+        self.work.shutdown().await;
+        let unrecorded = std::mem::take(&mut self.unrecorded);
         let done = self
             .writer
-            .call(|store| {
-                let released = store.recover_leases(jiff::Timestamp::MAX);
-                let stopped = store.daemon_stopped(jiff::Timestamp::now());
-                (released, stopped)
+            .call(move |store| {
+                for (item, record) in &unrecorded {
+                    let _ = record.write(store, *item);
+                }
+                let now = jiff::Timestamp::now();
+                (store.release_all(now), store.daemon_stopped(now))
             })
             .await
             .ok_or_else(store_thread_died)?;
@@ -417,23 +646,45 @@ impl Daemon {
     }
 }
 
-/// The status line of a circuit, the (pending, processing, failed) counts and the last success.
-pub fn status_line(
-    circuit: &Circuit,
-    counts: (u64, u64, u64),
-    last_success: Option<jiff::Timestamp>,
-) -> String {
+/// A one-line pt-BR description of the gate, for `status` and the systemd status line.
+pub fn describe_gate(gate: &Gate) -> String {
+    match *gate {
+        Gate::Closed => "enviando normalmente".to_owned(),
+        Gate::Open { code, next_probe_at } => format!(
+            "CIRCUITO ABERTO: erro {}; próximo teste às {}",
+            code.label(),
+            crate::text::local_time(next_probe_at)
+        ),
+        Gate::Paused { code, .. } => format!(
+            "PAUSADO: erro {}; corrija as credenciais e recarregue (systemctl reload extrator)",
+            code.label()
+        ),
+        Gate::RateLimited { until } => {
+            format!(
+                "AGUARDANDO a API: erro {} até {}",
+                Code::RateLimited.label(),
+                crate::text::local_time(until)
+            )
+        }
+    }
+}
+
+/// The status line of the dispatcher's status and the (pending, processing, failed) counts.
+pub fn status_line(status: &Status, counts: (u64, u64, u64)) -> String {
     let (pending, processing, failed) = counts;
     let mut parts = Vec::new();
-    if circuit.gate != policy::Gate::Closed {
-        parts.push(circuit.describe());
+    if status.gate != Gate::Closed {
+        parts.push(describe_gate(&status.gate));
     }
     parts.push(format!("{pending} pendente(s), {processing} processando, {failed} falharam"));
-    parts.push(match last_success {
+    if status.unrecorded > 0 {
+        parts.push(format!("{} tentativa(s) ainda não gravada(s)", status.unrecorded));
+    }
+    parts.push(match status.last_success {
         Some(at) => format!("último envio com sucesso {}", crate::text::local_time(at)),
         None => "nenhum envio com sucesso ainda".to_owned(),
     });
-    if circuit.gate == policy::Gate::Closed {
+    if status.gate == Gate::Closed {
         parts.push("enviando normalmente".to_owned());
     }
     parts.join(" · ")
@@ -445,8 +696,9 @@ async fn deliver(
     probe: bool,
     client: Arc<Client>,
     writer: Writer,
-    settings: Settings,
-) -> Option<Finished> {
+    settings: policy::Settings,
+    lease_until: jiff::Timestamp,
+) -> Delivery {
     let attempt = client.send(&item).await;
     let finished_at = jiff::Timestamp::now();
     let before = ItemBefore {
@@ -456,56 +708,40 @@ async fn deliver(
         poll_url: item.poll_url.as_deref(),
     };
     let after = policy::after_attempt(before, &attempt.verdict, probe, finished_at, &settings);
-    let finished = Finished {
-        item: item.id,
-        order: item.order.clone(),
-        probe,
-        verdict: after.verdict.clone(),
-        state: after.state,
-        attempt: 0,
-        next_at: after.next_at,
-    };
+    let record = Record { attempt, finished_at, probe, after };
+    let writing = record.clone();
+    let id = item.id;
     let recorded = writer
-        .call_grouped(move |store| {
-            let record = AttemptRecord {
-                started_at: attempt.started_at,
-                finished_at,
-                duration: attempt.duration,
-                excerpt: attempt.excerpt.as_deref(),
-                probe,
-                after: &after,
-            };
-            store.record_attempt(item.id, &record)
-        })
-        .await?;
-    match recorded {
-        Ok(number) => Some(Finished { attempt: number, ..finished }),
-        Err(error) => {
-            // The item stays leased; lease expiry returns it to the queue, to be sent again under
-            // the same idempotency key.
-            tracing::error!(item = finished.item, order = %finished.order, "{error}");
-            None
-        }
-    }
+        .call_grouped(move |store| writing.write(store, id))
+        .await
+        .unwrap_or_else(|| Err(StoreError::Group("a thread do banco de dados parou".to_owned())));
+    Delivery { item: item.id, order: item.order, lease_until, record, recorded }
 }
 
-/// One log event per attempt, with the fields journald filters on.
-fn log_attempt(finished: &Finished) {
-    let status = finished.verdict.http_status;
-    let message = finished.verdict.message.as_deref().unwrap_or("");
-    let (item, order, attempt, kind) =
-        (finished.item, finished.order.as_str(), finished.attempt, finished.verdict.kind.as_str());
-    match (finished.verdict.outcome, finished.state) {
-        (Outcome::Success, _) => match finished.verdict.receipt.as_deref() {
-            Some(receipt) => tracing::info!(
-                item,
-                order,
-                attempt,
-                http_status = status,
-                kind,
-                receipt,
-                "pedido {order}: cancelamento entregue (protocolo da API: {receipt})"
-            ),
+/// One log event per attempt, with the fields journald filters on. Text from the API is escaped.
+fn log_attempt(delivery: &Delivery) {
+    let verdict = &delivery.record.after.verdict;
+    let status = verdict.http_status;
+    let message = crate::text::terminal_safe(verdict.message.as_deref().unwrap_or("")).into_owned();
+    let kind = verdict.kind.to_string();
+    let (item, order, kind) =
+        (delivery.item, crate::text::terminal_safe(&delivery.order).into_owned(), kind.as_str());
+    let attempt = *delivery.recorded.as_ref().unwrap_or(&0);
+    let probe = delivery.record.probe;
+    match (verdict.outcome, delivery.record.after.state) {
+        (Outcome::Success, _) => match verdict.receipt.as_deref() {
+            Some(receipt) => {
+                let receipt = crate::text::terminal_safe(receipt).into_owned();
+                tracing::info!(
+                    item,
+                    order,
+                    attempt,
+                    http_status = status,
+                    kind,
+                    receipt,
+                    "pedido {order}: cancelamento entregue (protocolo da API: {receipt})"
+                );
+            }
             None => tracing::info!(
                 item,
                 order,
@@ -524,28 +760,34 @@ fn log_attempt(finished: &Finished) {
             "pedido {order}: cancelamento aceito pela API; aguardando a resposta final"
         ),
         (Outcome::Failure(code), State::Failed) => tracing::error!(
-            code,
+            code = code.as_str(),
             item,
             order,
             attempt,
             http_status = status,
             kind,
             "pedido {order}: cancelamento falhou definitivamente: erro {}: {message} (reenvie com extrator retry)",
-            crate::codes::label(code)
+            code.label()
         ),
         (Outcome::Failure(code), _) => tracing::warn!(
-            code,
+            code = code.as_str(),
             item,
             order,
             attempt,
             http_status = status,
             kind,
-            probe = finished.probe,
+            probe,
             "pedido {order}: falha no envio: erro {}: {message}; nova tentativa a partir de {}",
-            crate::codes::label(code),
-            crate::text::local_time(finished.next_at)
+            code.label(),
+            crate::text::local_time(delivery.record.after.next_at)
         ),
     }
+}
+
+/// `now + delay`, saturating.
+fn add(now: jiff::Timestamp, delay: Duration) -> jiff::Timestamp {
+    now.saturating_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(now)
 }
 
 /// Completes when `enqueue` signals new items on the wake socket; never without a socket.
@@ -569,34 +811,25 @@ mod tests {
 
     #[test]
     fn the_status_line_leads_with_what_stops_sending() {
-        let settings = Settings {
-            max_attempts: 3,
-            first_delay: Duration::from_secs(30),
-            max_delay: Duration::from_secs(60),
-            async_poll_interval: Duration::from_secs(30),
-            async_max_wait: Duration::from_secs(60),
-        };
-        let mut circuit = Circuit::default();
-        let line = status_line(&circuit, (12, 1, 3), None);
+        let status = Status { gate: Gate::Closed, sending: 0, unrecorded: 0, last_success: None };
         assert_eq!(
-            line,
+            status_line(&status, (12, 1, 3)),
             "12 pendente(s), 1 processando, 3 falharam · nenhum envio com sucesso ainda · enviando normalmente"
         );
-        let refused = Verdict {
-            outcome: Outcome::Failure("02"),
-            kind: "http_401".into(),
-            http_status: Some(401),
-            message: None,
-            retry_after: None,
-            receipt: None,
-            poll_url: None,
+        let paused = Status {
+            gate: Gate::Paused { code: Code::InvalidPassword, next_probe_at: jiff::Timestamp::now() },
+            unrecorded: 2,
+            last_success: Some(jiff::Timestamp::now()),
+            ..status
         };
-        circuit.on_result(&refused, false, jiff::Timestamp::now(), &settings);
-        let line = status_line(&circuit, (12, 0, 0), Some(jiff::Timestamp::now()));
+        let line = status_line(&paused, (12, 0, 0));
         assert!(
             line.starts_with("PAUSADO: erro 02 Senha inválida; corrija as credenciais e recarregue"),
             "{line}"
         );
-        assert!(line.contains("último envio com sucesso"), "{line}");
+        assert!(
+            line.contains("2 tentativa(s) ainda não gravada(s)") && line.contains("último envio com sucesso"),
+            "{line}"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod codes;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod dispatch;
 pub mod duration;
 pub mod failure;
 pub mod intake;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::classify::{Outcome, Verdict};
+use crate::classify::{Code, Kind, Outcome, Verdict};
 use crate::item::State;
 
 /// How long 02/03 pause sending before one probe checks whether the credentials work again.
@@ -29,13 +29,13 @@ pub enum Retry {
 }
 
 /// The retry class of a catalog code.
-pub fn retry_of(code: &str) -> Retry {
+pub fn retry_of(code: Code) -> Retry {
     match code {
-        "01" | "05" | "06" => Retry::Endpoint,
-        "02" | "03" => Retry::Credentials,
-        "07" => Retry::Never,
-        "08" => Retry::RateLimit,
-        _ => Retry::Item,
+        Code::ConnectionRefused | Code::UnknownHost | Code::Tls => Retry::Endpoint,
+        Code::InvalidPassword | Code::UserNotFound => Retry::Credentials,
+        Code::Rejected => Retry::Never,
+        Code::RateLimited => Retry::RateLimit,
+        Code::Timeout | Code::Generic => Retry::Item,
     }
 }
 
@@ -98,7 +98,7 @@ pub struct ItemAfter {
     pub counted: bool,
     /// Counted failures after this attempt.
     pub attempts: u32,
-    pub last_code: Option<&'static str>,
+    pub last_code: Option<Code>,
     pub next_at: jiff::Timestamp,
     pub processing_since: Option<jiff::Timestamp>,
     /// The URL to poll next, while the API processes it asynchronously (`async_poll = "location"`).
@@ -148,8 +148,8 @@ pub fn after_attempt(
                 };
             }
             verdict = Verdict {
-                outcome: Outcome::Failure("04"),
-                kind: "async_timeout".to_owned(),
+                outcome: Outcome::Failure(Code::Timeout),
+                kind: Kind::AsyncTimeout,
                 message: Some(format!(
                     "a API aceitou o cancelamento mas não deu resposta final em {} (api.async_max_wait)",
                     crate::duration::format(settings.async_max_wait)
@@ -159,8 +159,8 @@ pub fn after_attempt(
         }
         Outcome::Failure(_) => {}
     }
-    let code = verdict.code().unwrap_or("99");
-    let async_timed_out = verdict.kind == "async_timeout";
+    let code = verdict.code().unwrap_or(Code::Generic);
+    let async_timed_out = verdict.kind == Kind::AsyncTimeout;
     let keep_processing = if async_timed_out { None } else { item.processing_since };
     let waiting_state = if keep_processing.is_some() { State::Processing } else { State::Pending };
     // Polling a Location goes on from the same URL after a failed poll; a new start re-sends.
@@ -226,9 +226,9 @@ pub enum Gate {
     /// Sending normally.
     Closed,
     /// The endpoint is down (code); one probe at `next_probe_at`.
-    Open { code: &'static str, next_probe_at: jiff::Timestamp },
+    Open { code: Code, next_probe_at: jiff::Timestamp },
     /// Credentials refused (02/03); a probe at `next_probe_at`, or a reload, resumes.
-    Paused { code: &'static str, next_probe_at: jiff::Timestamp },
+    Paused { code: Code, next_probe_at: jiff::Timestamp },
     /// The API asked to wait (08) until this moment.
     RateLimited { until: jiff::Timestamp },
 }
@@ -276,12 +276,17 @@ impl Circuit {
         self.probing = true;
     }
 
+    /// The probe ended without an answer (its task was lost): the next one may go.
+    pub fn probe_lost(&mut self) {
+        self.probing = false;
+    }
+
     /// Applies one answer. `probe` says whether it was the probe.
     pub fn on_result(&mut self, verdict: &Verdict, probe: bool, now: jiff::Timestamp, settings: &Settings) {
         if probe {
             self.probing = false;
         }
-        if verdict.kind == crate::classify::NOT_SENT_KIND {
+        if verdict.kind == Kind::RequestMapping {
             // Nothing reached the API: its state is as unknown as before; the gate stands (an
             // open circuit probes again with the next item).
             return;
@@ -295,7 +300,7 @@ impl Circuit {
             // The endpoint answered sensibly: it is up and we are authenticated.
             (None, _) | (Some(_), Some(Retry::Never)) => *self = Circuit::default(),
             (Some(code), Some(Retry::Endpoint)) => {
-                let slow = code == "06";
+                let slow = code == Code::Tls;
                 self.open(code, now, settings, probe, slow);
             }
             (Some(code), Some(Retry::Credentials)) => {
@@ -323,14 +328,7 @@ impl Circuit {
     }
 
     /// Opens (or keeps open) the circuit, with a probe delay that grows with each failed probe.
-    fn open(
-        &mut self,
-        code: &'static str,
-        now: jiff::Timestamp,
-        settings: &Settings,
-        probe: bool,
-        slow: bool,
-    ) {
+    fn open(&mut self, code: Code, now: jiff::Timestamp, settings: &Settings, probe: bool, slow: bool) {
         if probe {
             self.failed_probes += 1;
         } else if matches!(self.gate, Gate::Open { .. }) {
@@ -340,26 +338,6 @@ impl Circuit {
         let exponent = self.failed_probes.min(30) + if slow { 2 } else { 0 };
         let delay = settings.first_delay.saturating_mul(1 << exponent.min(30)).min(settings.max_delay);
         self.gate = Gate::Open { code, next_probe_at: add(now, delay) };
-    }
-
-    /// A one-line pt-BR description of the gate, for `status` and the systemd status line.
-    pub fn describe(&self) -> String {
-        let label = |code: &str| crate::codes::label(code);
-        match self.gate {
-            Gate::Closed => "enviando normalmente".to_owned(),
-            Gate::Open { code, next_probe_at } => format!(
-                "CIRCUITO ABERTO: erro {}; próximo teste às {}",
-                label(code),
-                crate::text::local_time(next_probe_at)
-            ),
-            Gate::Paused { code, .. } => format!(
-                "PAUSADO: erro {}; corrija as credenciais e recarregue (systemctl reload extrator)",
-                label(code)
-            ),
-            Gate::RateLimited { until } => {
-                format!("AGUARDANDO a API: erro {} até {}", label("08"), crate::text::local_time(until))
-            }
-        }
     }
 }
 

@@ -8,7 +8,9 @@
 //! something not on disk. Everything else (spool imports above all) runs alone, in its own
 //! transaction.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -35,12 +37,43 @@ enum Job {
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Job>,
+    health: Arc<Health>,
+}
+
+/// Whether the store thread is getting through its work: the daemon's loop stops pinging the
+/// systemd watchdog when it is not, so a store stuck on a lock or a dead disk gets the service
+/// restarted even though the loop itself never waits for the store.
+struct Health {
+    /// When the handle was made; times below are milliseconds since then.
+    epoch: Instant,
+    /// Jobs sent and not yet finished.
+    outstanding: AtomicUsize,
+    /// When the thread last finished a job (or was idle and got one).
+    last_progress: AtomicU64,
+}
+
+impl Health {
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A job finished.
+    fn progressed(&self, jobs: usize) {
+        self.last_progress.store(self.now(), Ordering::Relaxed);
+        self.outstanding.fetch_sub(jobs, Ordering::Relaxed);
+    }
 }
 
 impl Writer {
     /// Moves `store` onto its own thread.
     pub fn spawn(mut store: Store) -> Writer {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let health = Arc::new(Health {
+            epoch: Instant::now(),
+            outstanding: AtomicUsize::new(0),
+            last_progress: AtomicU64::new(0),
+        });
+        let progress = health.clone();
         std::thread::Builder::new()
             .name("extrator-store".to_owned())
             .spawn(move || {
@@ -48,7 +81,10 @@ impl Writer {
                 loop {
                     let Some(job) = pending.take().or_else(|| queue.recv().ok()) else { return };
                     match job {
-                        Job::Alone(work) => work(&mut store),
+                        Job::Alone(work) => {
+                            work(&mut store);
+                            progress.progressed(1);
+                        }
                         Job::Grouped(work) => {
                             let mut group = vec![work];
                             while group.len() < MAX_GROUP {
@@ -61,14 +97,51 @@ impl Writer {
                                     Err(_) => break,
                                 }
                             }
+                            let jobs = group.len();
                             run_group(&mut store, group);
+                            progress.progressed(jobs);
                         }
                     }
                 }
             })
             .map(drop)
             .unwrap_or_else(|error| panic!("não foi possível criar a thread do banco de dados: {error}"));
-        Writer { jobs }
+        Writer { jobs, health }
+    }
+
+    /// How long the store thread has gone without finishing a job while jobs wait; `None` when
+    /// it has nothing to do or keeps up.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        if self.health.outstanding.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let since = self.health.now().saturating_sub(self.health.last_progress.load(Ordering::Relaxed));
+        Some(Duration::from_millis(since))
+    }
+
+    /// Hands a job to the thread, counting it as outstanding.
+    fn send(&self, job: Job) -> Option<()> {
+        if self.health.outstanding.fetch_add(1, Ordering::Relaxed) == 0 {
+            // The thread was idle: the wait starts now, not at its last job.
+            self.health.last_progress.store(self.health.now(), Ordering::Relaxed);
+        }
+        self.jobs.send(job).ok().or_else(|| {
+            self.health.outstanding.fetch_sub(1, Ordering::Relaxed);
+            None
+        })
+    }
+
+    /// `call` for a caller that is not async (the spool import's thread): blocks until done.
+    pub fn call_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Alone(Box::new(move |store| {
+            let _ = reply.send(work(store));
+        }));
+        self.send(job)?;
+        answer.blocking_recv().ok()
     }
 
     /// Runs `work` on the store thread, alone, and returns its result. `None` only if the thread
@@ -81,7 +154,7 @@ impl Writer {
         let job = Job::Alone(Box::new(move |store| {
             let _ = reply.send(work(store));
         }));
-        self.jobs.send(job).ok()?;
+        self.send(job)?;
         answer.await.ok()
     }
 
@@ -98,7 +171,7 @@ impl Writer {
                 let _ = reply.send(commit.and(result));
             }) as Finish
         }));
-        self.jobs.send(job).ok()?;
+        self.send(job)?;
         answer.await.ok()
     }
 }

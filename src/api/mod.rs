@@ -17,7 +17,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION
 pub use auth::Auth;
 pub use resolver::{DnsFailure, GetAddrInfo, lookup};
 
-use crate::classify::{self, Exchange, MAX_BODY_BYTES, Outcome, Response, Rules, TransportFailure, Verdict};
+use crate::classify::{
+    self, Code, Exchange, Kind, MAX_BODY_BYTES, Outcome, Response, Rules, TransportFailure, Verdict,
+};
 use crate::config::Config;
 use crate::mapping::{AsyncPoll, Method, RenderedRequest, RequestPlan};
 use crate::store::ItemRow;
@@ -174,8 +176,8 @@ impl Client {
         match base.join(location.trim()) {
             Ok(target) if target.origin() == base.origin() => verdict.poll_url = Some(target.to_string()),
             _ => {
-                verdict.outcome = Outcome::Failure("07");
-                verdict.kind = "foreign_location".to_owned();
+                verdict.outcome = Outcome::Failure(Code::Rejected);
+                verdict.kind = Kind::ForeignLocation;
                 verdict.message = Some(format!(
                     "a API aceitou o cancelamento e mandou consultar o resultado em \"{}\", fora do servidor \
                      da API: por segurança o extrator não envia as credenciais para lá (confira com o \

@@ -7,8 +7,7 @@
 use std::path::Path;
 
 use crate::api::Client;
-use crate::classify::{Outcome, Verdict};
-use crate::codes;
+use crate::classify::{Code, Kind, Outcome, Verdict};
 use crate::config::{AuthMode, Config};
 use crate::failure::{EXIT_CONFIG, Failure, Outcome as CommandOutcome};
 use crate::store::{Access, Store, StoreError};
@@ -131,14 +130,18 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
     let addresses = match resolved {
         Ok(Ok(Ok(addresses))) => addresses,
         Ok(Ok(Err(crate::api::DnsFailure::NoName))) => {
-            return fail_code("DNS", "05", &format!("o nome {host} não existe no DNS"));
+            return fail_code("DNS", Code::UnknownHost, &format!("o nome {host} não existe no DNS"));
         }
         Ok(Ok(Err(crate::api::DnsFailure::Unavailable))) => {
-            return fail_code("DNS", "05", &format!("nenhum servidor DNS respondeu ao resolver {host}"));
+            return fail_code(
+                "DNS",
+                Code::UnknownHost,
+                &format!("nenhum servidor DNS respondeu ao resolver {host}"),
+            );
         }
-        Ok(Ok(Err(other))) => return fail_code("DNS", "05", &format!("{host}: {other}")),
+        Ok(Ok(Err(other))) => return fail_code("DNS", Code::UnknownHost, &format!("{host}: {other}")),
         Ok(Err(_)) | Err(_) => {
-            return fail_code("DNS", "05", &format!("{host}: o DNS não respondeu a tempo"));
+            return fail_code("DNS", Code::UnknownHost, &format!("{host}: o DNS não respondeu a tempo"));
         }
     };
     let shown: Vec<String> = addresses.iter().map(|address| address.ip().to_string()).collect();
@@ -160,12 +163,16 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
     match (connected, last_error) {
         (Some(target), _) => pass("TCP", &format!("conectou em {target}")),
         (None, Some((target, Some(error)))) => {
-            return fail_code("TCP", "01", &format!("{target}: {}", crate::text::io_error(&error)));
+            return fail_code(
+                "TCP",
+                Code::ConnectionRefused,
+                &format!("{target}: {}", crate::text::io_error(&error)),
+            );
         }
         (None, _) => {
             return fail_code(
                 "TCP",
-                "04",
+                Code::Timeout,
                 &format!("porta {port}: sem resposta em {}", crate::text::rounded(timeout)),
             );
         }
@@ -184,7 +191,7 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
         bare
     } else {
         let answered = client.probe_get(true).await;
-        if let Some(code @ ("02" | "03")) = answered.code() {
+        if let Some(code @ (Code::InvalidPassword | Code::UserNotFound)) = answered.code() {
             return fail_code("credenciais", code, answered.message.as_deref().unwrap_or(""));
         }
         let mode = match config.api.auth.mode {
@@ -201,8 +208,8 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
         // A GET may be refused (405, 400: 07) or rate-limited (08) where the POST works. Anything
         // else — no response, a server error, the proxy, credentials, a wrong path, a moved URL —
         // a POST would meet too.
-        Outcome::Failure(code) if !matches!(code, "07" | "08") => Some(code),
-        Outcome::Failure(code) if matches!(answered.kind.as_str(), "wrong_path" | "redirect") => Some(code),
+        Outcome::Failure(code) if !matches!(code, Code::Rejected | Code::RateLimited) => Some(code),
+        Outcome::Failure(code) if matches!(answered.kind, Kind::WrongPath | Kind::Redirect) => Some(code),
         _ => None,
     };
     if let Some(code) = harmful {
@@ -213,7 +220,7 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
 }
 
 /// The code of a failure that happened before any HTTP response, if that is what it was.
-fn transport_code(verdict: &Verdict) -> Option<&'static str> {
+fn transport_code(verdict: &Verdict) -> Option<Code> {
     if verdict.http_status.is_some() {
         return None;
     }
@@ -231,14 +238,11 @@ fn fail_line(step: &str, detail: &str) {
 }
 
 /// A failed step with its support code and what to do; always `false`.
-fn fail_code(step: &str, code: &str, detail: &str) -> bool {
-    let label = codes::label(code);
-    println!("✗ {step}: erro {label}: {detail}");
-    if let Some(known) = codes::find(code) {
-        println!("  O que fazer:");
-        for (number, what) in known.steps.iter().enumerate() {
-            println!("    {}. {what}", number + 1);
-        }
+fn fail_code(step: &str, code: Code, detail: &str) -> bool {
+    println!("✗ {step}: erro {}: {detail}", code.label());
+    println!("  O que fazer:");
+    for (number, what) in code.info().steps.iter().enumerate() {
+        println!("    {}. {what}", number + 1);
     }
     false
 }

@@ -27,7 +27,7 @@ pub fn run(args: &ExplainArgs) -> Outcome {
     match &args.code {
         Some(text) => {
             let code = codes::find(text).ok_or_else(|| {
-                let known: Vec<&str> = CATALOG.iter().map(|code| code.code).collect();
+                let known: Vec<&str> = CATALOG.iter().map(|code| code.code.as_str()).collect();
                 Failure::usage(format!("código desconhecido \"{text}\"; os códigos são {}", known.join(", ")))
             })?;
             print!("{}", codes::explain(code));
@@ -35,7 +35,7 @@ pub fn run(args: &ExplainArgs) -> Outcome {
         None => {
             let mut table = crate::text::Table::new(&["CÓDIGO", "NOME", "QUANDO"]);
             for code in &CATALOG {
-                table.row(vec![code.code.to_owned(), code.name.to_owned(), code.meaning.to_owned()]);
+                table.row(vec![code.code.to_string(), code.name.to_owned(), code.meaning.to_owned()]);
             }
             print!("{}", table.render());
             println!("\nDetalhes de um código: extrator explain CÓDIGO");

@@ -83,8 +83,8 @@ impl FilterArgs {
 
 /// A code from the catalog, accepting "4" for "04".
 fn parse_code(text: &str) -> Result<String, String> {
-    crate::codes::find(text).map(|code| code.code.to_owned()).ok_or_else(|| {
-        let known: Vec<&str> = crate::codes::CATALOG.iter().map(|code| code.code).collect();
+    crate::codes::find(text).map(|code| code.code.to_string()).ok_or_else(|| {
+        let known: Vec<&str> = crate::codes::CATALOG.iter().map(|code| code.code.as_str()).collect();
         format!("código desconhecido; os códigos são {}", known.join(", "))
     })
 }

@@ -34,7 +34,8 @@ pub fn run(config_path: &Path) -> Outcome {
         config.queue.busy_timeout.get(),
     )?;
     spool::prepare(&config.queue.spool_dir).map_err(|error| Failure::failed(error.to_string()))?;
-    let recovered = store.recover_leases(jiff::Timestamp::MAX)?;
+    // The lock proves no other daemon has them: every item left in flight is a crash's orphan.
+    let recovered = store.release_all(jiff::Timestamp::now())?;
     if recovered > 0 {
         tracing::warn!(
             items = recovered,

@@ -17,10 +17,11 @@ fn t(seconds: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
-fn failure(code: &'static str) -> Verdict {
+/// A failure with the code written as support does.
+fn failure(code: &str) -> Verdict {
     Verdict {
-        outcome: Outcome::Failure(code),
-        kind: "x".into(),
+        outcome: Outcome::Failure(crate::codes::find(code).map(|info| info.code).unwrap_or(Code::Generic)),
+        kind: Kind::Transport,
         http_status: None,
         message: None,
         retry_after: None,
@@ -120,7 +121,10 @@ fn async_answers_poll_until_async_max_wait_then_count_as_04() {
     let later = after_attempt(item, &processing(), false, t(50), &settings);
     assert_eq!((later.state, later.processing_since), (State::Processing, Some(t(0))));
     let too_late = after_attempt(item, &processing(), false, t(60), &settings);
-    assert_eq!((too_late.state, too_late.last_code, too_late.counted), (State::Pending, Some("04"), true));
+    assert_eq!(
+        (too_late.state, too_late.last_code, too_late.counted),
+        (State::Pending, Some(Code::Timeout), true)
+    );
     assert_eq!(too_late.verdict.kind, "async_timeout");
     assert_eq!(too_late.processing_since, None);
     let done = after_attempt(item, &success(), false, t(20), &settings);
@@ -158,7 +162,7 @@ fn three_soft_failures_in_a_row_open_it_and_any_answer_resets_the_count() {
     circuit.on_result(&failure("04"), false, t(0), &settings);
     assert_eq!(circuit.permit(t(0)), Permit::Send, "the 07 reset the count");
     circuit.on_result(&failure("99"), false, t(0), &settings);
-    assert!(matches!(circuit.gate, Gate::Open { code: "99", .. }));
+    assert!(matches!(circuit.gate, Gate::Open { code: Code::Generic, .. }));
 }
 
 #[test]
@@ -168,7 +172,7 @@ fn credentials_pause_until_reload_and_rate_limits_until_retry_after() {
     circuit.on_result(&failure("02"), false, t(0), &settings);
     assert_eq!(circuit.permit(t(299)), Permit::WaitUntil(t(300)));
     assert_eq!(circuit.permit(t(300)), Permit::Probe);
-    assert!(circuit.describe().contains("PAUSADO: erro 02 Senha inválida"), "{}", circuit.describe());
+    assert!(matches!(circuit.gate, Gate::Paused { code: Code::InvalidPassword, .. }), "{:?}", circuit.gate);
     circuit.on_reload();
     assert_eq!(circuit.permit(t(1)), Permit::Send);
 

@@ -529,7 +529,7 @@ impl Store {
             .prepare_cached(
                 "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
                  processing_since = ?7, lease_until = NULL, updated_at = ?8, sent = sent + 1, \
-                 receipt = COALESCE(?9, receipt), poll_url = ?10 WHERE id = ?1 \
+                 receipt = COALESCE(?9, receipt), poll_url = ?10 WHERE id = ?1 AND state = 'in_flight' \
                  RETURNING sent",
             )
             .and_then(|mut statement| {
@@ -538,7 +538,7 @@ impl Store {
                         item_id,
                         after.state.as_str(),
                         after.attempts,
-                        after.last_code,
+                        after.last_code.map(crate::codes::Code::as_str),
                         verdict.message,
                         to_millis(after.next_at),
                         after.processing_since.map(to_millis),
@@ -549,7 +549,11 @@ impl Store {
                     |row| row.get(0),
                 )
             })
-            .map_err(|e| context.fail(e))?;
+            .map_err(|error| match error {
+                // Not ours any more: the lease ran out and it went back to the queue.
+                rusqlite::Error::QueryReturnedNoRows => StoreError::NotLeased(item_id),
+                other => context.fail(other),
+            })?;
         tx.prepare_cached(
             "INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind, http_status, \
              message, body_excerpt, probe, counted, receipt) \
@@ -560,8 +564,8 @@ impl Store {
                 to_millis(record.started_at),
                 i64::try_from(record.duration.as_millis()).unwrap_or(i64::MAX),
                 outcome,
-                verdict.code(),
-                verdict.kind,
+                verdict.code().map(crate::codes::Code::as_str),
+                verdict.kind.to_string(),
                 verdict.http_status,
                 verdict.message,
                 record.excerpt,
@@ -575,15 +579,18 @@ impl Store {
         Ok(number)
     }
 
-    /// Deletes the attempt records of items delivered before `cutoff` (`[history] retention`).
+    /// Deletes up to `limit` attempt records of items delivered before `cutoff` (`[history]
+    /// retention`), so one call is a short transaction; call again while it deletes `limit`.
     /// Items themselves are kept, and nothing of an item that is not `done` is ever deleted.
-    pub fn purge_history(&mut self, cutoff: jiff::Timestamp) -> Result<usize, StoreError> {
+    pub fn purge_history(&mut self, cutoff: jiff::Timestamp, limit: usize) -> Result<usize, StoreError> {
         const ACTION: &str = "apagar o histórico antigo";
         let (tx, context) = self.write(ACTION)?;
         let deleted = tx
             .execute(
-                "DELETE FROM attempts WHERE item_id IN \
-                 (SELECT id FROM items WHERE state = 'done' AND updated_at < ?1)",
+                &format!(
+                    "DELETE FROM attempts WHERE id IN (SELECT a.id FROM attempts a JOIN items i ON i.id = a.item_id \
+                     WHERE i.state = 'done' AND i.updated_at < ?1 LIMIT {limit})"
+                ),
                 [to_millis(cutoff)],
             )
             .map_err(|e| context.fail(e))?;
@@ -620,6 +627,25 @@ impl Store {
                 "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' \
                  ELSE 'processing' END, lease_until = NULL, next_at = MIN(next_at, ?1), updated_at = ?1 \
                  WHERE state = 'in_flight' AND lease_until <= ?1",
+                [now_ms],
+            )
+            .map_err(|e| context.fail(e))?;
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(moved)
+    }
+
+    /// Returns every `in_flight` item to where it was (`processing` if the API had accepted it,
+    /// else `pending`), due at once, whatever its lease: at start, where the daemon lock proves
+    /// no other daemon has them, and at a clean stop. Their update time is `now`.
+    pub fn release_all(&mut self, now: jiff::Timestamp) -> Result<usize, StoreError> {
+        const ACTION: &str = "devolver à fila os itens em envio";
+        let (tx, context) = self.write(ACTION)?;
+        let now_ms = to_millis(now);
+        let moved = tx
+            .execute(
+                "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' \
+                 ELSE 'processing' END, lease_until = NULL, next_at = MIN(next_at, ?1), updated_at = ?1 \
+                 WHERE state = 'in_flight'",
                 [now_ms],
             )
             .map_err(|e| context.fail(e))?;

@@ -80,6 +80,9 @@ pub enum StoreError {
     Group(String),
     /// A row holds a value this build cannot read.
     Corrupt { path: PathBuf, detail: String },
+    /// An attempt record for an item that is no longer leased to the daemon (its lease ran out
+    /// and it went back to the queue, to be sent again): not written.
+    NotLeased(i64),
 }
 
 impl fmt::Display for StoreError {
@@ -129,6 +132,11 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt { path, detail } => {
                 write!(f, "dado ilegível no banco de dados {}: {detail}", path.display())
             }
+            StoreError::NotLeased(item) => write!(
+                f,
+                "a tentativa do item {item} não foi gravada: a reserva dele venceu e ele voltou para a fila \
+                 (será enviado de novo com a mesma chave de idempotência)"
+            ),
         }
     }
 }

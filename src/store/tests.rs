@@ -161,7 +161,7 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
         assert_eq!(claimed.order, order);
         let verdict = Verdict {
             outcome,
-            kind: "k".into(),
+            kind: crate::classify::Kind::Http(200),
             http_status: Some(200),
             message: Some("m".into()),
             retry_after: None,
@@ -189,13 +189,13 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
         store.record_attempt(claimed.id, &attempt).unwrap();
     };
     record(&mut store, "1", Outcome::Success, State::Done, 10);
-    record(&mut store, "2", Outcome::Failure("07"), State::Failed, 20);
+    record(&mut store, "2", Outcome::Failure(crate::codes::Code::Rejected), State::Failed, 20);
     let done = store.get_by_order("1").unwrap().unwrap();
     assert_eq!((done.state, done.last_message.as_deref()), (State::Done, Some("m")));
     assert_eq!(store.attempts(done.id).unwrap()[0].duration_ms, 12);
     assert_eq!(store.get_by_order("2").unwrap().unwrap().last_code.as_deref(), Some("07"));
 
-    assert_eq!(store.purge_history(at(15)).unwrap(), 1);
+    assert_eq!(store.purge_history(at(15), 100).unwrap(), 1);
     assert!(store.attempts(done.id).unwrap().is_empty());
     assert_eq!(store.attempts(2).unwrap().len(), 1, "a failed item keeps its history");
     assert_eq!(store.count(&Filter::default()).unwrap(), 2, "items are never deleted");

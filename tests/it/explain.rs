@@ -9,7 +9,7 @@ use crate::util::{bin, expect_exit};
 #[test]
 fn explains_each_code_and_refuses_unknown_ones() {
     for code in extrator::codes::CATALOG {
-        let output = Command::new(bin()).args(["explain", code.code]).output().unwrap();
+        let output = Command::new(bin()).args(["explain", code.code.as_str()]).output().unwrap();
         let (stdout, _) = expect_exit(&output, 0);
         assert_eq!(stdout, extrator::codes::explain(&code));
     }
