@@ -149,7 +149,9 @@ pub enum TransportFailure {
     Proxy(String),
     /// The proxy answered the tunnel request with 407: it wants (other) credentials.
     ProxyAuth,
-    /// Anything else, with reqwest's description.
+    /// What came back is not an HTTP response (hyper's parse error as the detail).
+    InvalidResponse(String),
+    /// Anything else, with the HTTP stack's description (never the URL).
     Other(String),
 }
 
@@ -351,9 +353,19 @@ fn transport(failure: &TransportFailure) -> Verdict {
         TransportFailure::Proxy(detail) => (Code::ConnectionRefused, Kind::ProxyRefused, detail.clone()),
         // The same kind as a 407 response to a plain-HTTP request: one journal filter finds both.
         TransportFailure::ProxyAuth => (Code::ConnectionRefused, Kind::ProxyAuth, PROXY_AUTH.to_owned()),
-        TransportFailure::Other(detail) => {
-            (Code::Generic, Kind::Transport, format!("falha de comunicação: {detail}"))
-        }
+        TransportFailure::InvalidResponse(detail) => (
+            Code::Generic,
+            Kind::InvalidResponse,
+            format!(
+                "a API respondeu algo que não é uma resposta HTTP válida ({})",
+                crate::text::truncate(detail, 200)
+            ),
+        ),
+        TransportFailure::Other(detail) => (
+            Code::Generic,
+            Kind::Transport,
+            format!("falha de comunicação com a API ({})", crate::text::truncate(detail, 200)),
+        ),
     };
     Verdict {
         outcome: Outcome::Failure(code),
@@ -366,8 +378,23 @@ fn transport(failure: &TransportFailure) -> Verdict {
     }
 }
 
-/// A complete response.
+/// A complete response. A failure always has a message: with nothing readable in the body, it
+/// names the status and its reason phrase.
 fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) -> Verdict {
+    let mut verdict = read_response(response, rules, now);
+    if verdict.message.is_none() && matches!(verdict.outcome, Outcome::Failure(_)) {
+        let status = response.status;
+        let reason = reqwest::StatusCode::from_u16(status).ok().and_then(|code| code.canonical_reason());
+        verdict.message = Some(match reason {
+            Some(reason) => format!("a API respondeu HTTP {status} ({reason}) sem mensagem no corpo"),
+            None => format!("a API respondeu HTTP {status} sem mensagem no corpo"),
+        });
+    }
+    verdict
+}
+
+/// `response_verdict` before the fallback message.
+fn read_response(response: &Response, rules: &Rules, now: jiff::Timestamp) -> Verdict {
     let status = response.status;
     let content_type = response.content_type.as_deref();
     let json = parse_json(&response.body, content_type);
@@ -584,11 +611,13 @@ fn from_json_envelope(value: &Value) -> Option<String> {
 
 /// The `<title>` of an HTML page, else its text without tags.
 fn from_html(html: &str) -> Option<String> {
-    let lower = html.to_lowercase();
-    if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>"))
-        && start + 7 <= end
+    // ASCII lower case keeps every byte where it was, so the offsets found in `lower` are char
+    // boundaries of `html` too (full Unicode lower case changes lengths: "İ" is 2 bytes, "i̇" 3).
+    let lower = html.to_ascii_lowercase();
+    if let Some(start) = lower.find("<title>").map(|at| at + "<title>".len())
+        && let Some(length) = lower[start..].find("</title>")
     {
-        return Some(html[start + 7..end].trim().to_owned());
+        return Some(html[start..start + length].trim().to_owned());
     }
     let mut text = String::new();
     let mut in_tag = false;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,11 @@ pub const DEFAULT_PATH: &str = "/etc/extrator/extrator.toml";
 
 /// The prefix of environment overrides; `EXTRATOR_API__URL` overrides `[api] url`.
 const ENV_PREFIX: &str = "EXTRATOR_";
+
+/// The most requests on the wire at once (`api.concurrency`).
+pub const MAX_CONCURRENCY: u32 = 64;
+/// The most attempts that count before an item is `failed` (`retry.max_attempts`).
+pub const MAX_ATTEMPTS: u32 = 1_000;
 
 /// The bounds of `api.max_rate`, in requests per second: one every 100 s at the slowest.
 pub const MIN_RATE: f64 = 0.01;
@@ -612,9 +618,53 @@ fn readable_by_others(path: &Path) -> bool {
 }
 
 impl Config {
+    /// Every duration key with the range it must fall in: wide enough for any real API and
+    /// site, narrow enough that no arithmetic on it can overflow (a lease is
+    /// `connect_timeout + request_timeout + 60 s`; delays are multiplied and jittered).
+    fn duration_bounds(&self) -> [(&'static str, Duration, Duration, Duration); 9] {
+        const MS: u64 = 1;
+        const S: u64 = 1_000 * MS;
+        const MIN: u64 = 60 * S;
+        const H: u64 = 60 * MIN;
+        const D: u64 = 24 * H;
+        let ms = Duration::from_millis;
+        [
+            ("api.connect_timeout", self.api.connect_timeout.get(), ms(100 * MS), ms(5 * MIN)),
+            ("api.request_timeout", self.api.request_timeout.get(), ms(100 * MS), ms(H)),
+            ("api.async_poll_interval", self.api.async_poll_interval.get(), ms(100 * MS), ms(D)),
+            ("api.async_max_wait", self.api.async_max_wait.get(), ms(S), ms(30 * D)),
+            ("queue.poll_interval", self.queue.poll_interval.get(), ms(10 * MS), ms(H)),
+            ("queue.busy_timeout", self.queue.busy_timeout.get(), ms(0), ms(10 * MIN)),
+            ("retry.first_delay", self.retry.first_delay.get(), ms(100 * MS), ms(D)),
+            ("retry.max_delay", self.retry.max_delay.get(), ms(100 * MS), ms(30 * D)),
+            ("history.retention", self.history.retention.get(), ms(H), ms(3_650 * D)),
+        ]
+    }
+
     /// Rules that span keys or bound values. Returns the key at fault and a pt-BR message.
     pub fn check(&self) -> Result<(), (String, String)> {
         let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        for (key, value, min, max) in self.duration_bounds() {
+            if !(min..=max).contains(&value) {
+                return fail(
+                    key,
+                    format!(
+                        "deve estar entre {} e {} (está {})",
+                        crate::duration::format(min),
+                        crate::duration::format(max),
+                        crate::duration::format(value)
+                    ),
+                );
+            }
+        }
+        for (key, value, max) in [
+            ("api.concurrency", self.api.concurrency, MAX_CONCURRENCY),
+            ("retry.max_attempts", self.retry.max_attempts, MAX_ATTEMPTS),
+        ] {
+            if !(1..=max).contains(&value) {
+                return fail(key, format!("deve estar entre 1 e {max} (está {value})"));
+            }
+        }
         let api = &self.api;
         match (api.url.trim().is_empty(), &api.request.url) {
             (true, None) => {
@@ -644,12 +694,6 @@ impl Config {
             }
             _ => {}
         }
-        if api.connect_timeout.get().is_zero() {
-            return fail("api.connect_timeout", "deve ser maior que zero".to_owned());
-        }
-        if api.request_timeout.get().is_zero() {
-            return fail("api.request_timeout", "deve ser maior que zero".to_owned());
-        }
         if api.connect_timeout > api.request_timeout {
             return fail(
                 "api.connect_timeout",
@@ -658,12 +702,6 @@ impl Config {
                     api.connect_timeout, api.request_timeout
                 ),
             );
-        }
-        if !(1..=64).contains(&api.concurrency) {
-            return fail("api.concurrency", format!("deve estar entre 1 e 64 (está {})", api.concurrency));
-        }
-        if api.async_poll_interval.get().is_zero() {
-            return fail("api.async_poll_interval", "deve ser maior que zero".to_owned());
         }
         let auth = &api.auth;
         if auth.mode != AuthMode::None {
@@ -731,12 +769,6 @@ impl Config {
                 ),
             );
         }
-        if self.retry.max_attempts == 0 {
-            return fail("retry.max_attempts", "deve ser pelo menos 1".to_owned());
-        }
-        if self.retry.first_delay.get().is_zero() {
-            return fail("retry.first_delay", "deve ser maior que zero".to_owned());
-        }
         if self.retry.first_delay > self.retry.max_delay {
             return fail(
                 "retry.first_delay",
@@ -745,9 +777,6 @@ impl Config {
                     self.retry.first_delay, self.retry.max_delay
                 ),
             );
-        }
-        if self.queue.poll_interval.get().is_zero() {
-            return fail("queue.poll_interval", "deve ser maior que zero".to_owned());
         }
         if self.queue.database.as_os_str().is_empty() {
             return fail("queue.database", "é obrigatório".to_owned());

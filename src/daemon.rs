@@ -41,8 +41,11 @@ const PURGE_EVERY: Duration = Duration::from_secs(3_600);
 /// Attempt records deleted per purge transaction.
 const PURGE_BATCH: usize = 5_000;
 /// How long the store thread may go without finishing a job before the watchdog is no longer
-/// pinged (the daemon's busy timeout is at most a third of it).
+/// pinged: well under the unit's `WatchdogSec=30`, well over `DAEMON_BUSY_TIMEOUT`.
 const STORE_STALL: Duration = Duration::from_secs(20);
+/// The longest the daemon's connection waits for another process's write lock
+/// (`queue.busy_timeout` is for the commands; the daemon just tries again on the next turn).
+pub const DAEMON_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An attempt and the decision for its item, owned, so a failed record can be written again.
 #[derive(Debug, Clone)]

@@ -74,7 +74,8 @@ pub fn retry_delay(failures: u32, seed: u64, settings: &Settings) -> Duration {
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
     let permille = 800 + (z % 401); // 0.8 ..= 1.2
-    let jittered = base.mul_f64(permille as f64 / 1000.0);
+    let jittered =
+        Duration::try_from_secs_f64(base.as_secs_f64() * (permille as f64 / 1000.0)).unwrap_or(base);
     jittered.clamp(settings.first_delay, settings.max_delay.max(settings.first_delay))
 }
 

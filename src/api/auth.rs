@@ -46,6 +46,28 @@ impl Auth {
         })
     }
 
+    /// Every form in which this sends a secret, for `Redactor`: the password as it is and as a
+    /// JSON string (the login body), and the Basic header's base64 of `user:password`.
+    pub fn secret_forms(&self) -> Vec<String> {
+        match self {
+            Auth::None => Vec::new(),
+            Auth::Basic { user, password } => {
+                let mut forms = password_forms(password.expose());
+                forms.extend(basic_forms(user, password.expose()));
+                forms
+            }
+            Auth::Login { password, .. } => password_forms(password.expose()),
+        }
+    }
+
+    /// The Bearer token in use, if any (it changes with each login).
+    pub async fn current_token(&self) -> Option<String> {
+        match self {
+            Auth::Login { token, .. } => token.lock().await.as_ref().map(|token| token.expose().to_owned()),
+            _ => None,
+        }
+    }
+
     /// Whether a 401 may be a stale token worth one fresh login.
     pub fn renews_on_401(&self) -> bool {
         matches!(self, Auth::Login { .. })
@@ -78,6 +100,25 @@ impl Auth {
             }
         }
     }
+}
+
+/// A password as sent in a login body: itself, and JSON-escaped when that differs.
+pub fn password_forms(password: &str) -> Vec<String> {
+    let mut forms = vec![password.to_owned()];
+    let escaped = serde_json::to_string(password).unwrap_or_default();
+    let escaped = escaped.trim_matches('"');
+    if escaped != password {
+        forms.push(escaped.to_owned());
+    }
+    forms
+}
+
+/// The base64 of a Basic header's `user:password`, with and without its padding.
+pub fn basic_forms(user: &str, password: &str) -> Vec<String> {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let unpadded = encoded.trim_end_matches('=').to_owned();
+    vec![encoded, unpadded]
 }
 
 /// The token of a successful login, or the exchange that explains why there is none.

@@ -34,6 +34,39 @@ pub struct Attempt {
     pub excerpt: Option<String>,
 }
 
+/// Masks the secrets this client sends, in every form it sends them, in text that came back
+/// from the other side: an API, a WAF or a proxy that echoes the request must not put the
+/// password, its base64 or the token into a record, a log line or an excerpt.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so a form never survives inside another's mask.
+    forms: Vec<String>,
+}
+
+/// What a secret is replaced with.
+pub const MASK: &str = "***";
+
+impl Redactor {
+    /// A redactor for these forms (too short ones would mask ordinary text, and are ignored).
+    pub fn new(forms: impl IntoIterator<Item = String>) -> Redactor {
+        let mut forms: Vec<String> = forms.into_iter().filter(|form| form.chars().count() >= 4).collect();
+        forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
+        forms.dedup();
+        Redactor { forms }
+    }
+
+    /// `text` with every secret form, and `extra` (the current token), masked.
+    pub fn redact(&self, text: &str, extra: Option<&str>) -> String {
+        let mut text = text.to_owned();
+        for form in self.forms.iter().map(String::as_str).chain(extra.filter(|token| token.len() >= 4)) {
+            if text.contains(form) {
+                text = text.replace(form, MASK);
+            }
+        }
+        text
+    }
+}
+
 /// A client built from the config. Cheap to share: reqwest pools connections inside.
 pub struct Client {
     http: reqwest::Client,
@@ -43,6 +76,7 @@ pub struct Client {
     rules: Rules,
     /// `api.proxy`, named in the message of every failure before a response.
     proxy: Option<String>,
+    redactor: Redactor,
 }
 
 impl Client {
@@ -65,11 +99,14 @@ impl Client {
             .connect_timeout(api.connect_timeout.get())
             .dns_resolver(std::sync::Arc::new(GetAddrInfo { timeout: api.connect_timeout.get() }))
             .no_proxy();
+        let mut secrets = Vec::new();
         if let Some(url) = &api.proxy {
             let mut proxy = reqwest::Proxy::all(url)
                 .map_err(|_| format!("api.proxy: \"{url}\" não é uma URL de proxy válida"))?;
             if let (Some(user), Some(path)) = (&api.proxy_user, &api.proxy_password_file) {
                 let password = auth::read_secret(path, "api.proxy_password_file")?;
+                secrets.extend(auth::password_forms(password.expose()));
+                secrets.extend(auth::basic_forms(user, password.expose()));
                 proxy = proxy.basic_auth(user, password.expose());
             }
             builder = builder.proxy(proxy);
@@ -89,13 +126,16 @@ impl Client {
         }
         let http =
             builder.build().map_err(|error| format!("não foi possível criar o cliente HTTP: {error}"))?;
+        let auth = Auth::new(&api.auth)?;
+        secrets.extend(auth.secret_forms());
         Ok(Client {
             http,
             plan: RequestPlan::new(api)?,
             request_timeout: api.request_timeout.get(),
-            auth: Auth::new(&api.auth)?,
+            auth,
             rules: Rules::from_config(config),
             proxy: api.proxy.clone(),
+            redactor: Redactor::new(secrets),
         })
     }
 
@@ -132,6 +172,22 @@ impl Client {
             Exchange::Transport(_) | Exchange::NotSent(_) => None,
         };
         Attempt { started_at, duration: clock.elapsed(), verdict, excerpt }
+    }
+
+    /// The exchange with every secret this client sent masked in what came back (the body, the
+    /// `Location`), before anything reads it: the message, the receipt and the excerpt are made
+    /// from the masked text.
+    async fn redacted(&self, exchange: Exchange) -> Exchange {
+        let Exchange::Response(mut response) = exchange else { return exchange };
+        let token = self.auth.current_token().await;
+        let body = String::from_utf8_lossy(&response.body);
+        let masked = self.redactor.redact(&body, token.as_deref());
+        if masked != body {
+            response.body = masked.into_bytes();
+        }
+        response.location =
+            response.location.map(|location| self.redactor.redact(&location, token.as_deref()));
+        Exchange::Response(response)
     }
 
     /// Sends `request()` with the credentials; with login, once more with a fresh token on a 401.
@@ -197,7 +253,7 @@ impl Client {
         } else {
             perform(self.http.get(&url), self.request_timeout).await
         };
-        self.classify(&exchange)
+        self.classify(&self.redacted(exchange).await)
     }
 
     /// The URL requests go to, rendered for the sample item (the fixed part if that fails).
@@ -337,9 +393,18 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
         // reqwest's only deadline is the connect timeout; ours is handled by the caller.
         return TransportFailure::ConnectTimeout;
     }
-    let text = chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(": ");
+    // reqwest's own line names the URL; its causes say what went wrong.
+    let causes: Vec<String> = chain.iter().skip(1).map(ToString::to_string).collect();
+    let text = if causes.is_empty() { error.to_string() } else { causes.join(": ") };
     if text.contains("connection closed before message completed") || text.contains("incomplete") {
         return TransportFailure::Reset;
+    }
+    // hyper's parse errors: what came back is not an HTTP response.
+    if ["invalid HTTP", "message head is too large", "invalid URI", "invalid header", "invalid status"]
+        .iter()
+        .any(|fragment| text.contains(fragment))
+    {
+        return TransportFailure::InvalidResponse(text);
     }
     TransportFailure::Other(text)
 }

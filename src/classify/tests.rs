@@ -329,3 +329,46 @@ fn excerpts_are_bounded() {
     let long = "x".repeat(5_000);
     assert!(extract_message(long.as_bytes(), None).unwrap().chars().count() <= 500);
 }
+
+#[test]
+fn html_with_any_text_never_panics() {
+    // An API answering this aborted the daemon (a title found in the Unicode lower case was cut
+    // from the original text with the lower case's offsets), in a crash loop.
+    let crashing = with(500, "İ<title>é</title>", |r| r.content_type = Some("text/html".into()));
+    let verdict = classify(&crashing, &patterns(), now());
+    assert_eq!(
+        (verdict.code().map(crate::codes::Code::as_str), verdict.message.as_deref()),
+        (Some("99"), Some("é"))
+    );
+    // Random non-ASCII HTML around titles, in every case mix: a verdict each, never a panic.
+    let pieces = [
+        "İ",
+        "é",
+        "ß",
+        "ǅ",
+        "Ⅷ",
+        "ẞ",
+        "<title>",
+        "</TITLE>",
+        "<TiTlE>",
+        "</title >",
+        "<",
+        ">",
+        "ﬃ",
+        "\u{130}\u{307}",
+        " ",
+    ];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..20_000 {
+        let mut body = String::new();
+        for _ in 0..12 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            body.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        let verdict =
+            classify(&with(502, &body, |r| r.content_type = Some("text/html".into())), &patterns(), now());
+        assert_eq!(verdict.code().map(crate::codes::Code::as_str), Some("99"), "{body}");
+    }
+}

@@ -47,7 +47,7 @@ fn pick(config: &Config, plan: &RequestPlan, order: Option<&str>) -> Result<(Ite
     let queue = &config.queue;
     let store = match Store::open(&queue.database, Access::ReadOnly, queue.busy_timeout.get()) {
         Ok(store) => Some(store),
-        Err(StoreError::Missing(_)) if order.is_none() => None,
+        Err(StoreError::Missing(_) | StoreError::Empty(_)) if order.is_none() => None,
         Err(error) => return Err(error.into()),
     };
     if let Some(order) = order {

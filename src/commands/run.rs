@@ -28,10 +28,12 @@ pub fn run(config_path: &Path) -> Outcome {
     // Claims and attempt records commit with synchronous=NORMAL (a power loss can only make the
     // daemon send an item again, under its idempotency key); the spool import, like `enqueue`,
     // always commits FULL (`Store::enqueue`): a file leaves the spool only once it is on disk.
+    // Another process's lock is waited for at most DAEMON_BUSY_TIMEOUT: longer, and the store
+    // thread's stall would hold the watchdog back (see daemon.rs).
     let mut store = Store::open(
         &config.queue.database,
         Access::ReadWrite(Durability::Normal),
-        config.queue.busy_timeout.get(),
+        config.queue.busy_timeout.get().min(crate::daemon::DAEMON_BUSY_TIMEOUT),
     )?;
     spool::prepare(&config.queue.spool_dir).map_err(|error| Failure::failed(error.to_string()))?;
     // The lock proves no other daemon has them: every item left in flight is a crash's orphan.

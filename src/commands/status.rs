@@ -80,7 +80,7 @@ pub fn liveness(daemon: Option<&DaemonRow>, now: jiff::Timestamp, poll_interval:
     if daemon.stopped_at.is_some() {
         return Liveness::Stopped;
     }
-    let allowed = (poll_interval * 3).max(Duration::from_secs(30));
+    let allowed = poll_interval.saturating_mul(3).max(Duration::from_secs(30));
     let silent_ms = now.as_millisecond().saturating_sub(daemon.heartbeat_at.as_millisecond());
     if u128::try_from(silent_ms).unwrap_or(0) > allowed.as_millis() {
         Liveness::Silent

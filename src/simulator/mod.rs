@@ -30,6 +30,9 @@ pub enum Behavior {
     StallBody,
     /// Send the headers and half the body, then reset the connection (RST).
     ResetMidBody,
+    /// Answer with this status and the whole request — request line, headers, body — as a
+    /// plain-text body, as a debug endpoint or a WAF's block page does.
+    Echo(u16),
 }
 
 impl Behavior {
@@ -206,6 +209,16 @@ impl Shared {
             .and_then(|list| list.get(seen).or_else(|| list.last()))
             .cloned()
             .unwrap_or_else(|| scenario.default.clone());
+        if let Behavior::Echo(status) = behavior {
+            let mut echo = format!("{} {}\n", request.method, request.path);
+            for (name, value) in &request.headers {
+                echo.push_str(&format!("{name}: {value}\n"));
+            }
+            echo.push('\n');
+            echo.push_str(&request.body);
+            received.push(request);
+            return Behavior::with_type(status, "text/plain", &echo);
+        }
         received.push(request);
         behavior
     }
@@ -267,6 +280,8 @@ pub async fn serve_connection<C: Connection>(mut stream: C, shared: Arc<Shared>)
                 stream.abort();
                 return;
             }
+            // `answer` turns an echo into the response it is.
+            Behavior::Echo(_) => return,
         }
     }
 }

@@ -72,6 +72,8 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64, supported: i64 },
     /// Migrations are pending and this command may not apply them.
     TooOld { path: PathBuf, found: i64, supported: i64 },
+    /// The file exists but holds no queue (empty, or emptied).
+    Empty(PathBuf),
     /// An enqueue whose orders are already queued with other content.
     Conflicts(Vec<Conflict>),
     /// Another process holds the daemon lock.
@@ -109,6 +111,12 @@ impl fmt::Display for StoreError {
                 f,
                 "o banco de dados {} está na versão {found} do esquema e esta versão do extrator usa \
                  a {supported}: reinicie o serviço (systemctl restart extrator) para migrá-lo",
+                path.display()
+            ),
+            StoreError::Empty(path) => write!(
+                f,
+                "o banco de dados {} está vazio (não tem a fila): o serviço o prepara ao iniciar; se ele \
+                 já tinha itens, o arquivo foi truncado ou substituído — restaure o backup",
                 path.display()
             ),
             StoreError::Conflicts(conflicts) => {
@@ -158,8 +166,14 @@ fn describe_sqlite(error: &rusqlite::Error, busy_timeout: Duration) -> String {
         ErrorCode::CannotOpen => {
             "não foi possível abrir o arquivo (o diretório existe? há permissão?)".to_owned()
         }
-        ErrorCode::NotADatabase => "o arquivo não é um banco de dados SQLite".to_owned(),
-        ErrorCode::DatabaseCorrupt => "o banco de dados está corrompido".to_owned(),
+        ErrorCode::NotADatabase => {
+            "o arquivo não é um banco de dados SQLite (foi substituído ou sobrescrito): pare o serviço, guarde \
+             uma cópia do arquivo e restaure o backup"
+                .to_owned()
+        }
+        ErrorCode::DatabaseCorrupt => "o banco de dados está corrompido (truncado ou danificado): pare o \
+             serviço, guarde uma cópia do arquivo e restaure o backup"
+            .to_owned(),
         ErrorCode::SystemIoFailure => format!("erro de E/S no disco ({error})"),
         _ => format!("erro do SQLite ({error})"),
     }
@@ -284,6 +298,9 @@ impl Store {
     fn check_version(&self) -> Result<(), StoreError> {
         let found = self.version()?;
         let supported = schema::current_version();
+        if found == 0 {
+            return Err(StoreError::Empty(self.path.clone()));
+        }
         match found.cmp(&supported) {
             std::cmp::Ordering::Equal => Ok(()),
             std::cmp::Ordering::Greater => {
