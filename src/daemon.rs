@@ -133,6 +133,8 @@ pub struct Daemon {
     store_problem: Option<(String, std::time::Instant)>,
     /// The watchdog is held back because the store thread stalled (logged once).
     store_stalled: bool,
+    /// Tells a running spool import to end (at stop).
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Daemon {
@@ -157,6 +159,7 @@ impl Daemon {
             counts: (0, 0, 0),
             store_problem: None,
             store_stalled: false,
+            stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -438,12 +441,16 @@ impl Daemon {
     fn tick(&mut self) {
         if !self.spool_running {
             self.spool_running = true;
-            let (writer, spool_dir) = (self.writer.clone(), self.config.queue.spool_dir.clone());
+            let mut queue = spool_queue(&self.config, self.writer.clone(), self.stopping.clone());
+            let spool_dir = self.config.queue.spool_dir.clone();
             self.work.spawn(async move {
-                match writer.call(move |store| spool::import(store, &spool_dir, jiff::Timestamp::now())).await
-                {
-                    Some(report) => Done::Spool(report),
-                    None => Done::StoreDied,
+                let imported = tokio::task::spawn_blocking(move || {
+                    spool::import(&mut queue, &spool_dir, jiff::Timestamp::now())
+                })
+                .await;
+                match imported {
+                    Ok(report) => Done::Spool(report),
+                    Err(_) => Done::StoreDied,
                 }
             });
         }
@@ -604,6 +611,7 @@ impl Daemon {
     /// Lets requests on the wire finish within a bound, writes failed records once more, then
     /// puts what is left back in the queue and records the stop.
     async fn drain(mut self) -> Result<(), Failure> {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let grace =
             (self.config.api.request_timeout.get() + Duration::from_secs(2)).min(Duration::from_secs(30));
         let deadline = tokio::time::Instant::now() + grace;
@@ -646,6 +654,60 @@ impl Daemon {
         done.0?;
         done.1?;
         Ok(())
+    }
+}
+
+/// The spool import's way into the queue from its own thread: conflicts are read on a
+/// read-only connection of its own, batches are written by the daemon's writer, one job each,
+/// so the claims and records queue up between them rather than behind the whole file.
+struct WriterQueue {
+    writer: Writer,
+    database: PathBuf,
+    busy_timeout: Duration,
+    reader: Option<crate::store::Store>,
+    /// Set when the daemon stops: the import ends before its next batch, the file stays.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The `WriterQueue` of a config.
+fn spool_queue(config: &Config, writer: Writer, stopping: Arc<std::sync::atomic::AtomicBool>) -> WriterQueue {
+    WriterQueue {
+        writer,
+        database: config.queue.database.clone(),
+        busy_timeout: config.queue.busy_timeout.get().min(DAEMON_BUSY_TIMEOUT),
+        reader: None,
+        stopping,
+    }
+}
+
+impl spool::Queue for WriterQueue {
+    fn conflicts(
+        &mut self,
+        items: &[crate::item::NewItem],
+    ) -> Result<Vec<crate::store::Conflict>, StoreError> {
+        let reader = match self.reader.take() {
+            Some(reader) => reader,
+            None => {
+                crate::store::Store::open(&self.database, crate::store::Access::ReadOnly, self.busy_timeout)?
+            }
+        };
+        let conflicts = reader.conflicts(items);
+        self.reader = Some(reader);
+        conflicts
+    }
+
+    fn enqueue(
+        &mut self,
+        items: Vec<crate::item::NewItem>,
+        origin: crate::store::Origin,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<crate::store::EnqueueOutcome>, StoreError> {
+        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Group("o serviço está parando".to_owned()));
+        }
+        self.writer
+            .call_blocking(move |store| store.enqueue(&items, &origin, now))
+            .unwrap_or_else(|| Err(StoreError::Group("a thread do banco de dados parou".to_owned())))
     }
 }
 

@@ -2,16 +2,23 @@
 //!
 //! Convention for the ERP side: write `NAME.json.tmp` (or any name not ending in `.json`), then
 //! rename it to `NAME.json`; a rename is atomic, so a file is never read half-written. Each
-//! `*.json` file is imported whole in one `synchronous=FULL` transaction, then moved to
-//! `processados/`. A file that cannot be imported is moved to `rejeitados/` with `NAME.json.erro`
-//! beside it saying why — never deleted, never half-imported. A crash between the commit and the
-//! move imports the file again, which is a no-op: enqueue is idempotent on the order number.
+//! `*.json` file is read and validated whole, checked whole against the queue for conflicts, then
+//! queued in batches of `BATCH` items (each a `synchronous=FULL` transaction, so the daemon's
+//! claims and records go on between them) and moved to `processados/`. A file that cannot be
+//! imported is moved to `rejeitados/` with `NAME.json.erro` beside it saying why, nothing of it
+//! queued — never deleted. A crash (or a full disk) between batches leaves the file in the spool
+//! with its first batches queued; the next pass imports it again, which queues the rest: enqueue
+//! is idempotent on the order number.
+//!
+//! The daemon runs the import on a thread of its own (`Queue` for its writer), never on the
+//! loop: a 64 MiB file must not hold claims, records or the watchdog back.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::intake::{self, MAX_DOCUMENT_BYTES};
-use crate::store::{Origin, Store, StoreError};
+use crate::item::NewItem;
+use crate::store::{Conflict, EnqueueOutcome, Origin, Store, StoreError};
 use crate::text::{io_error, local_time};
 
 /// Imported files go here, inside the spool directory.
@@ -63,29 +70,70 @@ pub fn prepare(spool: &Path) -> Result<(), SpoolError> {
     Ok(())
 }
 
+/// Items queued per transaction: small enough that a claim waits at most a few milliseconds
+/// behind one.
+pub const BATCH: usize = 200;
+
+/// Where an import puts what it read: the store itself (a command), or the daemon's writer.
+pub trait Queue {
+    /// The orders already queued with other content (read only).
+    fn conflicts(&mut self, items: &[NewItem]) -> Result<Vec<Conflict>, StoreError>;
+    /// Queues one batch, all or nothing.
+    fn enqueue(
+        &mut self,
+        items: Vec<NewItem>,
+        origin: Origin,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError>;
+}
+
+impl Queue for Store {
+    fn conflicts(&mut self, items: &[NewItem]) -> Result<Vec<Conflict>, StoreError> {
+        Store::conflicts(self, items)
+    }
+
+    fn enqueue(
+        &mut self,
+        items: Vec<NewItem>,
+        origin: Origin,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        Store::enqueue(self, &items, &origin, now)
+    }
+}
+
 /// Imports every ready `*.json` file, oldest name first.
-pub fn import(store: &mut Store, spool: &Path, now: jiff::Timestamp) -> Result<Report, SpoolError> {
+pub fn import(queue: &mut dyn Queue, spool: &Path, now: jiff::Timestamp) -> Result<Report, SpoolError> {
     let mut report = Report::default();
     for name in ready_files(spool)? {
         let path = spool.join(&name);
-        match read_and_parse(&path) {
-            Ok(items) => match store.enqueue(&items, &Origin::Spool(name.clone()), now) {
-                Ok(outcomes) => {
-                    let already = outcomes.iter().filter(|outcome| outcome.already_queued).count();
-                    move_into(&path, &spool.join(PROCESSED_DIR), &name, now)?;
-                    report.imported.push((name, outcomes.len() - already, already));
-                }
-                Err(error @ StoreError::Conflicts(_)) => {
-                    reject(spool, &name, &error.to_string(), now)?;
-                    report.rejected.push((name, error.to_string()));
-                }
-                Err(error) => return Err(SpoolError::Store { file: name, error: Box::new(error) }),
-            },
+        let items = match read_and_parse(&path) {
+            Ok(items) => items,
             Err(why) => {
                 reject(spool, &name, &why, now)?;
                 report.rejected.push((name, why));
+                continue;
             }
+        };
+        let store_error = |error| SpoolError::Store { file: name.clone(), error: Box::new(error) };
+        let conflicts = queue.conflicts(&items).map_err(store_error)?;
+        if !conflicts.is_empty() {
+            let why = StoreError::Conflicts(conflicts).to_string();
+            reject(spool, &name, &why, now)?;
+            report.rejected.push((name, why));
+            continue;
         }
+        let (mut new, mut already) = (0, 0);
+        let mut items = items;
+        while !items.is_empty() {
+            let rest = items.split_off(items.len().min(BATCH));
+            let outcomes = queue.enqueue(items, Origin::Spool(name.clone()), now).map_err(store_error)?;
+            let repeated = outcomes.iter().filter(|outcome| outcome.already_queued).count();
+            (new, already) = (new + outcomes.len() - repeated, already + repeated);
+            items = rest;
+        }
+        move_into(&path, &spool.join(PROCESSED_DIR), &name, now)?;
+        report.imported.push((name, new, already));
     }
     Ok(report)
 }
@@ -106,7 +154,7 @@ fn ready_files(spool: &Path) -> Result<Vec<String>, SpoolError> {
 }
 
 /// Reads and validates one file; the error is the pt-BR reason for its `.erro`.
-fn read_and_parse(path: &Path) -> Result<Vec<crate::item::NewItem>, String> {
+fn read_and_parse(path: &Path) -> Result<Vec<NewItem>, String> {
     let size = std::fs::metadata(path).map_err(|error| io_error(&error))?.len();
     if size > MAX_DOCUMENT_BYTES as u64 {
         return Err(intake::IntakeError::TooLarge(usize::try_from(size).unwrap_or(usize::MAX)).to_string());

@@ -374,6 +374,41 @@ impl Store {
         Ok(outcomes)
     }
 
+    /// The orders of `items` already queued with other content, read without writing: a spool
+    /// file is checked whole before its first batch goes in.
+    pub fn conflicts(&self, items: &[NewItem]) -> Result<Vec<Conflict>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<Conflict>> {
+            let mut find = self.conn.prepare_cached(
+                "SELECT id, branch, reason, cancelled_at, customer, extra, state FROM items WHERE order_number = ?1",
+            )?;
+            let mut conflicts = Vec::new();
+            for item in items {
+                let existing = find
+                    .query_row([&item.order], |row| {
+                        Ok(Existing {
+                            id: row.get(0)?,
+                            branch: row.get(1)?,
+                            reason: row.get(2)?,
+                            cancelled_at: row.get(3)?,
+                            customer: row.get(4)?,
+                            extra: row.get(5)?,
+                            state: row.get(6)?,
+                        })
+                    })
+                    .optional()?;
+                if let Some(existing) = existing {
+                    let extra = item.extra.as_ref().map(|extra| Value::Object(extra.clone()).to_string());
+                    let fields = differences(item, extra.as_deref(), &existing);
+                    if !fields.is_empty() {
+                        conflicts.push(Conflict { order: item.order.clone(), id: existing.id, fields });
+                    }
+                }
+            }
+            Ok(conflicts)
+        };
+        read().map_err(|e| self.error("ler a fila", e))
+    }
+
     /// Items matching `filter`, most recently updated first.
     pub fn list(&self, filter: &Filter) -> Result<Vec<ItemRow>, StoreError> {
         let (where_sql, params) = filter.to_sql();
