@@ -148,14 +148,14 @@ impl Client {
             item.poll_url.as_deref().filter(|_| self.rules.response.async_poll == AsyncPoll::Location);
         let (exchange, verdict) = match polling {
             Some(url) => {
-                let exchange = self.authenticated(|| self.http.get(url)).await;
+                let exchange = self.redacted(self.authenticated(|| self.http.get(url)).await).await;
                 let mut verdict = classify::classify_poll(&exchange, &self.rules, jiff::Timestamp::now());
                 self.follow_location(&exchange, url, &mut verdict);
                 (exchange, verdict)
             }
             None => match self.plan.render(item) {
                 Ok(request) => {
-                    let exchange = self.authenticated(|| self.build(&request)).await;
+                    let exchange = self.redacted(self.authenticated(|| self.build(&request)).await).await;
                     let mut verdict = self.classify(&exchange);
                     self.follow_location(&exchange, &request.url, &mut verdict);
                     (exchange, verdict)

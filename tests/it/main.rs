@@ -15,6 +15,7 @@ mod explain;
 mod mapping;
 mod proxy;
 mod retry;
+mod robust;
 mod spool;
 mod systemd;
 mod torture;

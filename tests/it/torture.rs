@@ -77,7 +77,18 @@ fn enqueue_killed_mid_batch_leaves_the_whole_batch_or_none() {
     let env = Env::new();
     expect_exit(&env.run(&["enqueue", "--order", "0", "--branch", "1", "--reason", "cria o banco"]), 0);
     let mut random = Random(0x0bad_cafe);
-    let (mut whole, mut none) = (0, 0);
+    let (mut whole, mut none, mut mid_write) = (0, 0, 0);
+    // A probe connection that never waits: `BEGIN IMMEDIATE` fails while enqueue holds the write
+    // transaction, which tells the test that a kill now lands in the middle of the write.
+    let probe = rusqlite::Connection::open(env.database()).unwrap();
+    probe.busy_timeout(Duration::ZERO).unwrap();
+    let writing = || match probe.execute_batch("BEGIN IMMEDIATE") {
+        Ok(()) => {
+            probe.execute_batch("ROLLBACK").unwrap();
+            false
+        }
+        Err(_) => true,
+    };
     for batch in 0..12_usize {
         let first = 1_000_000 + batch * BATCH;
         let mut child = env
@@ -90,8 +101,16 @@ fn enqueue_killed_mid_batch_leaves_the_whole_batch_or_none() {
         let mut stdin = child.stdin.take().unwrap();
         std::io::Write::write_all(&mut stdin, json_lines(first, BATCH).as_bytes()).unwrap();
         drop(stdin);
-        // The kill moment is the randomness here, not a wait for a condition.
-        std::thread::sleep(Duration::from_millis(random.below(2_500)));
+        let caught = if batch % 2 == 0 {
+            // Half the kills at a random moment (parsing, writing, or after the commit)…
+            std::thread::sleep(Duration::from_millis(random.below(2_500)));
+            false
+        } else {
+            // …half the moment the write transaction is seen open.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !writing() && child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {}
+            child.try_wait().unwrap().is_none()
+        };
         let _ = child.kill();
         let _ = child.wait();
         let kept = env.number(&format!(
@@ -99,21 +118,27 @@ fn enqueue_killed_mid_batch_leaves_the_whole_batch_or_none() {
             first + BATCH - 1
         ));
         match kept {
-            0 => none += 1,
+            0 => {
+                none += 1;
+                mid_write += usize::from(caught);
+            }
             kept if kept == BATCH as i64 => whole += 1,
             partial => panic!("batch {batch}: {partial} of {BATCH} items kept"),
         }
     }
-    eprintln!("enqueue kills: {whole} batches whole, {none} batches absent, 0 partial");
+    eprintln!(
+        "enqueue kills: {whole} batches whole, {none} absent ({mid_write} killed mid-write), 0 partial"
+    );
+    assert!(mid_write >= 3, "the kills must land during the write ({mid_write} of 6 did)");
     let check: String = env.db().query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(check, "ok");
 }
 
 /// A tmpfs of `size` mounted at `path`, unmounted on drop.
-struct Tmpfs(std::path::PathBuf);
+pub struct Tmpfs(pub std::path::PathBuf);
 
 impl Tmpfs {
-    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+    pub fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(path).unwrap();
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -132,7 +157,7 @@ impl Drop for Tmpfs {
 }
 
 /// Fills the file system at `dir` with a file until no space is left.
-fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+pub fn fill(dir: &std::path::Path) -> std::path::PathBuf {
     let filler = dir.join("enchimento");
     let mut file = std::fs::File::create(&filler).unwrap();
     let block = vec![0_u8; 64 * 1024];
