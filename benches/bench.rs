@@ -288,6 +288,69 @@ fn wake_latencies(api: &Background) -> Vec<f64> {
     latencies
 }
 
+/// Enqueue → first request latencies (ms) while idle, then while a spool file of about `mib`
+/// MiB is being imported: (idle, during the import, items in the file, import seconds).
+fn import_latencies(api: &Background, mib: usize) -> (Vec<f64>, Vec<f64>, usize, f64) {
+    let install = Install::new(&api.url(), 4, "200ms");
+    install.enqueue_batch(0, 1);
+    let daemon = install.daemon();
+    until(Duration::from_secs(30), || install.done() == 1);
+    let sample = |tag: &str, index: usize| {
+        let before = api.shared.count();
+        let start = Instant::now();
+        let status = install
+            .command(&["enqueue", "--order", &format!("{tag}{index}"), "--branch", "1", "--reason", "bench"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        until(Duration::from_secs(30), || api.shared.count() > before);
+        start.elapsed().as_secs_f64() * 1e3
+    };
+    let mut idle: Vec<f64> = (0..20).map(|index| sample("ocioso", index)).collect();
+    let spool = install.dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let reason = "motivo longo de importação em massa ".repeat(10);
+    let mut text = String::with_capacity(mib << 20);
+    let mut records = 0;
+    while text.len() < mib << 20 {
+        text.push_str(&format!(
+            "{{\"order\": \"g{records}\", \"branch\": \"1\", \"reason\": \"{reason}\"}}\n"
+        ));
+        records += 1;
+    }
+    std::fs::write(spool.join("grande.json.tmp"), &text).unwrap();
+    drop(text);
+    let start = Instant::now();
+    std::fs::rename(spool.join("grande.json.tmp"), spool.join("grande.json")).unwrap();
+    let processed = spool.join("processados").join("grande.json");
+    let mut during = Vec::new();
+    // Samples until the file is in processados/; the first ones may fall before the import begins.
+    while !processed.exists() && start.elapsed() < Duration::from_secs(600) {
+        during.push(sample("durante", during.len()));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    stop(daemon);
+    idle.sort_by(f64::total_cmp);
+    during.sort_by(f64::total_cmp);
+    (idle, during, records, seconds)
+}
+
+/// Prints `import_latencies`.
+fn import_figures(api: &Background) {
+    let mib = size(63, 16);
+    let (idle, during, records, seconds) = import_latencies(api, mib);
+    let percentile = |values: &[f64], p: f64| values[((values.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "\nspool import of {mib} MiB ({records} items) in {seconds:.1} s; enqueue → first request: idle p50 {:.1} ms, \
+         during the import p50 {:.1} ms p99 {:.1} ms (n={}); p50 ratio {:.2}",
+        percentile(&idle, 0.5),
+        percentile(&during, 0.5),
+        percentile(&during, 0.99),
+        during.len(),
+        percentile(&during, 0.5) / percentile(&idle, 0.5)
+    );
+}
+
 /// Idle CPU (%) over `seconds`, and peak RSS (KiB) while idle.
 fn idle(api: &Background, seconds: u64) -> (f64, u64) {
     let install = Install::new(&api.url(), 4, "5s");
@@ -372,6 +435,10 @@ fn main() {
         );
         return;
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("import") {
+        import_figures(&api);
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("mapping") {
         mapping_cost(&api);
         return;
@@ -437,6 +504,8 @@ fn main() {
         percentile(0.99),
         latencies.len()
     );
+
+    import_figures(&api);
 
     let idle_seconds = if quick() { 10 } else { 60 };
     let (cpu, peak_idle) = idle(&api, idle_seconds);

@@ -753,6 +753,9 @@ impl Config {
         if let Some(problem) = api.request.problem() {
             return Err(problem);
         }
+        if let Err(why) = time_zone(&api.request.time_zone) {
+            return fail("api.request.time_zone", why);
+        }
         if let Some((key, why)) = api.response.problem() {
             return fail(key, why);
         }
@@ -785,6 +788,27 @@ impl Config {
             return fail("queue.spool_dir", "é obrigatório".to_owned());
         }
         Ok(())
+    }
+}
+
+/// The zone of a `time_zone` value.
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
+    match name.trim() {
+        "local" => Ok(jiff::tz::TimeZone::system()),
+        "UTC" | "utc" => Ok(jiff::tz::TimeZone::UTC),
+        other => jiff::tz::db().get(other).map_err(|_| {
+            format!(
+                "fuso horário desconhecido \"{other}\": use \"local\" (o do servidor), \"UTC\" ou um nome como \
+                 \"America/Sao_Paulo\""
+            )
+        }),
+    }
+}
+
+impl ApiConfig {
+    /// The time zone of the request's date patterns (`api.request.time_zone`).
+    pub fn request_zone(&self) -> Result<jiff::tz::TimeZone, String> {
+        time_zone(&self.request.time_zone).map_err(|why| format!("api.request.time_zone: {why}"))
     }
 }
 

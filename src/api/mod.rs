@@ -130,7 +130,7 @@ impl Client {
         secrets.extend(auth.secret_forms());
         Ok(Client {
             http,
-            plan: RequestPlan::new(api)?,
+            plan: RequestPlan::new(api, api.request_zone()?),
             request_timeout: api.request_timeout.get(),
             auth,
             rules: Rules::from_config(config),

@@ -57,8 +57,8 @@ pub fn run(config_path: &Path) -> CommandOutcome {
 
 /// The request the mapping builds for a sample item, as `extrator preview` shows it.
 fn request_step(config: &Config) -> bool {
-    let plan = match crate::mapping::RequestPlan::new(&config.api) {
-        Ok(plan) => plan,
+    let plan = match config.api.request_zone() {
+        Ok(zone) => crate::mapping::RequestPlan::new(&config.api, zone),
         Err(message) => {
             fail_line("requisição", &message);
             return false;

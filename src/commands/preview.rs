@@ -26,8 +26,8 @@ pub struct PreviewArgs {
 pub fn run(config_path: &Path, args: &PreviewArgs) -> Outcome {
     let loaded = load_config(config_path)?;
     let config = &loaded.config;
-    let plan =
-        RequestPlan::new(&config.api).map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
+    let zone = config.api.request_zone().map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
+    let plan = RequestPlan::new(&config.api, zone);
     let (item, which) = pick(config, &plan, args.order.as_deref())?;
     let request = plan.render(&item).map_err(|error| {
         Failure::failed(format!(

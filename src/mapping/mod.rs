@@ -219,24 +219,7 @@ impl RequestConfig {
                 ),
             ));
         }
-        if let Err(why) = time_zone(&self.time_zone) {
-            return Some(("api.request.time_zone".to_owned(), why));
-        }
         None
-    }
-}
-
-/// The zone of a `time_zone` value.
-fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, String> {
-    match name.trim() {
-        "local" => Ok(jiff::tz::TimeZone::system()),
-        "UTC" | "utc" => Ok(jiff::tz::TimeZone::UTC),
-        other => jiff::tz::db().get(other).map_err(|_| {
-            format!(
-                "fuso horário desconhecido \"{other}\": use \"local\" (o do servidor), \"UTC\" ou um nome como \
-                 \"America/Sao_Paulo\""
-            )
-        }),
     }
 }
 
@@ -300,8 +283,9 @@ impl std::fmt::Display for MappingError {
 }
 
 impl RequestPlan {
-    /// The plan of `[api]` (the original request when `[api.request]` is absent).
-    pub fn new(api: &crate::config::ApiConfig) -> Result<RequestPlan, String> {
+    /// The plan of `[api]` (the original request when `[api.request]` is absent), its date
+    /// patterns in `zone` (`ApiConfig::request_zone`, resolved by the config's edge).
+    pub fn new(api: &crate::config::ApiConfig, zone: jiff::tz::TimeZone) -> RequestPlan {
         let request = &api.request;
         let url = match &request.url {
             Some(url) => url.0.clone(),
@@ -313,15 +297,15 @@ impl RequestPlan {
             (None, _) => PlanBody::Default,
         };
         let idempotency = request.idempotency_header.trim();
-        Ok(RequestPlan {
+        RequestPlan {
             method: request.method,
             url,
             format: request.format,
             body,
             headers: request.headers.iter().map(|(name, value)| (name.clone(), value.0.clone())).collect(),
             idempotency_header: (!idempotency.is_empty()).then(|| idempotency.to_owned()),
-            zone: time_zone(&request.time_zone).map_err(|why| format!("api.request.time_zone: {why}"))?,
-        })
+            zone,
+        }
     }
 
     /// The method.

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers: a panic is how a test reports failure")]
 
+mod architecture;
 mod check;
 mod client;
 mod config;

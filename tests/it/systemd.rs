@@ -23,8 +23,9 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    fn up() -> Sandbox {
-        let sandbox = Sandbox { name: format!("extrator-it-{}", std::process::id()) };
+    /// A sandbox named after this process and `tag` (tests run side by side).
+    fn up(tag: &str) -> Sandbox {
+        let sandbox = Sandbox { name: format!("extrator-it-{tag}-{}", std::process::id()) };
         let output = sandbox.tool("up", &[]);
         assert!(output.status.success(), "sandbox up failed:\n{}", text(&output));
         sandbox
@@ -122,6 +123,98 @@ fn count(status: &serde_json::Value, state: &str) -> i64 {
     status["counts"][state].as_i64().unwrap_or(-1)
 }
 
+/// Installs the binary, the unit with a test drop-in, sysusers, tmpfiles and `config` (a
+/// `SRC:DEST` pair), and creates the user and directories.
+fn install_service(sandbox: &Sandbox, dir: &Path, dropin: &str, config: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let binary = format!("{}:/usr/bin/extrator", bin().display());
+    let unit = root.join("systemd/extrator.service");
+    let sysusers =
+        format!("{}:/usr/lib/sysusers.d/extrator.conf", root.join("systemd/extrator.sysusers").display());
+    let tmpfiles =
+        format!("{}:/usr/lib/tmpfiles.d/extrator.conf", root.join("systemd/extrator.tmpfiles").display());
+    let dropin_path = dir.join("teste.conf");
+    std::fs::write(&dropin_path, dropin).unwrap();
+    let dropin = format!("{}:/etc/systemd/system/extrator.service.d/teste.conf", dropin_path.display());
+    sandbox.install(&[
+        "--bin",
+        &binary,
+        "--unit",
+        unit.to_str().unwrap(),
+        "--file",
+        &sysusers,
+        "--file",
+        &tmpfiles,
+        "--file",
+        &dropin,
+        "--file",
+        config,
+    ]);
+    sandbox.ok(&["systemd-sysusers"]);
+    sandbox.ok(&["systemd-tmpfiles", "--create", "/usr/lib/tmpfiles.d/extrator.conf"]);
+}
+
+#[test]
+fn a_63_mib_spool_file_imported_while_delivering_never_misses_the_watchdog() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let api = Background::start(Scenario::default()).unwrap();
+    let sandbox = Sandbox::up("spool");
+    // A 3 s watchdog: a loop blocked for 3 s gets the service killed.
+    let config = config(dir.path(), "rapida.toml", &api.url(), "max_rate = 100\nconcurrency = 4\n");
+    install_service(&sandbox, dir.path(), "[Service]\nWatchdogSec=3s\nRestartSec=500ms\n", &config);
+    // 1,000 items to deliver (10 s at max_rate = 100), and a spool file just under the limit.
+    let thousand = dir.path().join("mil.json");
+    std::fs::write(&thousand, crate::util::json_lines(1, 1_000)).unwrap();
+    let reason = "motivo longo de importação em massa ".repeat(10);
+    let big = dir.path().join("grande.json");
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        let mut order = 10_000_000_u64;
+        let mut written = 0_usize;
+        while written < 63 * 1024 * 1024 {
+            let line = format!("{{\"order\": \"{order}\", \"branch\": \"1\", \"reason\": \"{reason}\"}}\n");
+            std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
+            written += line.len();
+            order += 1;
+        }
+    }
+    let records = std::fs::read_to_string(&big).unwrap().lines().count();
+    sandbox.install(&[
+        "--file",
+        &format!("{}:/root/mil.json", thousand.display()),
+        "--file",
+        &format!("{}:/var/spool/extrator/grande.json.tmp", big.display()),
+    ]);
+    sandbox.ok(&["extrator", "enqueue", "--json", "/root/mil.json"]);
+    sandbox.ok(&["systemctl", "start", "extrator"]);
+    wait_until("deliveries under way", Duration::from_secs(30), || count(&sandbox.status(), "done") > 50);
+    let done_before = count(&sandbox.status(), "done");
+    sandbox.ok(&["mv", "/var/spool/extrator/grande.json.tmp", "/var/spool/extrator/grande.json"]);
+    wait_until("the 63 MiB file imported", Duration::from_secs(300), || {
+        sandbox.exec(&["test", "-e", "/var/spool/extrator/processados/grande.json"]).0 == 0
+    });
+    let done_after = count(&sandbox.status(), "done");
+    assert!(done_after > done_before, "delivery went on during the import: {done_before} → {done_after}");
+    wait_until("the thousand delivered", Duration::from_secs(120), || {
+        count(&sandbox.status(), "done") >= 1_000
+    });
+    assert_eq!(sandbox.property("NRestarts"), "0", "the watchdog was missed:\n{}", sandbox.journal(&[]));
+    let status = sandbox.status();
+    let queued: i64 = ["pending", "in_flight", "processing", "done", "failed"]
+        .iter()
+        .map(|state| count(&status, state))
+        .sum();
+    assert_eq!(queued, (1_000 + records) as i64, "every record of the file queued once: {status}");
+    let watchdog =
+        sandbox.exec(&["journalctl", "-q", "-u", "extrator", "UNIT_RESULT=watchdog", "-o", "cat"]).1;
+    assert!(watchdog.trim().is_empty(), "{watchdog}");
+    sandbox.ok(&["systemctl", "stop", "extrator"]);
+    assert_eq!(sandbox.property("Result"), "success");
+}
+
 #[test]
 fn the_service_under_real_systemd() {
     if !can_run() {
@@ -131,7 +224,7 @@ fn the_service_under_real_systemd() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let api = Background::start(Scenario::default().order("90", vec![Behavior::Stall])).unwrap();
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sandbox = Sandbox::up();
+    let sandbox = Sandbox::up("unit");
 
     let binary = format!("{}:/usr/bin/extrator", bin().display());
     let unit = root.join("systemd/extrator.service");
