@@ -136,12 +136,7 @@ impl Writer {
         &self,
         work: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> Option<T> {
-        let (reply, answer) = oneshot::channel();
-        let job = Job::Alone(Box::new(move |store| {
-            let _ = reply.send(work(store));
-        }));
-        self.send(job)?;
-        answer.blocking_recv().ok()
+        self.call_alone(work)?.blocking_recv().ok()
     }
 
     /// Runs `work` on the store thread, alone, and returns its result. `None` only if the thread
@@ -150,12 +145,20 @@ impl Writer {
         &self,
         work: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> Option<T> {
+        self.call_alone(work)?.await.ok()
+    }
+
+    /// Hands `work` to the thread as a job of its own; its result comes back on the receiver.
+    fn call_alone<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> Option<oneshot::Receiver<T>> {
         let (reply, answer) = oneshot::channel();
         let job = Job::Alone(Box::new(move |store| {
             let _ = reply.send(work(store));
         }));
         self.send(job)?;
-        answer.await.ok()
+        Some(answer)
     }
 
     /// Runs `work` on the store thread, possibly in a group commit with other grouped jobs; the

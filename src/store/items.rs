@@ -237,6 +237,32 @@ struct Existing {
     state: String,
 }
 
+impl Existing {
+    /// The statement that finds the stored item of an order; `find` reads its row.
+    const SQL: &'static str =
+        "SELECT id, branch, reason, cancelled_at, customer, extra, state FROM items WHERE order_number = ?1";
+
+    /// The stored item of `order`, if it is queued, through a statement prepared from `SQL`.
+    fn find(
+        statement: &mut rusqlite::CachedStatement<'_>,
+        order: &str,
+    ) -> rusqlite::Result<Option<Existing>> {
+        statement
+            .query_row([order], |row| {
+                Ok(Existing {
+                    id: row.get(0)?,
+                    branch: row.get(1)?,
+                    reason: row.get(2)?,
+                    cancelled_at: row.get(3)?,
+                    customer: row.get(4)?,
+                    extra: row.get(5)?,
+                    state: row.get(6)?,
+                })
+            })
+            .optional()
+    }
+}
+
 /// Which fields of `new` differ from `existing`. An omitted `cancelled_at` ("now") matches any, so
 /// running the same `enqueue` command twice is a no-op rather than a conflict.
 fn differences(new: &NewItem, extra: Option<&str>, existing: &Existing) -> Vec<&'static str> {
@@ -289,12 +315,7 @@ impl Store {
         let mut outcomes = Vec::with_capacity(items.len());
         let mut conflicts = Vec::new();
         {
-            let mut find = tx
-                .prepare_cached(
-                    "SELECT id, branch, reason, cancelled_at, customer, extra, state \
-                     FROM items WHERE order_number = ?1",
-                )
-                .map_err(|e| context.fail(e))?;
+            let mut find = tx.prepare_cached(Existing::SQL).map_err(|e| context.fail(e))?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO items (order_number, branch, reason, cancelled_at, customer, extra, \
@@ -304,20 +325,7 @@ impl Store {
                 .map_err(|e| context.fail(e))?;
             for item in items {
                 let extra = item.extra.as_ref().map(|extra| Value::Object(extra.clone()).to_string());
-                let existing = find
-                    .query_row([&item.order], |row| {
-                        Ok(Existing {
-                            id: row.get(0)?,
-                            branch: row.get(1)?,
-                            reason: row.get(2)?,
-                            cancelled_at: row.get(3)?,
-                            customer: row.get(4)?,
-                            extra: row.get(5)?,
-                            state: row.get(6)?,
-                        })
-                    })
-                    .optional()
-                    .map_err(|e| context.fail(e))?;
+                let existing = Existing::find(&mut find, &item.order).map_err(|e| context.fail(e))?;
                 match existing {
                     Some(existing) => {
                         let fields = differences(item, extra.as_deref(), &existing);
@@ -378,25 +386,10 @@ impl Store {
     /// file is checked whole before its first batch goes in.
     pub fn conflicts(&self, items: &[NewItem]) -> Result<Vec<Conflict>, StoreError> {
         let read = || -> rusqlite::Result<Vec<Conflict>> {
-            let mut find = self.conn.prepare_cached(
-                "SELECT id, branch, reason, cancelled_at, customer, extra, state FROM items WHERE order_number = ?1",
-            )?;
+            let mut find = self.conn.prepare_cached(Existing::SQL)?;
             let mut conflicts = Vec::new();
             for item in items {
-                let existing = find
-                    .query_row([&item.order], |row| {
-                        Ok(Existing {
-                            id: row.get(0)?,
-                            branch: row.get(1)?,
-                            reason: row.get(2)?,
-                            cancelled_at: row.get(3)?,
-                            customer: row.get(4)?,
-                            extra: row.get(5)?,
-                            state: row.get(6)?,
-                        })
-                    })
-                    .optional()?;
-                if let Some(existing) = existing {
+                if let Some(existing) = Existing::find(&mut find, &item.order)? {
                     let extra = item.extra.as_ref().map(|extra| Value::Object(extra.clone()).to_string());
                     let fields = differences(item, extra.as_deref(), &existing);
                     if !fields.is_empty() {

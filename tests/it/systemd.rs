@@ -221,38 +221,13 @@ fn the_service_under_real_systemd() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let api = Background::start(Scenario::default().order("90", vec![Behavior::Stall])).unwrap();
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let sandbox = Sandbox::up("unit");
 
-    let binary = format!("{}:/usr/bin/extrator", bin().display());
-    let unit = root.join("systemd/extrator.service");
-    let sysusers =
-        format!("{}:/usr/lib/sysusers.d/extrator.conf", root.join("systemd/extrator.sysusers").display());
-    let tmpfiles =
-        format!("{}:/usr/lib/tmpfiles.d/extrator.conf", root.join("systemd/extrator.tmpfiles").display());
     // Test-only drop-in: a short watchdog, so the hung-loop check takes seconds, not a minute.
-    let dropin = dir.path().join("teste.conf");
-    std::fs::write(&dropin, "[Service]\nWatchdogSec=3s\nRestartSec=500ms\n").unwrap();
-    let dropin = format!("{}:/etc/systemd/system/extrator.service.d/teste.conf", dropin.display());
     let closed = config(dir.path(), "fechada.toml", &format!("http://127.0.0.1:{closed_port}/c"), "");
-    sandbox.install(&[
-        "--bin",
-        &binary,
-        "--unit",
-        unit.to_str().unwrap(),
-        "--file",
-        &sysusers,
-        "--file",
-        &tmpfiles,
-        "--file",
-        &dropin,
-        "--file",
-        &closed,
-    ]);
-    sandbox.ok(&["systemd-sysusers"]);
-    sandbox.ok(&["systemd-tmpfiles", "--create", "/usr/lib/tmpfiles.d/extrator.conf"]);
+    install_service(&sandbox, dir.path(), "[Service]\nWatchdogSec=3s\nRestartSec=500ms\n", &closed);
 
     // The unit as shipped: `verify` silent, exposure ≤ 1.5.
     let (_, verify) =
