@@ -182,6 +182,9 @@ pub struct QueueConfig {
     pub poll_interval: HumanDuration,
     /// How long a command waits for another process's write lock before giving up.
     pub busy_timeout: HumanDuration,
+    /// How long a spool file must go unchanged before it is taken (a file written in place is
+    /// not read half-written).
+    pub spool_quiet: HumanDuration,
 }
 
 impl Default for QueueConfig {
@@ -191,6 +194,7 @@ impl Default for QueueConfig {
             spool_dir: PathBuf::from("/var/spool/extrator"),
             poll_interval: HumanDuration::secs(5),
             busy_timeout: HumanDuration::secs(60),
+            spool_quiet: HumanDuration::secs(2),
         }
     }
 }
@@ -621,7 +625,7 @@ impl Config {
     /// Every duration key with the range it must fall in: wide enough for any real API and
     /// site, narrow enough that no arithmetic on it can overflow (a lease is
     /// `connect_timeout + request_timeout + 60 s`; delays are multiplied and jittered).
-    fn duration_bounds(&self) -> [(&'static str, Duration, Duration, Duration); 9] {
+    fn duration_bounds(&self) -> [(&'static str, Duration, Duration, Duration); 10] {
         const MS: u64 = 1;
         const S: u64 = 1_000 * MS;
         const MIN: u64 = 60 * S;
@@ -635,6 +639,7 @@ impl Config {
             ("api.async_max_wait", self.api.async_max_wait.get(), ms(S), ms(30 * D)),
             ("queue.poll_interval", self.queue.poll_interval.get(), ms(10 * MS), ms(H)),
             ("queue.busy_timeout", self.queue.busy_timeout.get(), ms(0), ms(10 * MIN)),
+            ("queue.spool_quiet", self.queue.spool_quiet.get(), ms(0), ms(10 * MIN)),
             ("retry.first_delay", self.retry.first_delay.get(), ms(100 * MS), ms(D)),
             ("retry.max_delay", self.retry.max_delay.get(), ms(100 * MS), ms(30 * D)),
             ("history.retention", self.history.retention.get(), ms(H), ms(3_650 * D)),

@@ -101,7 +101,8 @@ enum Done {
         result: Result<i64, StoreError>,
     },
     Chores(Box<Chores>),
-    Spool(Result<spool::Report, spool::SpoolError>),
+    /// A pass over the spool ended; the spool's memory comes back with it.
+    Spool(Box<spool::Spool>, Result<spool::Report, spool::SpoolError>),
     /// The store thread is gone.
     StoreDied,
 }
@@ -121,7 +122,8 @@ pub struct Daemon {
     /// Records that failed, by item, until written or abandoned.
     unrecorded: HashMap<i64, Record>,
     chores_running: bool,
-    spool_running: bool,
+    /// The spool, between passes (`None` while a pass runs on its thread).
+    spool: Option<Box<spool::Spool>>,
     /// When the history was last purged; the purge scans delivered items, so it runs hourly.
     last_purge: Option<std::time::Instant>,
     /// The purge found more to delete than one batch: go on at the next tick.
@@ -141,6 +143,7 @@ impl Daemon {
     /// A daemon over an open store (moved onto its thread) and a built client.
     pub fn new(config_path: PathBuf, config: Config, writer: Writer, client: Client) -> Daemon {
         let dispatcher = Dispatcher::new(Limits::from_config(&config));
+        let spool = spool::Spool::new(&config.queue.spool_dir);
         Daemon {
             config_path,
             config,
@@ -152,7 +155,7 @@ impl Daemon {
             work: JoinSet::new(),
             unrecorded: HashMap::new(),
             chores_running: false,
-            spool_running: false,
+            spool: Some(Box::new(spool)),
             last_purge: None,
             purge_more: false,
             notifier: Notifier::new(),
@@ -414,17 +417,10 @@ impl Daemon {
                 self.chores_done(*chores);
                 Event::Turn
             }
-            Done::Spool(report) => {
-                self.spool_running = false;
+            Done::Spool(spool, report) => {
+                self.spool = Some(spool);
                 match report {
-                    Ok(report) => {
-                        for (file, new, already) in &report.imported {
-                            tracing::info!(file = %file, new_items = new, already_queued = already, "arquivo do spool importado");
-                        }
-                        for (file, why) in &report.rejected {
-                            tracing::warn!(file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
-                        }
-                    }
+                    Ok(report) => log_spool(&report),
                     Err(error) => self.store_error(error.to_string()),
                 }
                 Event::Turn
@@ -439,17 +435,17 @@ impl Daemon {
 
     /// The tick: start the chores and the spool import, unless they are still running.
     fn tick(&mut self) {
-        if !self.spool_running {
-            self.spool_running = true;
+        if let Some(mut spool) = self.spool.take() {
             let mut queue = spool_queue(&self.config, self.writer.clone(), self.stopping.clone());
-            let spool_dir = self.config.queue.spool_dir.clone();
+            let quiet = self.config.queue.spool_quiet.get();
             self.work.spawn(async move {
                 let imported = tokio::task::spawn_blocking(move || {
-                    spool::import(&mut queue, &spool_dir, jiff::Timestamp::now())
+                    let report = spool.import(&mut queue, quiet, jiff::Timestamp::now());
+                    (spool, report)
                 })
                 .await;
                 match imported {
-                    Ok(report) => Done::Spool(report),
+                    Ok((spool, report)) => Done::Spool(spool, report),
                     Err(_) => Done::StoreDied,
                 }
             });
@@ -708,6 +704,28 @@ impl spool::Queue for WriterQueue {
         self.writer
             .call_blocking(move |store| store.enqueue(&items, &origin, now))
             .unwrap_or_else(|| Err(StoreError::Group("a thread do banco de dados parou".to_owned())))
+    }
+}
+
+/// What a pass over the spool did, in the journal: file names are the ERP's text, escaped.
+fn log_spool(report: &spool::Report) {
+    for imported in &report.imported {
+        let file = crate::text::terminal_safe(&imported.file);
+        if imported.again {
+            tracing::info!(file = %file, new_items = imported.new, already_queued = imported.already,
+                "arquivo do spool mudou depois de importado (quem o escrevia continuou): {} item(ns) novo(s) enfileirado(s)", imported.new);
+        } else {
+            tracing::info!(file = %file, new_items = imported.new, already_queued = imported.already, "arquivo do spool importado");
+        }
+    }
+    for (file, why) in &report.rejected {
+        let file = crate::text::terminal_safe(file);
+        let why = crate::text::terminal_safe(why);
+        tracing::warn!(file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
+    }
+    for (file, why) in &report.refused {
+        let file = crate::text::terminal_safe(file);
+        tracing::warn!(file = %file, reason = %why, "arquivo do spool recusado e deixado no lugar: {file} {why}");
     }
 }
 

@@ -81,58 +81,105 @@ impl std::error::Error for IntakeError {}
 /// Parses and validates a whole document. Either every record is valid, or nothing is returned:
 /// a batch is all or nothing.
 pub fn parse_document(bytes: &[u8]) -> Result<Vec<Record>, IntakeError> {
+    let mut records = Vec::new();
+    check_document(bytes, |record| records.push(record))?;
+    Ok(records)
+}
+
+/// Validates a whole document, handing each valid record to `each` as it is read, so a caller
+/// that needs only a pass over them (the spool's) holds one at a time, not the document's
+/// worth of JSON values. Returns how many records there were; an error means the document is
+/// refused (records already handed over are then to be dropped).
+pub fn check_document(bytes: &[u8], mut each: impl FnMut(Record)) -> Result<usize, IntakeError> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(IntakeError::TooLarge(bytes.len()));
     }
-    let values = json_values(bytes)?;
-    if values.is_empty() {
-        return Err(IntakeError::Empty);
-    }
-    let mut records = Vec::with_capacity(values.len());
     let mut errors = Vec::new();
-    for (location, value) in values {
+    let mut count = 0;
+    for value in Values::new(bytes)? {
+        let (location, value) = value?;
+        count += 1;
         match item::from_json(&value) {
-            Ok(item) => records.push(Record { location, item }),
+            Ok(item) => each(Record { location, item }),
             Err(error) => errors.push((location, error)),
         }
     }
-    if errors.is_empty() { Ok(records) } else { Err(IntakeError::Records(errors)) }
+    if count == 0 {
+        return Err(IntakeError::Empty);
+    }
+    if errors.is_empty() { Ok(count) } else { Err(IntakeError::Records(errors)) }
 }
 
-/// Splits a document into located JSON values: the elements of a top-level array, or each
-/// top-level value of a single object / JSON-lines stream.
-fn json_values(bytes: &[u8]) -> Result<Vec<(Location, Value)>, IntakeError> {
-    let first = bytes.iter().position(|byte| !byte.is_ascii_whitespace());
-    let Some(first) = first else { return Ok(Vec::new()) };
-    if bytes[first] == b'[' {
-        let array: Vec<&RawValue> = serde_json::from_slice(bytes).map_err(|error| syntax_error(&error))?;
-        let mut lines = LineCounter::default();
-        return array
-            .into_iter()
-            .enumerate()
-            .map(|(index, raw)| {
+/// The located JSON values of a document, one at a time: the elements of a top-level array, or
+/// each top-level value of a single object / JSON-lines stream.
+enum Values<'b> {
+    Array {
+        bytes: &'b [u8],
+        elements: std::iter::Enumerate<std::vec::IntoIter<&'b RawValue>>,
+        lines: LineCounter,
+    },
+    Stream {
+        bytes: &'b [u8],
+        stream: serde_json::StreamDeserializer<'b, serde_json::de::SliceRead<'b>, Value>,
+        lines: LineCounter,
+        record: usize,
+    },
+}
+
+impl<'b> Values<'b> {
+    /// Starts reading `bytes`. An array is split up front into raw elements (a slice each, not
+    /// a value), which also finds its syntax errors before any record is handed over.
+    fn new(bytes: &'b [u8]) -> Result<Values<'b>, IntakeError> {
+        let first = bytes.iter().position(|byte| !byte.is_ascii_whitespace());
+        if first.is_some_and(|first| bytes[first] == b'[') {
+            let array: Vec<&RawValue> =
+                serde_json::from_slice(bytes).map_err(|error| syntax_error(&error))?;
+            return Ok(Values::Array {
+                bytes,
+                elements: array.into_iter().enumerate(),
+                lines: LineCounter::default(),
+            });
+        }
+        Ok(Values::Stream {
+            bytes,
+            stream: serde_json::Deserializer::from_slice(bytes).into_iter::<Value>(),
+            lines: LineCounter::default(),
+            record: 0,
+        })
+    }
+}
+
+impl Iterator for Values<'_> {
+    type Item = Result<(Location, Value), IntakeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Values::Array { bytes, elements, lines } => {
+                let (index, raw) = elements.next()?;
                 // The raw element borrows from `bytes`, so its address gives its offset.
                 let offset = (raw.get().as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
                 let location = Location { record: index + 1, line: lines.line_of(bytes, offset) };
-                let value = serde_json::from_str(raw.get()).map_err(|error| syntax_error(&error))?;
-                Ok((location, value))
-            })
-            .collect();
+                Some(
+                    serde_json::from_str(raw.get())
+                        .map(|value| (location, value))
+                        .map_err(|e| syntax_error(&e)),
+                )
+            }
+            Values::Stream { bytes, stream, lines, record } => {
+                let start = stream.byte_offset();
+                let value = match stream.next()? {
+                    Ok(value) => value,
+                    Err(error) => return Some(Err(syntax_error(&error))),
+                };
+                let begin = bytes[start..]
+                    .iter()
+                    .position(|byte| !byte.is_ascii_whitespace())
+                    .map_or(start, |skip| start + skip);
+                *record += 1;
+                Some(Ok((Location { record: *record, line: lines.line_of(bytes, begin) }, value)))
+            }
+        }
     }
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
-    let mut values = Vec::new();
-    let mut lines = LineCounter::default();
-    loop {
-        let start = stream.byte_offset();
-        let Some(next) = stream.next() else { break };
-        let value = next.map_err(|error| syntax_error(&error))?;
-        let begin = bytes[start..]
-            .iter()
-            .position(|byte| !byte.is_ascii_whitespace())
-            .map_or(start, |skip| start + skip);
-        values.push((Location { record: values.len() + 1, line: lines.line_of(bytes, begin) }, value));
-    }
-    Ok(values)
 }
 
 /// 1-based lines of increasing byte offsets, counting each newline once: counting from the

@@ -18,6 +18,7 @@ pub mod item;
 pub mod logging;
 pub mod mapping;
 pub mod policy;
+pub mod safe_fs;
 pub mod simulator;
 pub mod spool;
 pub mod store;

@@ -153,10 +153,13 @@ fn steps(dir: &Path) -> Outcome {
     }
     let loaded = load_config(&config)?;
     let mut store = open_store(&loaded, Access::ReadWrite(Durability::Full))?;
-    let report = spool::import(&mut store, &spool_dir, jiff::Timestamp::now())
+    // The files were written whole a moment ago: no quiet period to wait out.
+    let report = spool::Spool::new(&spool_dir)
+        .import(&mut store, std::time::Duration::ZERO, jiff::Timestamp::now())
         .map_err(|error| Failure::failed(error.to_string()))?;
     drop(store);
-    for (file, new, already) in &report.imported {
+    for imported in &report.imported {
+        let (file, new, already) = (&imported.file, imported.new, imported.already);
         println!("{file}: importado ({new} novo(s), {already} já na fila) → processados/{file}");
     }
     for (file, _) in &report.rejected {

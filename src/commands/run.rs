@@ -35,7 +35,16 @@ pub fn run(config_path: &Path) -> Outcome {
         Access::ReadWrite(Durability::Normal),
         config.queue.busy_timeout.get().min(crate::daemon::DAEMON_BUSY_TIMEOUT),
     )?;
-    spool::prepare(&config.queue.spool_dir).map_err(|error| Failure::failed(error.to_string()))?;
+    match spool::prepare(&config.queue.spool_dir) {
+        Ok(()) => {}
+        // A subdirectory another account planted (a link, or not the service's) must not keep
+        // the service from delivering: each pass says so until it is removed.
+        Err(error) if matches!(&error, spool::SpoolError::Directory { path, .. } if *path != config.queue.spool_dir) =>
+        {
+            tracing::error!("{error}");
+        }
+        Err(error) => return Err(Failure::failed(error.to_string())),
+    }
     // The lock proves no other daemon has them: every item left in flight is a crash's orphan.
     let recovered = store.release_all(jiff::Timestamp::now())?;
     if recovered > 0 {

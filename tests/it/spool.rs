@@ -126,3 +126,158 @@ fn kill_9_while_importing_200_files_loses_and_duplicates_nothing() {
     let check: String = env.db().query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap();
     assert_eq!(check, "ok");
 }
+
+/// Whether a process has exited, without reaping it.
+fn exited(daemon: &mut std::process::Child) -> bool {
+    daemon.try_wait().unwrap().is_some()
+}
+
+/// Stops the daemon with SIGTERM and waits until it is gone: it must never be stuck.
+fn stop(env: &Env, daemon: &mut std::process::Child) {
+    signal(daemon, "TERM");
+    wait_until("the daemon to stop on SIGTERM", Duration::from_secs(30), || exited(daemon));
+    assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
+}
+
+#[test]
+fn links_fifos_and_hard_links_in_the_spool_are_left_in_place_and_said_once() {
+    let env = Env::new();
+    expect_exit(&env.run(&["enqueue", "--order", "1", "--branch", "1", "--reason", "na fila"]), 0);
+    std::fs::create_dir_all(env.spool()).unwrap();
+    let secret = env.dir.path().join("segredo.txt");
+    std::fs::write(&secret, "{\"order\": \"segredo\", \"branch\": \"1\", \"reason\": \"x\"}").unwrap();
+    std::os::unix::fs::symlink(env.database(), env.spool().join("banco.json")).unwrap();
+    std::os::unix::fs::symlink(&secret, env.spool().join("segredo.json")).unwrap();
+    std::fs::hard_link(&secret, env.spool().join("fisico.json")).unwrap();
+    let fifo = env.spool().join("fifo.json");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    env.drop_spool_file("bom.json", json_lines(10, 2).as_bytes());
+
+    let mut daemon = env.spawn_daemon();
+    wait_until("the good file imported", Duration::from_secs(30), || {
+        env.spool_files("processados") == ["bom.json"]
+    });
+    // Many more passes (one every 100 ms): each refusal is said once, not at every pass.
+    let at_import = env.item_count();
+    let then = jiff::Timestamp::now().as_millisecond();
+    wait_until("ten more passes (the heartbeat a second later)", Duration::from_secs(30), || {
+        env.number("SELECT COALESCE(MAX(heartbeat_at), 0) FROM daemon") > then + 1_000
+    });
+    stop(&env, &mut daemon);
+    let log = env.daemon_log();
+    for (name, why) in [
+        ("banco.json", "link simbólico"),
+        ("segredo.json", "link simbólico"),
+        ("fisico.json", "hard links"),
+        ("fifo.json", "FIFO"),
+    ] {
+        let lines: Vec<&str> = log.lines().filter(|line| line.contains(name)).collect();
+        assert_eq!(lines.len(), 1, "{name} said once: {lines:?}");
+        assert!(lines[0].contains(why), "{lines:?}");
+        assert!(std::fs::symlink_metadata(env.spool().join(name)).is_ok(), "{name} left in place");
+    }
+    assert_eq!(at_import, 3, "only the good file's two items were added");
+    assert_eq!(env.item_count(), 3);
+    assert_eq!(env.number("SELECT COUNT(*) FROM items WHERE order_number = 'segredo'"), 0);
+    assert!(env.spool_files("rejeitados").is_empty(), "nothing read through a link reaches a .erro");
+    assert_eq!(env.number("SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+}
+
+#[test]
+fn a_file_swapped_for_a_fifo_during_the_passes_never_blocks_the_daemon() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.spool()).unwrap();
+    let mut daemon = env.spawn_daemon();
+    let (name, fifo) = (env.spool().join("troca.json"), env.spool().join(".fifo"));
+    // Swap a settled file and a FIFO under the same name for a while, across many passes
+    // (every 100 ms): whichever the daemon meets, it must never block on it.
+    let swaps = std::thread::spawn(move || {
+        for round in 0..300 {
+            let _ = std::fs::remove_file(&name);
+            if round % 2 == 0 {
+                assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+                std::fs::rename(&fifo, &name).unwrap();
+            } else {
+                std::fs::write(&fifo, "{\"order\": \"1\", \"branch\": \"1\", \"reason\": \"x\"}").unwrap();
+                let file = std::fs::File::options().write(true).open(&fifo).unwrap();
+                file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60)).unwrap();
+                std::fs::rename(&fifo, &name).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    swaps.join().unwrap();
+    assert!(!exited(&mut daemon), "{}", env.daemon_log());
+    // A new item still goes through the daemon's passes: it is not stuck in a read.
+    env.drop_spool_file("depois.json", json_lines(100, 1).as_bytes());
+    wait_until("a later file imported", Duration::from_secs(30), || {
+        env.spool_files("processados").iter().any(|name| name.starts_with("depois"))
+    });
+    stop(&env, &mut daemon);
+}
+
+#[test]
+fn planted_links_cannot_make_the_daemon_write_or_move_outside_the_spool() {
+    let env = Env::new();
+    expect_exit(&env.run(&["enqueue", "--order", "1", "--branch", "1", "--reason", "na fila"]), 0);
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(env.spool()).unwrap();
+    // `processados` planted as a link to another directory: files must not leave the spool.
+    std::os::unix::fs::symlink(elsewhere.path(), env.spool().join("processados")).unwrap();
+    env.drop_spool_file("bom.json", json_lines(10, 1).as_bytes());
+    let mut daemon = env.spawn_daemon();
+    wait_until("the refusal said", Duration::from_secs(30), || {
+        env.daemon_log().contains("processados inutilizável")
+    });
+    assert!(!exited(&mut daemon), "the daemon stays up:\n{}", env.daemon_log());
+    assert!(env.spool_files("").contains(&"bom.json".to_owned()));
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "nothing moved out");
+    stop(&env, &mut daemon);
+
+    // The link removed, and the temporary names of a rejection's `.erro` taken by links to the
+    // database: the `.erro` goes elsewhere, the database is untouched.
+    std::fs::remove_file(env.spool().join("processados")).unwrap();
+    env.drop_spool_file("ruim.json", b"{ isto nao e json");
+    let mut daemon = env.spawn_daemon();
+    let pid = daemon.id();
+    std::fs::create_dir_all(env.spool().join("rejeitados")).unwrap();
+    for name in ["ruim.json.erro", &format!(".ruim.json.erro.{pid}.tmp")] {
+        let _ = std::os::unix::fs::symlink(env.database(), env.spool().join("rejeitados").join(name));
+    }
+    wait_until("the bad file rejected", Duration::from_secs(30), || {
+        env.spool_files("rejeitados")
+            .iter()
+            .any(|name| name.starts_with("ruim-") && name.ends_with(".json.erro"))
+    });
+    stop(&env, &mut daemon);
+    assert_eq!(env.number("SELECT COUNT(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+    assert_eq!(env.number("SELECT COUNT(*) FROM items WHERE order_number = '1' AND reason = 'na fila'"), 1);
+    assert_eq!(env.item_count(), 2, "the queue is intact: bom.json imported, ruim.json not");
+}
+
+#[test]
+fn a_file_written_in_place_with_pauses_loses_no_line() {
+    let env = Env::new();
+    let config = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("poll_interval = \"100ms\"", "poll_interval = \"100ms\"\nspool_quiet = \"500ms\"");
+    std::fs::write(&env.config, config).unwrap();
+    std::fs::create_dir_all(env.spool()).unwrap();
+    let mut daemon = env.spawn_daemon();
+    // A careless writer: no `.tmp` + rename, the final name from the start, pauses longer than
+    // the quiet period — once between lines, once in the middle of a line.
+    let path = env.spool().join("descuidado.json");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let lines = json_lines(1, 30);
+    let (first, rest) = lines.split_at(lines.match_indices('\n').nth(9).unwrap().0 + 1);
+    let (second, third) = rest.split_at(rest.match_indices('\n').nth(9).unwrap().0 + 15);
+    for part in [first, second, third] {
+        std::io::Write::write_all(&mut file, part.as_bytes()).unwrap();
+        file.sync_all().unwrap();
+        std::thread::sleep(Duration::from_millis(1_500));
+    }
+    drop(file);
+    wait_until("every line the writer wrote queued", Duration::from_secs(30), || env.item_count() == 30);
+    stop(&env, &mut daemon);
+    assert!(env.daemon_log().contains("mudou depois de importado"), "{}", env.daemon_log());
+}

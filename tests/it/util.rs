@@ -20,9 +20,10 @@ pub struct Env {
 }
 
 impl Env {
-    /// A new installation with a fast poll interval.
+    /// A new installation with a fast poll interval, whose API is a closed port on loopback
+    /// (tests never reach the network; a daemon started here sees code 01).
     pub fn new() -> Env {
-        Env::build("https://api.exemplo.com.br/cancelamentos", "", "")
+        Env::build("http://127.0.0.1:1/cancelamentos", "", "")
     }
 
     /// A new installation calling `url`, with `api` lines added to `[api]` and `extra` sections
