@@ -281,3 +281,35 @@ fn a_file_written_in_place_with_pauses_loses_no_line() {
     stop(&env, &mut daemon);
     assert!(env.daemon_log().contains("mudou depois de importado"), "{}", env.daemon_log());
 }
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_63_mib_spool_file_imports_within_150_mb_of_memory() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.spool()).unwrap();
+    let reason = "motivo longo de importação em massa ".repeat(10);
+    let mut lines = String::with_capacity(64 * 1024 * 1024);
+    let mut order = 10_000_000_u64;
+    while lines.len() < 63 * 1024 * 1024 {
+        lines.push_str(&format!("{{\"order\": \"{order}\", \"branch\": \"1\", \"reason\": \"{reason}\"}}\n"));
+        order += 1;
+    }
+    let records = order - 10_000_000;
+    env.drop_spool_file("grande.json", lines.as_bytes());
+    drop(lines);
+    let mut daemon = env.spawn_daemon();
+    wait_until("the 63 MiB file imported", Duration::from_secs(600), || {
+        env.spool_files("processados") == ["grande.json"]
+    });
+    let peak = peak_rss_kib(daemon.id());
+    stop(&env, &mut daemon);
+    assert_eq!(env.item_count(), records as i64);
+    eprintln!("peak RSS importing 63 MiB ({records} records): {:.1} MB", peak as f64 / 1024.0);
+    assert!(peak < 150 * 1024, "peak RSS {peak} KiB");
+}
