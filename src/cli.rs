@@ -121,7 +121,8 @@ pub fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(Failure { exit_code, message }) => {
-            eprintln!("extrator: erro: {message}");
+            // The last line of defence: a message may quote the ERP's or the API's text.
+            eprintln!("extrator: erro: {}", crate::text::terminal_safe_lines(&message));
             ExitCode::from(exit_code)
         }
     }
@@ -152,7 +153,7 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         _ => {
-            eprintln!("extrator: erro: {}", describe_usage_error(error));
+            eprintln!("extrator: erro: {}", crate::text::terminal_safe_lines(&describe_usage_error(error)));
             eprintln!("Use 'extrator --help' ou 'extrator COMANDO --help' para ver as opções.");
             ExitCode::from(EXIT_USAGE)
         }

@@ -101,9 +101,11 @@ pub struct FieldError {
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The field name and the value quoted in the message are the input's own text.
+        let message = crate::text::terminal_safe(&self.message);
         match &self.field {
-            Some(field) => write!(f, "campo `{field}`: {}", self.message),
-            None => f.write_str(&self.message),
+            Some(field) => write!(f, "campo `{}`: {message}", crate::text::terminal_safe(field)),
+            None => f.write_str(&message),
         }
     }
 }

@@ -34,7 +34,7 @@ use crate::intake::{self, MAX_DOCUMENT_BYTES};
 use crate::item::NewItem;
 use crate::safe_fs::{Dir, Identity, OpenError, Refused};
 use crate::store::{Conflict, EnqueueOutcome, Origin, Store, StoreError};
-use crate::text::{io_error, local_time, terminal_safe};
+use crate::text::{io_error, local_time, terminal_safe, terminal_safe_lines};
 
 /// Imported files go here, inside the spool directory.
 pub const PROCESSED_DIR: &str = "processados";
@@ -445,11 +445,6 @@ fn candidates(name: &str, now: jiff::Timestamp) -> impl Iterator<Item = String> 
     std::iter::once(name.to_owned()).chain(
         (1..1_000).map(move |n| if n == 1 { format!("{base}.json") } else { format!("{base}-{n}.json") }),
     )
-}
-
-/// Each line of `text` made terminal-safe, the line breaks kept.
-fn terminal_safe_lines(text: &str) -> String {
-    text.lines().map(|line| terminal_safe(line).into_owned()).collect::<Vec<_>>().join("\n")
 }
 
 /// Validates `bytes` whole and checks it against the queue, then queues it in batches. The

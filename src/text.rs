@@ -70,6 +70,12 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(safe)
 }
 
+/// `terminal_safe` for each line of a text of several lines: the line breaks are kept, and a
+/// carriage return or any other control inside a line is escaped.
+pub fn terminal_safe_lines(text: &str) -> String {
+    text.split('\n').map(|line| terminal_safe(line).into_owned()).collect::<Vec<_>>().join("\n")
+}
+
 /// Cuts `text` to `width` characters, with `…` when cut, on one line.
 pub fn truncate(text: &str, width: usize) -> String {
     let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -158,6 +164,11 @@ mod tests {
         assert_eq!(terminal_safe("a\u{1b}[31mb\u{7}\r\n"), "a\\u{1b}[31mb\\u{7}\\u{d}\\u{a}");
         assert_eq!(terminal_safe("x\u{202e}gpj.exe"), "x\\u{202e}gpj.exe");
         assert_eq!(terminal_safe("\u{9b}2J"), "\\u{9b}2J");
+    }
+
+    #[test]
+    fn terminal_safe_lines_keeps_line_breaks_only() {
+        assert_eq!(terminal_safe_lines("a\nb\r\n\u{1b}]0;x\u{7}"), "a\nb\\u{d}\n\\u{1b}]0;x\\u{7}");
     }
 
     #[test]

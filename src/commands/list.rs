@@ -7,7 +7,7 @@ use clap::Args;
 use super::{FilterArgs, load_config, open_store, print_json};
 use crate::failure::Outcome;
 use crate::store::{Access, ItemRow};
-use crate::text::{Table, local_time, truncate};
+use crate::text::{Table, local_time, terminal_safe, truncate};
 
 /// The `list` flags.
 #[derive(Debug, Clone, Args)]
@@ -60,14 +60,14 @@ pub fn table(items: &[ItemRow]) -> String {
     for item in items {
         table.row(vec![
             item.id.to_string(),
-            item.order.clone(),
-            item.branch.clone(),
+            terminal_safe(&item.order).into_owned(),
+            terminal_safe(&item.branch).into_owned(),
             item.state.label().to_owned(),
             item.sent.to_string(),
             item.last_code.clone().unwrap_or_else(|| "—".to_owned()),
             item.next_attempt_at.map_or_else(|| "—".to_owned(), local_time),
             local_time(item.updated_at),
-            truncate(item.last_message.as_deref().unwrap_or(""), 60),
+            terminal_safe(&truncate(item.last_message.as_deref().unwrap_or(""), 60)).into_owned(),
         ]);
     }
     table.render()

@@ -51,7 +51,13 @@ pub struct Conflict {
 
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pedido {} (item {}): difere em {}", self.order, self.id, self.fields.join(", "))
+        write!(
+            f,
+            "pedido {} (item {}): difere em {}",
+            crate::text::terminal_safe(&self.order),
+            self.id,
+            self.fields.join(", ")
+        )
     }
 }
 

@@ -94,3 +94,63 @@ fn show_tells_what_is_missing() {
     let (_, stderr) = expect_exit(&env.run(&["show", "99"]), 1);
     assert!(stderr.contains("item 99 não encontrado na fila"), "{stderr}");
 }
+
+/// Asserts that `text` holds nothing a terminal would act on: no control character but the
+/// line break, no bidirectional override.
+#[track_caller]
+pub fn assert_terminal_safe(what: &str, text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|c| {
+            (c.is_control() && *c != '\n')
+                || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect();
+    assert!(bad.is_empty(), "{what} prints {bad:?} raw:\n{text}");
+}
+
+#[test]
+fn hostile_text_from_the_erp_is_shown_escaped_everywhere_a_human_reads() {
+    let env = Env::new();
+    let hostile = "\u{1b}]0;tomado\u{7}\u{1b}[2J\r motivo \u{202e}txt.exe\u{9b}31m";
+    let record = serde_json::json!({"order": "1", "branch": "1", "reason": hostile});
+    expect_exit(&env.run_with_input(&["enqueue", "--json", "-"], record.to_string().as_bytes()), 0);
+    let (stdout, _) = expect_exit(&env.run(&["show", "--order", "1"]), 0);
+    assert_terminal_safe("show", &stdout);
+    assert!(stdout.contains("\\u{1b}]0;tomado\\u{7}"), "escaped, not dropped:\n{stdout}");
+    let (stdout, _) = expect_exit(&env.run(&["list"]), 0);
+    assert_terminal_safe("list", &stdout);
+    // `--json` is unchanged: the value is the ERP's, JSON-escaped.
+    let (stdout, _) = expect_exit(&env.run(&["show", "--order", "1", "--json"]), 0);
+    let shown: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(shown["item"]["reason"], hostile);
+
+    // Errors quoting the input: a field name, a date, a conflicting order.
+    for (bad, quoted) in [
+        (serde_json::json!({"order": "2", "branch": "1", "reason": "x", "\u{1b}[31mcampo\u{202e}": 1}), true),
+        (
+            serde_json::json!({"order": "2", "branch": "1", "reason": "x", "cancelled_at": "\u{1b}[2J\u{7}ontem"}),
+            true,
+        ),
+        (serde_json::json!({"order": "1", "branch": "1", "reason": "outro \u{1b}[5m"}), false),
+    ] {
+        let (_, stderr) =
+            expect_exit(&env.run_with_input(&["enqueue", "--json", "-"], bad.to_string().as_bytes()), 1);
+        assert_terminal_safe("enqueue's error", &stderr);
+        assert_eq!(stderr.contains("\\u{1b}"), quoted, "{stderr}");
+    }
+
+    // A spool file whose name and content carry escapes: its `.erro` and the log are safe.
+    env.drop_spool_file("\u{1b}[31mlote\u{7}.json", "{\"order\": \"3\", \"\u{1b}[2Jx\": 1}".as_bytes());
+    let mut daemon = env.spawn_daemon();
+    crate::util::wait_until("the file rejected", std::time::Duration::from_secs(30), || {
+        env.spool_files("rejeitados").iter().any(|name| name.ends_with(".erro"))
+    });
+    crate::util::signal(&daemon, "TERM");
+    daemon.wait().unwrap();
+    let erro = env.spool_files("rejeitados").into_iter().find(|name| name.ends_with(".erro")).unwrap();
+    let text = std::fs::read_to_string(env.spool().join("rejeitados").join(erro)).unwrap();
+    assert_terminal_safe(".erro", &text);
+    assert!(text.contains("\\u{1b}[31mlote\\u{7}.json"), "{text}");
+    assert_terminal_safe("the daemon's log", &env.daemon_log());
+}
