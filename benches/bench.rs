@@ -45,9 +45,10 @@ impl Install {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("extrator.toml");
         let text = format!(
-            "[api]\nurl = \"{url}\"\nconcurrency = {concurrency}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"{poll}\"\n{sections}",
+            "[api]\nurl = \"{url}\"\nconcurrency = {concurrency}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\nsocket = \"{}\"\npoll_interval = \"{poll}\"\n{sections}",
             dir.path().join("fila.db").display(),
-            dir.path().join("spool").display()
+            dir.path().join("spool").display(),
+            dir.path().join("entrada.sock").display()
         );
         std::fs::write(&config, text).unwrap();
         Install { dir, config }

@@ -179,6 +179,8 @@ impl Default for AuthConfig {
 pub struct QueueConfig {
     pub database: PathBuf,
     pub spool_dir: PathBuf,
+    /// The Unix socket `enqueue` hands cancellations to the daemon through.
+    pub socket: PathBuf,
     pub poll_interval: HumanDuration,
     /// How long a command waits for another process's write lock before giving up.
     pub busy_timeout: HumanDuration,
@@ -192,6 +194,7 @@ impl Default for QueueConfig {
         QueueConfig {
             database: PathBuf::from("/var/lib/extrator/extrator.db"),
             spool_dir: PathBuf::from("/var/spool/extrator"),
+            socket: PathBuf::from("/run/extrator/entrada.sock"),
             poll_interval: HumanDuration::secs(5),
             busy_timeout: HumanDuration::secs(60),
             spool_quiet: HumanDuration::secs(2),
@@ -383,6 +386,32 @@ pub fn load_with_env(
         ));
     }
     Ok(Loaded { config, path: path.to_path_buf(), warnings })
+}
+
+/// Where the queue is, for an account that may not read the config (the ERP's handing
+/// cancellations in, support's reading the queue): the config when it can be read, else the
+/// packaged defaults with the `EXTRATOR_QUEUE__*` overrides of `env`. The second value says
+/// whether the defaults were used. Nothing but `[queue]` of a fallback config is meaningful.
+pub fn load_queue_paths(
+    path: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Loaded, bool), ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    match load_with_env(path, env.clone()) {
+        Ok(loaded) => Ok((loaded, false)),
+        Err(error)
+            if std::fs::File::open(path).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) =>
+        {
+            let overrides: Vec<_> = env_overrides(env)
+                .into_iter()
+                .filter(|(_, key, _)| key.first().is_some_and(|section| section == "queue"))
+                .collect();
+            let config = if overrides.is_empty() { Config::default() } else { apply_env("", &overrides)? };
+            let _ = error;
+            Ok((Loaded { config, path: path.to_path_buf(), warnings: Vec::new() }, true))
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Parses config text; `source` names it in errors.

@@ -83,6 +83,8 @@ struct Delivery {
 
 /// What the tick's chores found.
 struct Chores {
+    /// The database was deleted or replaced under the daemon (why, in pt-BR): stop.
+    replaced: Option<String>,
     recovered: Result<usize, StoreError>,
     heartbeat: Result<(), StoreError>,
     counts: Result<(u64, u64, u64), StoreError>,
@@ -182,6 +184,11 @@ impl Daemon {
         let mut ticker = self.ticker();
         let wake = crate::wake::listen(&self.config.queue.database);
         let mut wake_buffer = [0_u8; 16];
+        // Cancellations handed in through the socket by accounts that cannot write the queue.
+        let handed = Arc::new(tokio::sync::Notify::new());
+        let intake = crate::handoff::listen(&self.config.queue.socket).map(|listener| {
+            tokio::spawn(crate::handoff::serve(listener, self.writer.clone(), handed.clone()))
+        });
         let mut watchdog =
             tokio::time::interval(self.notifier.watchdog_every().unwrap_or(Duration::from_secs(3_600)));
         // Ready before the first tick's chores: counting a million pending items for the status
@@ -215,6 +222,7 @@ impl Daemon {
                 },
                 _ = tokio::time::sleep(wait) => Event::Turn,
                 () = woken(wake.as_ref(), &mut wake_buffer) => Event::Turn,
+                () = handed.notified() => Event::Turn,
             };
             let stopping = event == Event::Stop;
             self.handle(event);
@@ -225,6 +233,12 @@ impl Daemon {
         }
         self.notifier.stopping();
         let _ = std::fs::remove_file(crate::wake::socket_path(&self.config.queue.database));
+        // A batch cut off here gets no answer: `enqueue` then writes it to the spool (intake is
+        // idempotent, so a batch that did get in is "já na fila" there).
+        if let Some(intake) = intake {
+            intake.abort();
+            let _ = std::fs::remove_file(&self.config.queue.socket);
+        }
         tracing::info!("sinal de parada recebido: não reservo mais itens");
         self.drain().await
     }
@@ -413,6 +427,9 @@ impl Daemon {
                 Event::Rerecorded { item, written }
             }
             Done::Chores(chores) => {
+                if let Some(why) = chores.replaced {
+                    return Err(Failure::failed(why));
+                }
                 self.chores_running = false;
                 self.chores_done(*chores);
                 Event::Turn
@@ -467,6 +484,7 @@ impl Daemon {
                 .call(move |store| {
                     let now = jiff::Timestamp::now();
                     Chores {
+                        replaced: store.replaced(),
                         recovered: store.recover_leases(now),
                         heartbeat: store.heartbeat(now, &gate),
                         purged: if purge {
@@ -589,14 +607,16 @@ impl Daemon {
         }
         if loaded.config.queue.database != self.config.queue.database
             || loaded.config.queue.spool_dir != self.config.queue.spool_dir
+            || loaded.config.queue.socket != self.config.queue.socket
         {
             tracing::warn!(
-                "queue.database e queue.spool_dir só mudam ao reiniciar o serviço (systemctl restart extrator)"
+                "queue.database, queue.spool_dir e queue.socket só mudam ao reiniciar o serviço (systemctl restart extrator)"
             );
         }
         let mut config = loaded.config;
         config.queue.database = self.config.queue.database.clone();
         config.queue.spool_dir = self.config.queue.spool_dir.clone();
+        config.queue.socket = self.config.queue.socket.clone();
         self.client = Arc::new(client);
         let limits = Limits::from_config(&config);
         self.config = config;

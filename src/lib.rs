@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod dispatch;
 pub mod duration;
 pub mod failure;
+pub mod handoff;
 pub mod intake;
 pub mod item;
 pub mod logging;

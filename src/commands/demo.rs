@@ -102,9 +102,10 @@ fn steps(dir: &Path) -> Outcome {
     let config = dir.join("extrator.toml");
     let spool_dir = dir.join("spool");
     let text = format!(
-        "# Configuração da demo: API simulada em {url}\n[api]\nurl = \"{url}\"\nconnect_timeout = \"1s\"\nrequest_timeout = \"1s\"\nasync_poll_interval = \"300ms\"\n\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n\n[retry]\nmax_attempts = 2\nfirst_delay = \"300ms\"\nmax_delay = \"600ms\"\n",
+        "# Configuração da demo: API simulada em {url}\n[api]\nurl = \"{url}\"\nconnect_timeout = \"1s\"\nrequest_timeout = \"1s\"\nasync_poll_interval = \"300ms\"\n\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\nsocket = \"{}\"\npoll_interval = \"100ms\"\n\n[retry]\nmax_attempts = 2\nfirst_delay = \"300ms\"\nmax_delay = \"600ms\"\n",
         dir.join("fila.db").display(),
         spool_dir.display(),
+        dir.join("entrada.sock").display(),
         url = api.url()
     );
     std::fs::write(&config, text).map_err(|error| Failure::failed(crate::text::io_error(&error)))?;

@@ -1,6 +1,12 @@
 //! `extrator enqueue`: add cancellations from flags (one) or from `--json FILE|-` (an object, an
 //! array, or JSON lines). The batch is validated whole, then committed whole with
 //! `synchronous=FULL`; only then is "enfileirado" printed.
+//!
+//! Where it goes: to the running daemon through its socket (`handoff`), which is how the ERP's
+//! account queues without write access to the database; with no daemon, straight into the
+//! database for an account that may write it (root, the service's), or else durably into the
+//! spool, taken when the daemon starts. A daemon that stops mid-answer gets the batch in the
+//! spool too: intake is idempotent, so nothing is lost or doubled.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,8 +14,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{Map, Value};
 
-use super::{load_config, open_store};
+use super::{load_queue_config, open_store};
 use crate::failure::{Failure, Outcome};
+use crate::handoff::{self, Handed};
 use crate::intake::{self, MAX_DOCUMENT_BYTES};
 use crate::item::{self, NewItem};
 use crate::store::{Access, Durability, EnqueueOutcome, Origin};
@@ -49,13 +56,85 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
         Some(path) => (read_document(path)?, describe_source(path)),
         None => (vec![from_flags(args)?], "linha de comando".to_owned()),
     };
-    let loaded = load_config(config_path)?;
+    let loaded = load_queue_config(config_path, false)?;
+    let queue = &loaded.config.queue;
+    let refused = |message: &dyn std::fmt::Display| Failure::failed(format!("{origin_text}: {message}"));
+    match handoff::hand(&queue.socket, &items) {
+        Handed::Queued(outcomes) => {
+            report(&outcomes);
+            return Ok(());
+        }
+        Handed::Refused(message) => return Err(refused(&message)),
+        Handed::Denied => {
+            return Err(Failure::failed(format!(
+                "sem permissão para entregar ao serviço pelo socket {}: a conta precisa estar no grupo \
+                 extrator-entrada (usermod -aG extrator-entrada USUÁRIO, depois entre de novo)",
+                queue.socket.display()
+            )));
+        }
+        Handed::Unavailable(detail) => {
+            eprintln!(
+                "extrator: aviso: o serviço não conseguiu gravar agora ({detail}); o lote vai para o spool"
+            );
+            return to_spool(&queue.spool_dir, &items);
+        }
+        Handed::Broken(detail) => {
+            eprintln!(
+                "extrator: aviso: o serviço não respondeu ({detail}); o lote vai para o spool, onde um \
+                 pedido que já tenha entrado aparece como \"já na fila\""
+            );
+            return to_spool(&queue.spool_dir, &items);
+        }
+        Handed::NoDaemon => {}
+    }
+    // No daemon: whoever may write the queue (root, the service's account) writes it; anyone
+    // else leaves the batch in the spool, durably, for the daemon to take when it starts.
+    if !may_write(&queue.database) {
+        return to_spool(&queue.spool_dir, &items);
+    }
     let mut store = open_store(&loaded, Access::ReadWrite(Durability::Full))?;
-    let outcomes = store
-        .enqueue(&items, &Origin::Command, jiff::Timestamp::now())
-        .map_err(|error| Failure::failed(format!("{origin_text}: {error}")))?;
-    crate::wake::notify(&loaded.config.queue.database);
+    let outcomes =
+        store.enqueue(&items, &Origin::Command, jiff::Timestamp::now()).map_err(|error| refused(&error))?;
+    crate::wake::notify(&queue.database);
     report(&outcomes);
+    Ok(())
+}
+
+/// Whether this process may write the database (or create it in its directory).
+fn may_write(database: &Path) -> bool {
+    use rustix::fs::Access as Can;
+    let target = if database.exists() {
+        database
+    } else {
+        database.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    };
+    rustix::fs::access(target, Can::WRITE_OK).is_ok()
+}
+
+/// Writes the batch into the spool as one file (a temporary name, synced, renamed, the
+/// directory synced): on disk before "gravado" is said, taken by the daemon at its next pass.
+fn to_spool(spool: &Path, items: &[NewItem]) -> Outcome {
+    let mut lines = Vec::new();
+    for item in items {
+        let _ = serde_json::to_writer(&mut lines, item);
+        lines.push(b'\n');
+    }
+    let now = jiff::Timestamp::now();
+    let name = format!("enqueue-{}-{}.json", now.strftime("%Y%m%dT%H%M%S%.3f"), std::process::id());
+    let written = crate::safe_fs::Dir::open(spool).and_then(|dir| dir.write_new(&name, &lines, 0o640));
+    if let Err(error) = written {
+        return Err(Failure::failed(format!(
+            "o serviço não está rodando e não foi possível gravar no spool {}: {}; nada foi gravado",
+            spool.display(),
+            crate::text::io_error(&error)
+        )));
+    }
+    println!(
+        "{} cancelamento(s) gravado(s) no spool em {}: o serviço não está rodando e os enfileira quando \
+         voltar (veja com `systemctl status extrator`)",
+        items.len(),
+        spool.join(&name).display()
+    );
     Ok(())
 }
 

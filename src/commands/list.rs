@@ -4,7 +4,7 @@ use std::path::Path;
 
 use clap::Args;
 
-use super::{FilterArgs, load_config, open_store, print_json};
+use super::{FilterArgs, load_queue_config, open_store, print_json};
 use crate::failure::Outcome;
 use crate::store::{Access, ItemRow};
 use crate::text::{Table, local_time, terminal_safe, truncate};
@@ -25,7 +25,7 @@ pub struct ListArgs {
 
 /// Runs `list`.
 pub fn run(config_path: &Path, args: &ListArgs) -> Outcome {
-    let loaded = load_config(config_path)?;
+    let loaded = load_queue_config(config_path, true)?;
     let store = open_store(&loaded, Access::ReadOnly)?;
     let filter = args.filter.to_filter((args.limit > 0).then_some(args.limit), &[]);
     let items = store.list(&filter)?;

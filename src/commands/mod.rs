@@ -32,6 +32,26 @@ pub fn load_config(path: &Path) -> Result<Loaded, Failure> {
     Ok(loaded)
 }
 
+/// Loads the config for a command that needs only where the queue is (`enqueue`, `status`,
+/// `list`, `show`): an account that may not read it — the ERP's, support's; the config may hold
+/// secrets — gets the packaged paths, with any `EXTRATOR_QUEUE__*` overrides. `note` says so on
+/// stderr (the reading commands); `enqueue` stays quiet for the ERP's scripts.
+pub fn load_queue_config(path: &Path, note: bool) -> Result<Loaded, Failure> {
+    let (loaded, fallback) = config::load_queue_paths(path, std::env::vars())?;
+    for warning in &loaded.warnings {
+        eprintln!("extrator: aviso: {warning}");
+    }
+    if fallback && note {
+        eprintln!(
+            "extrator: aviso: sem permissão para ler {} (ela pode guardar senhas): usando os caminhos \
+             padrão, banco de dados {}",
+            path.display(),
+            loaded.config.queue.database.display()
+        );
+    }
+    Ok(loaded)
+}
+
 /// Opens the queue named by the config.
 pub fn open_store(loaded: &Loaded, access: Access) -> Result<Store, Failure> {
     let queue = &loaded.config.queue;

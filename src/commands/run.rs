@@ -7,7 +7,7 @@
 //! at once.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::load_config;
 use crate::api::Client;
@@ -70,28 +70,37 @@ pub fn run(config_path: &Path) -> Outcome {
     Ok(())
 }
 
-/// Takes the exclusive daemon lock beside the database, or says who has it.
+/// Takes the exclusive daemon lock beside the database, or says who has it. The lock file is
+/// named after the database's real directory (links in the configured path resolved), so two
+/// configs that reach one queue by different paths share one lock; it is never opened through
+/// a link.
 fn lock_queue(database: &Path) -> Result<File, Failure> {
-    let mut path = database.as_os_str().to_owned();
-    path.push(".lock");
-    let path = PathBuf::from(path);
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(|error| {
-        Failure::failed(format!(
-            "não foi possível criar a trava {}: {}",
-            path.display(),
+    use rustix::fs::{Mode, OFlags};
+    let directory =
+        database.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let _ = std::fs::create_dir_all(directory);
+    let real = std::fs::canonicalize(directory).unwrap_or_else(|_| directory.to_path_buf());
+    let mut name = database.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    let path = real.join(name);
+    let cannot = |what: &str, error: std::io::Error| {
+        let detail = if error.raw_os_error() == Some(40) {
+            "é um link simbólico (remova-o; o serviço recria a trava)".to_owned()
+        } else {
             crate::text::io_error(&error)
-        ))
-    })?;
+        };
+        Failure::failed(format!("não foi possível {what} {}: {detail}", path.display()))
+    };
+    let file = rustix::fs::open(
+        &path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map(File::from)
+    .map_err(|error| cannot("criar a trava", error.into()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(database.to_path_buf()).into()),
-        Err(std::fs::TryLockError::Error(error)) => Err(Failure::failed(format!(
-            "não foi possível travar {}: {}",
-            path.display(),
-            crate::text::io_error(&error)
-        ))),
+        Err(std::fs::TryLockError::Error(error)) => Err(cannot("travar", error)),
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use clap::Args;
 use serde::Serialize;
 
-use super::{load_config, open_store, print_json};
+use super::{load_queue_config, open_store, print_json};
 use crate::failure::{Failure, Outcome};
 use crate::store::{Access, AttemptRow, ItemRow};
 use crate::text::{Table, local_time, terminal_safe, truncate};
@@ -39,7 +39,7 @@ struct ShowJson<'a> {
 
 /// Runs `show`.
 pub fn run(config_path: &Path, args: &ShowArgs) -> Outcome {
-    let loaded = load_config(config_path)?;
+    let loaded = load_queue_config(config_path, true)?;
     let store = open_store(&loaded, Access::ReadOnly)?;
     let (item, wanted) = match (&args.order, args.id) {
         (Some(order), _) => (store.get_by_order(order)?, format!("pedido {order}")),

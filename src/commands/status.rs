@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 
-use super::{load_config, open_store, print_json};
+use super::{load_queue_config, open_store, print_json};
 use crate::failure::Outcome;
 use crate::store::{Access, DaemonRow, Snapshot};
 use crate::text::{ago, local_time};
@@ -49,7 +49,7 @@ struct StatusJson<'a> {
 
 /// Runs `status`.
 pub fn run(config_path: &Path, args: &StatusArgs) -> Outcome {
-    let loaded = load_config(config_path)?;
+    let loaded = load_queue_config(config_path, true)?;
     let store = open_store(&loaded, Access::ReadOnly)?;
     let now = jiff::Timestamp::now();
     let day_ago = now.checked_sub(jiff::SignedDuration::from_hours(24)).unwrap_or(now);

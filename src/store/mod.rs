@@ -56,9 +56,30 @@ pub enum Access {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// The file opened (device, inode): a database deleted or replaced under a running daemon
+    /// is noticed (`replaced`) instead of written into an unlinked file.
+    identity: Option<(u64, u64)>,
     busy_timeout: Duration,
     /// The connection's `synchronous` setting (`Full` for read-only stores, which never commit).
     durability: Durability,
+    /// Opened to write: on close, the last writer turns WAL off (see `Drop`).
+    writer: bool,
+}
+
+/// Support reads the queue with no write access to its directory (group `extrator-leitura`). A
+/// WAL database can be read that way only while its `-wal` and `-shm` exist, and SQLite removes
+/// them when the last connection closes. So the last writer to close switches the file back to
+/// a rollback journal, which a read-only connection reads with no companion files; the next
+/// writer switches WAL on again (`enable_wal`). While another connection is open (the daemon)
+/// the switch is refused at once — no wait — and the files stay for the readers.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.writer && self.conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .pragma_update_and_check(None, "journal_mode", "DELETE", |row| row.get::<_, String>(0));
+        }
+    }
 }
 
 /// Why the queue could not do what was asked. `Display` is pt-BR and names the database.
@@ -85,6 +106,11 @@ pub enum StoreError {
     /// An attempt record for an item that is no longer leased to the daemon (its lease ran out
     /// and it went back to the queue, to be sent again): not written.
     NotLeased(i64),
+    /// The database path is a symbolic link: never opened through one.
+    Symlink(PathBuf),
+    /// Root was asked to write a database in a directory other accounts can write, where a
+    /// link planted beside it could turn root's write against another file.
+    UnsafeDirectory { path: PathBuf, mode: u32 },
 }
 
 impl fmt::Display for StoreError {
@@ -140,6 +166,19 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt { path, detail } => {
                 write!(f, "dado ilegível no banco de dados {}: {detail}", path.display())
             }
+            StoreError::Symlink(path) => write!(
+                f,
+                "o banco de dados {} é um link simbólico: o extrator não abre o banco por links \
+                 (configure queue.database com o caminho do arquivo)",
+                path.display()
+            ),
+            StoreError::UnsafeDirectory { path, mode } => write!(
+                f,
+                "o diretório {} do banco de dados pode ser alterado por outras contas (modo {mode:o}): \
+                 como root o extrator não grava nele; corrija com `chmod g-w,o-w {}` (o pacote o deixa 2750)",
+                path.display(),
+                path.display()
+            ),
             StoreError::NotLeased(item) => write!(
                 f,
                 "a tentativa do item {item} não foi gravada: a reserva dele venceu e ele voltou para a fila \
@@ -184,6 +223,9 @@ impl Store {
     pub fn open(path: &Path, access: Access, busy_timeout: Duration) -> Result<Store, StoreError> {
         let fail =
             |action, source| StoreError::Sqlite { path: path.to_path_buf(), action, busy_timeout, source };
+        if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            return Err(StoreError::Symlink(path.to_path_buf()));
+        }
         let flags = match access {
             Access::ReadOnly => {
                 if !path.exists() {
@@ -192,10 +234,10 @@ impl Store {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
             }
             Access::ReadWrite(_) => {
-                if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-                    // Best effort: a missing directory is then reported by SQLite's own open error.
-                    let _ = std::fs::create_dir_all(parent);
-                }
+                let parent = directory_of(path);
+                // Best effort: a missing directory is then reported by SQLite's own open error.
+                let _ = std::fs::create_dir_all(parent);
+                refuse_unsafe_directory_for_root(parent)?;
                 if !path.exists() {
                     create_adopted(path);
                 }
@@ -212,7 +254,12 @@ impl Store {
             Access::ReadWrite(durability) => durability,
             Access::ReadOnly => Durability::Full,
         };
-        let mut store = Store { conn, path: path.to_path_buf(), busy_timeout, durability };
+        let identity = std::fs::symlink_metadata(path).ok().map(|meta| {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino())
+        });
+        let writer = matches!(access, Access::ReadWrite(_));
+        let mut store = Store { conn, path: path.to_path_buf(), identity, busy_timeout, durability, writer };
         match access {
             Access::ReadOnly => store.check_version()?,
             Access::ReadWrite(durability) => {
@@ -226,7 +273,6 @@ impl Store {
                     .pragma_update(None, "foreign_keys", true)
                     .map_err(|e| fail("configurar a conexão", e))?;
                 store.migrate()?;
-                align_companions(path);
             }
         }
         Ok(store)
@@ -280,6 +326,26 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Why the file this store opened is no longer the one at its path (deleted, or replaced
+    /// by another file), in pt-BR; `None` while it still is. Writing on would put the queue in
+    /// a file nobody can open again.
+    pub fn replaced(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let opened = self.identity?;
+        let path = self.path.display();
+        match std::fs::symlink_metadata(&self.path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some(format!(
+                "o banco de dados {path} foi apagado enquanto o serviço rodava: parando para não gravar num \
+                 arquivo que ninguém mais abre (restaure o backup e reinicie: systemctl restart extrator)"
+            )),
+            Ok(meta) if (meta.dev(), meta.ino()) != opened => Some(format!(
+                "o banco de dados {path} foi substituído por outro arquivo enquanto o serviço rodava: parando \
+                 (systemctl restart extrator abre o arquivo que está lá agora)"
+            )),
+            _ => None,
+        }
     }
 
     /// A `StoreError::Sqlite` for this store.
@@ -418,45 +484,50 @@ impl ErrorContext {
     }
 }
 
-/// A database created by a command (say `extrator enqueue` run by root or by the ERP's user
-/// before the service ever started) must still be the service's: the empty file is made here,
-/// before SQLite sees it, with the owner and group of its directory (the service's
-/// `StateDirectory=`) and group-writable, so members of the service's group can enqueue too.
-/// SQLite then creates `-wal` and `-shm` with the same owner and mode; made after them, they
-/// would keep the creator's umask (0640) and lock the group out. Errors are ignored: another
-/// process may have created it first, and not being root there is nothing to fix.
-fn create_adopted(path: &Path) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if std::fs::OpenOptions::new().write(true).create_new(true).open(path).is_err() {
-        return;
+/// The directory a database path is in (`.` for a bare name).
+fn directory_of(path: &Path) -> &Path {
+    path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Root writes a database only in a directory no other account can write: there, nobody can
+/// plant a link for root's next write to follow (SQLite itself opens every file with
+/// `O_NOFOLLOW`, and the database path is checked not to be a link).
+fn refuse_unsafe_directory_for_root(directory: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    if !rustix::process::geteuid().is_root() {
+        return Ok(());
     }
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660));
-    let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if let Ok(directory) = std::fs::metadata(parent) {
-        let _ = std::os::unix::fs::chown(path, Some(directory.uid()), Some(directory.gid()));
+    match std::fs::metadata(directory) {
+        // World-writable with the sticky bit (/tmp) keeps others' links from replacing ours,
+        // but not from taking a name first: refused too.
+        Ok(meta) if meta.mode() & 0o022 != 0 => {
+            Err(StoreError::UnsafeDirectory { path: directory.to_path_buf(), mode: meta.mode() & 0o7777 })
+        }
+        _ => Ok(()),
     }
 }
 
-/// `-wal` and `-shm` must have the database's owner and mode: one created by root would lock
-/// the service out of its own queue, one made 0640 (by an older version, or a stricter umask)
-/// would lock the group out. Whoever may change them does; errors are ignored.
-fn align_companions(path: &Path) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let Ok(database) = std::fs::metadata(path) else { return };
-    for suffix in ["-wal", "-shm"] {
-        let mut companion = path.as_os_str().to_owned();
-        companion.push(suffix);
-        let companion = PathBuf::from(companion);
-        let Ok(meta) = std::fs::metadata(&companion) else { continue };
-        if meta.uid() != database.uid() || meta.gid() != database.gid() {
-            let _ = std::os::unix::fs::chown(&companion, Some(database.uid()), Some(database.gid()));
-        }
-        if meta.mode() & 0o777 != database.mode() & 0o777 {
-            let _ = std::fs::set_permissions(
-                &companion,
-                std::fs::Permissions::from_mode(database.mode() & 0o777),
-            );
-        }
+/// A database created by a command (say `extrator enqueue` run by root before the service ever
+/// started) must still be the service's: the empty file is made here, before SQLite sees it,
+/// exclusively and never through a link, readable by its group (support's read-only access),
+/// and — when root creates it — given to the owner and group of its directory (the service's
+/// state directory) through the handle. SQLite then gives `-wal` and `-shm` the same owner and
+/// mode. Errors are ignored: another process may have created it first.
+fn create_adopted(path: &Path) {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(file) = rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o640),
+    ) else {
+        return;
+    };
+    if rustix::process::geteuid().is_root()
+        && let Ok(directory) = rustix::fs::stat(directory_of(path))
+    {
+        let owner = rustix::fs::Uid::from_raw(directory.st_uid);
+        let group = rustix::fs::Gid::from_raw(directory.st_gid);
+        let _ = rustix::fs::fchown(&file, Some(owner), Some(group));
     }
 }
 

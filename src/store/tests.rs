@@ -202,12 +202,37 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
 }
 
 #[test]
-fn a_new_database_is_group_writable() {
+fn a_new_database_is_readable_by_its_group_and_writable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     drop(open(&dir));
     let mode = std::fs::metadata(dir.path().join("fila.db")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o660, "{mode:o}");
+    assert_eq!(mode & 0o777, 0o640, "{mode:o}");
+}
+
+#[test]
+fn a_database_reached_through_a_link_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir));
+    let link = dir.path().join("atalho.db");
+    std::os::unix::fs::symlink(dir.path().join("fila.db"), &link).unwrap();
+    for access in [Access::ReadOnly, Access::ReadWrite(Durability::Full)] {
+        let error = Store::open(&link, access, BUSY).err().expect("refused");
+        assert!(matches!(error, StoreError::Symlink(_)), "{error}");
+        assert!(error.to_string().contains("é um link simbólico"), "{error}");
+    }
+}
+
+#[test]
+fn a_database_deleted_or_replaced_under_the_store_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.replaced(), None);
+    let path = dir.path().join("fila.db");
+    std::fs::rename(&path, dir.path().join("antigo.db")).unwrap();
+    assert!(store.replaced().unwrap().contains("foi apagado"));
+    std::fs::write(&path, "outro arquivo").unwrap();
+    assert!(store.replaced().unwrap().contains("foi substituído"));
 }
 
 #[test]

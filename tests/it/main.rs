@@ -14,6 +14,7 @@ mod dns;
 mod enqueue;
 mod explain;
 mod mapping;
+mod privilege;
 mod proxy;
 mod retry;
 mod robust;

@@ -345,3 +345,36 @@ fn the_service_under_real_systemd() {
         "the inline password must be warned about"
     );
 }
+
+#[test]
+fn the_erps_account_can_queue_and_nothing_more_and_every_attack_fails() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let api = Background::start(Scenario::default()).unwrap();
+    let sandbox = Sandbox::up("privilegios");
+    let auth =
+        "[api.auth]\nmode = \"basic\"\nuser = \"integracao\"\npassword_file = \"/etc/extrator/senha\"\n";
+    let config = config(dir.path(), "privilegios.toml", &api.url(), auth);
+    install_service(&sandbox, dir.path(), "[Service]\n", &config);
+    let password = dir.path().join("senha");
+    std::fs::write(&password, "S3nh4-Priv\n").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/privilege-check");
+    sandbox.install(&[
+        "--file",
+        &format!("{}:/etc/extrator/senha", password.display()),
+        "--file",
+        &format!("{}:/usr/local/bin/privilege-check", script.display()),
+    ]);
+    // As the package leaves them (postinst): the secrets readable by the service's group only.
+    sandbox.ok(&["chown", "root:extrator", "/etc/extrator/senha", "/etc/extrator/extrator.toml"]);
+    sandbox.ok(&["chmod", "0640", "/etc/extrator/senha", "/etc/extrator/extrator.toml"]);
+    sandbox.ok(&["chmod", "0755", "/usr/local/bin/privilege-check"]);
+    sandbox.ok(&["systemctl", "start", "extrator"]);
+    let (code, output) = sandbox.exec(&["privilege-check"]);
+    eprintln!("{output}");
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("privilege-check: tudo certo"), "{output}");
+    assert!(!sandbox.journal(&[]).contains("S3nh4-Priv"), "the password reached the journal");
+}

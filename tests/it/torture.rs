@@ -141,7 +141,7 @@ impl Tmpfs {
     pub fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(path).unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
             .arg(path)
             .status()
             .unwrap();
@@ -211,7 +211,8 @@ fn a_full_disk_refuses_enqueue_cleanly_and_the_daemon_resumes_when_space_returns
 #[test]
 fn a_write_lock_held_30_s_is_waited_out_and_a_shorter_bound_fails_clearly() {
     let api = Background::start(Scenario::default()).unwrap();
-    let env = Env::build(&api.url(), "", "");
+    // The daemon waits 1 s for another process's lock; the commands below say how long they do.
+    let env = Env::build(&api.url(), "", "busy_timeout = \"1s\"\n");
     expect_exit(&env.run(&["enqueue", "--order", "1", "--branch", "1", "--reason", "x"]), 0);
     let mut daemon = env.spawn_daemon();
     wait_until("the first delivery", Duration::from_secs(30), || env.number(DONE) == 1);
@@ -220,17 +221,22 @@ fn a_write_lock_held_30_s_is_waited_out_and_a_shorter_bound_fails_clearly() {
     let holder = env.db();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let (locked, release) = std::sync::mpsc::channel::<()>();
+    // Commands that write the database themselves (no socket to hand the batch to).
+    let direct = |args: &[&str]| {
+        let mut command = env.command(args);
+        command.env("EXTRATOR_QUEUE__SOCKET", env.dir.path().join("nenhum.sock"));
+        command
+    };
     let waiter = {
-        let command = env.command(&["enqueue", "--order", "2", "--branch", "1", "--reason", "espera"]);
+        let mut command = direct(&["enqueue", "--order", "2", "--branch", "1", "--reason", "espera"]);
+        command.env("EXTRATOR_QUEUE__BUSY_TIMEOUT", "60s");
         std::thread::spawn(move || {
-            let mut command = command;
             let output = command.output().unwrap();
             let _ = locked.send(());
             output
         })
     };
-    let impatient = env
-        .command(&["enqueue", "--order", "3", "--branch", "1", "--reason", "desiste"])
+    let impatient = direct(&["enqueue", "--order", "3", "--branch", "1", "--reason", "desiste"])
         .env("EXTRATOR_QUEUE__BUSY_TIMEOUT", "2s")
         .output()
         .unwrap();
@@ -239,15 +245,22 @@ fn a_write_lock_held_30_s_is_waited_out_and_a_shorter_bound_fails_clearly() {
         stderr.contains("está travado por outro processo há mais de 2s (queue.busy_timeout)"),
         "{stderr}"
     );
+    // Handed to the daemon, whose writer gives up after its 1 s: the batch goes to the spool.
+    let handed = env.run(&["enqueue", "--order", "4", "--branch", "1", "--reason", "pelo socket"]);
+    let (stdout, stderr) = expect_exit(&handed, 0);
+    assert!(stderr.contains("o serviço não conseguiu gravar agora"), "{stderr}");
+    assert!(stdout.contains("gravado(s) no spool"), "{stdout}");
     // The lock is an injected fault that lasts 30 s; waiting it out is what is being tested.
     std::thread::sleep(Duration::from_secs(30));
-    assert!(release.try_recv().is_err(), "enqueue must still be waiting while the lock is held");
+    if release.try_recv().is_ok() {
+        panic!("enqueue must still be waiting while the lock is held: {:?}", waiter.join().unwrap());
+    }
     holder.execute_batch("COMMIT").unwrap();
     let output = waiter.join().unwrap();
     expect_exit(&output, 0);
-    wait_until("the daemon to deliver after the lock", Duration::from_secs(60), || env.number(DONE) == 2);
+    wait_until("the daemon to deliver after the lock", Duration::from_secs(60), || env.number(DONE) == 3);
     assert!(daemon.try_wait().unwrap().is_none(), "the daemon waited too");
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success());
-    assert_eq!(env.number("SELECT COUNT(*) FROM items"), 2);
+    assert_eq!(env.number("SELECT COUNT(*) FROM items"), 3, "orders 1, 2 and (from the spool) 4");
 }

@@ -50,12 +50,18 @@ impl Env {
         let queue_dir = queue_dir.map_or_else(|| dir.path().to_path_buf(), std::path::Path::to_path_buf);
         let (database, spool) = (queue_dir.join("fila.db"), queue_dir.join("spool"));
         let text = format!(
-            "{before}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\npoll_interval = \"100ms\"\n{after}",
+            "{before}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\nsocket = \"{}\"\npoll_interval = \"100ms\"\n{after}",
             database.display(),
-            spool.display()
+            spool.display(),
+            queue_dir.join("entrada.sock").display()
         );
         std::fs::write(&config, text).expect("write config");
         Env { dir, config, database, spool }
+    }
+
+    /// The daemon's intake socket (`queue.socket`).
+    pub fn intake_socket(&self) -> PathBuf {
+        self.database.with_file_name("entrada.sock")
     }
 
     /// The daemon's wake socket.

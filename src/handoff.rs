@@ -1,0 +1,240 @@
+//! How `extrator enqueue` hands cancellations to the running daemon without write access to the
+//! database: over a Unix socket (`queue.socket`, by default `/run/extrator/entrada.sock`, mode
+//! 0660 in a directory of the ERP's group). The daemon — the database's one writer — validates
+//! the batch again, commits it with `synchronous=FULL`, and only then answers with each order's
+//! outcome, so "enfileirado" still means "on disk".
+//!
+//! The exchange: the client writes the batch as JSON lines and shuts its side down; the server
+//! answers one JSON object, `{"ok": true, "outcomes": [...]}` or `{"ok": false, "message": …}`.
+//! Both sides bound what they read and how long they wait.
+//!
+//! Who may connect is decided by the kernel, on the socket's mode and group (the unit's
+//! `PrivateUsers=` maps other accounts to `nobody`, so the daemon cannot check a peer's groups
+//! itself); the daemon logs the peer's process id with what it queued.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::intake::MAX_DOCUMENT_BYTES;
+use crate::item::{NewItem, State};
+use crate::store::{EnqueueOutcome, Origin, StoreError};
+use crate::writer::Writer;
+
+/// How long either side waits for the other to send.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long the client waits for the daemon's answer (a large batch takes seconds to commit).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The most connections served at once; more wait their turn.
+const MAX_CONNECTIONS: usize = 4;
+
+/// The daemon's answer.
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    ok: bool,
+    /// The refusal is the database's trouble (locked, full disk), not the batch's.
+    #[serde(default)]
+    transient: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outcomes: Vec<WireOutcome>,
+}
+
+/// One order's outcome on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireOutcome {
+    order: String,
+    id: i64,
+    already_queued: bool,
+    state: String,
+}
+
+/// How handing a batch to the daemon went.
+#[derive(Debug)]
+pub enum Handed {
+    /// Queued (or already queued): the daemon's outcomes.
+    Queued(Vec<EnqueueOutcome>),
+    /// The daemon refused the batch (invalid, or conflicting with the queue): nothing queued.
+    Refused(String),
+    /// The daemon could not write its database right now (locked, disk full): nothing queued,
+    /// and not the batch's fault.
+    Unavailable(String),
+    /// No daemon listens (no socket, or nobody behind it): nothing was sent.
+    NoDaemon,
+    /// This account may not use the socket.
+    Denied,
+    /// The exchange broke after the batch was sent: it may or may not be queued.
+    Broken(String),
+}
+
+/// Sends `items` to the daemon at `socket` and waits for its answer.
+pub fn hand(socket: &Path, items: &[NewItem]) -> Handed {
+    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(error) => {
+            return match error.kind() {
+                std::io::ErrorKind::PermissionDenied => Handed::Denied,
+                _ => Handed::NoDaemon,
+            };
+        }
+    };
+    let mut request = Vec::new();
+    for item in items {
+        // A `NewItem` always serializes.
+        let _ = serde_json::to_writer(&mut request, item);
+        request.push(b'\n');
+    }
+    let sent = stream
+        .set_write_timeout(Some(EXCHANGE_TIMEOUT))
+        .and_then(|()| stream.write_all(&request))
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
+    if let Err(error) = sent {
+        return Handed::Broken(crate::text::io_error(&error));
+    }
+    let mut answer = Vec::new();
+    let limit = u64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(u64::MAX) * 2;
+    let read = stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .and_then(|()| (&mut stream).take(limit).read_to_end(&mut answer));
+    if let Err(error) = read {
+        return Handed::Broken(crate::text::io_error(&error));
+    }
+    let Ok(answer) = serde_json::from_slice::<Answer>(&answer) else {
+        return Handed::Broken("o serviço fechou a conexão sem responder".to_owned());
+    };
+    if !answer.ok {
+        let message = answer.message.unwrap_or_default();
+        return if answer.transient { Handed::Unavailable(message) } else { Handed::Refused(message) };
+    }
+    let outcomes = answer
+        .outcomes
+        .into_iter()
+        .map(|outcome| EnqueueOutcome {
+            order: outcome.order,
+            id: outcome.id,
+            already_queued: outcome.already_queued,
+            state: outcome.state.parse().unwrap_or(State::Pending),
+        })
+        .collect();
+    Handed::Queued(outcomes)
+}
+
+/// The daemon's end: binds `socket` (replacing a stale socket left by a crash, never anything
+/// else), mode 0660. `None`, logged, when it cannot: `enqueue` then falls back to the spool.
+pub fn listen(socket: &Path) -> Option<tokio::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    let cannot = |detail: String| {
+        tracing::warn!(
+            "sem o socket de entrada {} ({detail}): `extrator enqueue` de outras contas grava no spool",
+            socket.display()
+        );
+        None
+    };
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            let _ = std::fs::remove_file(socket);
+        }
+        Ok(_) => return cannot("o caminho já existe e não é um socket; não foi apagado".to_owned()),
+        Err(_) => {}
+    }
+    let listener = match tokio::net::UnixListener::bind(socket) {
+        Ok(listener) => listener,
+        Err(error) => return cannot(crate::text::io_error(&error)),
+    };
+    // The directory is the service's alone: the path is the socket just made.
+    if let Err(error) = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660)) {
+        return cannot(crate::text::io_error(&error));
+    }
+    Some(listener)
+}
+
+/// Serves the socket until the task is dropped: each connection's batch is validated, queued
+/// through the daemon's writer, answered, and `queued` is notified so the loop looks at once.
+pub async fn serve(listener: tokio::net::UnixListener, writer: Writer, queued: Arc<tokio::sync::Notify>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let (writer, queued) = (writer.clone(), queued.clone());
+        connections.spawn(async move {
+            serve_one(stream, writer, &queued).await;
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+/// One connection: read the batch (bounded in size and time), validate, queue, answer.
+async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &tokio::sync::Notify) {
+    let peer = stream.peer_cred().ok().and_then(|cred| cred.pid()).unwrap_or(0);
+    let mut request = Vec::new();
+    let limit = u64::try_from(MAX_DOCUMENT_BYTES + 1).unwrap_or(u64::MAX);
+    let read =
+        tokio::time::timeout(EXCHANGE_TIMEOUT, (&mut stream).take(limit).read_to_end(&mut request)).await;
+    let answer = match read {
+        Err(_) => refused("a entrada não chegou inteira a tempo (60 s)".to_owned()),
+        Ok(Err(error)) => refused(format!("erro ao ler a entrada: {}", crate::text::io_error(&error))),
+        Ok(Ok(_)) => queue(request, writer, peer, queued).await,
+    };
+    let bytes = serde_json::to_vec(&answer).unwrap_or_default();
+    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.write_all(&bytes)).await;
+}
+
+/// Validates a batch (on the blocking pool: it may be 64 MiB) and queues it whole.
+async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync::Notify) -> Answer {
+    let parsed = tokio::task::spawn_blocking(move || crate::intake::parse_document(&request)).await;
+    let records = match parsed {
+        Ok(Ok(records)) => records,
+        Ok(Err(error)) => return refused(error.to_string()),
+        Err(_) => return refused("falha interna ao validar a entrada".to_owned()),
+    };
+    let items: Vec<NewItem> = records.into_iter().map(|record| record.item).collect();
+    let count = items.len();
+    let result =
+        writer.call(move |store| store.enqueue(&items, &Origin::Command, jiff::Timestamp::now())).await;
+    match result {
+        Some(Ok(outcomes)) => {
+            let new = outcomes.iter().filter(|outcome| !outcome.already_queued).count();
+            tracing::info!(
+                peer_pid = peer,
+                new_items = new,
+                already_queued = count - new,
+                "{count} cancelamento(s) recebido(s) pelo socket de entrada (pid {peer}): {new} novo(s)"
+            );
+            queued.notify_one();
+            Answer {
+                ok: true,
+                transient: false,
+                message: None,
+                outcomes: outcomes
+                    .into_iter()
+                    .map(|outcome| WireOutcome {
+                        order: outcome.order,
+                        id: outcome.id,
+                        already_queued: outcome.already_queued,
+                        state: outcome.state.as_str().to_owned(),
+                    })
+                    .collect(),
+            }
+        }
+        Some(Err(error @ StoreError::Conflicts(_))) => refused(error.to_string()),
+        Some(Err(error)) => Answer { transient: true, ..refused(error.to_string()) },
+        None => {
+            Answer { transient: true, ..refused("a thread do banco de dados do serviço parou".to_owned()) }
+        }
+    }
+}
+
+/// A refusal with its pt-BR reason.
+fn refused(message: String) -> Answer {
+    Answer { ok: false, transient: false, message: Some(message), outcomes: Vec::new() }
+}
