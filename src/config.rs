@@ -377,7 +377,7 @@ pub fn load_with_env(
         key: Some(key),
         message,
     })?;
-    let mut warnings = Vec::new();
+    let mut warnings = secret_warnings(&config);
     if config.api.auth.password.is_some() && readable_by_others(path) {
         warnings.push(format!(
             "a senha está em `api.auth.password` e {} pode ser lido por outros usuários: \
@@ -425,11 +425,12 @@ pub fn parse_str(text: &str, source: &str) -> Result<Config, ConfigError> {
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = key_of(error.path());
         let inner = error.into_inner();
+        let message = translate_for(key.as_deref(), inner.message());
         ConfigError {
             source: source.to_owned(),
             position: inner.span().map(|span| line_column(text, span.start)),
             key,
-            message: translate(inner.message()),
+            message,
         }
     })
 }
@@ -496,8 +497,8 @@ fn apply_env(text: &str, overrides: &[(String, Vec<String>, String)]) -> Result<
         ConfigError {
             source: variable,
             position: None,
+            message: translate_for(key.as_deref(), error.into_inner().message()),
             key,
-            message: translate(error.into_inner().message()),
         }
     })
 }
@@ -566,6 +567,18 @@ fn translate_syntax(message: &str) -> String {
 
 /// Turns serde's English messages into pt-BR. Our own deserializers (durations, templates,
 /// paths) already speak pt-BR and pass through unchanged.
+/// `translate`, except that the value of a secret key is never quoted: `password = 12345`
+/// (unquoted) must not put the password in an error message.
+fn translate_for(key: Option<&str>, message: &str) -> String {
+    if key.is_some_and(|key| SECRET_KEYS.contains(&key)) {
+        return "esperava a senha como texto entre aspas (o valor não é mostrado)".to_owned();
+    }
+    translate(message)
+}
+
+/// Keys whose values are secrets.
+const SECRET_KEYS: [&str; 1] = ["api.auth.password"];
+
 fn translate(message: &str) -> String {
     let message = message.trim();
     if let Some(rest) = message.strip_prefix("unknown field ") {
@@ -645,6 +658,73 @@ fn expected_pt(expected: &str) -> String {
 }
 
 /// True when the file's mode lets users other than its owner and group read it.
+/// What an operator should know about how the credentials are kept and sent: Basic or login
+/// credentials over plain `http://` (the Basic header is base64, readable by anyone on the
+/// way), and a password file that accounts other than the service can read.
+fn secret_warnings(config: &Config) -> Vec<String> {
+    let auth = &config.api.auth;
+    let mut warnings = Vec::new();
+    let plain = |url: &str| url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+    match auth.mode {
+        AuthMode::Basic if plain(&config.api.url) => warnings.push(
+            "api.url usa http:// com autenticação basic: usuário e senha vão pela rede sem criptografia \
+             (o cabeçalho Basic é só base64); use https://"
+                .to_owned(),
+        ),
+        AuthMode::Login if auth.login_url.as_deref().is_some_and(plain) || plain(&config.api.url) => warnings.push(
+            "api.auth.login_url ou api.url usa http:// com autenticação login: a senha e o token vão pela \
+             rede sem criptografia; use https://"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    if auth.mode != AuthMode::None
+        && let Some(path) = &auth.password_file
+        && let Some(who) = who_else_reads(path)
+    {
+        warnings.push(format!(
+            "o arquivo de senha {} pode ser lido por {who}: deixe-o só para root e o serviço \
+             (chown root:extrator {}; chmod 0640 {})",
+            path.display(),
+            path.display(),
+            path.display()
+        ));
+    }
+    warnings
+}
+
+/// Who besides root and the service can read `path`, in pt-BR, if anyone: every account when
+/// it is readable by others, the group's other members when it is readable by a group that
+/// has them (from /etc/group; a directory service is not consulted).
+fn who_else_reads(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.mode() & 0o004 != 0 {
+        return Some("qualquer conta do servidor".to_owned());
+    }
+    if meta.mode() & 0o040 == 0 || meta.gid() == 0 {
+        return None;
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (name, members) = groups.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() == 4 && fields[2].parse() == Ok(meta.gid()))
+            .then(|| (fields[0].to_owned(), fields[3].to_owned()))
+    })?;
+    let others: Vec<&str> = members
+        .split(',')
+        .map(str::trim)
+        .filter(|member| !member.is_empty() && *member != "extrator")
+        .collect();
+    if name == "extrator" && others.is_empty() {
+        return None;
+    }
+    if others.is_empty() {
+        return Some(format!("o grupo {name}"));
+    }
+    Some(format!("o grupo {name} ({})", others.join(", ")))
+}
+
 fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o004 != 0)
@@ -979,6 +1059,44 @@ mod tests {
             let config = parse(&format!("{login}{extra}\n")).unwrap();
             assert_eq!(config.check().unwrap_err().0, key, "{extra}");
         }
+    }
+
+    #[test]
+    fn a_secret_is_never_quoted_in_an_error() {
+        let text = "[api]\nurl = \"https://x.com.br/c\"\n[api.auth]\nmode = \"basic\"\nuser = \"u\"\npassword = 918273645\n";
+        let error = parse_str(text, "teste").unwrap_err().to_string();
+        assert!(!error.contains("918273645"), "{error}");
+        assert!(error.contains("chave `api.auth.password`") && error.contains("linha 6"), "{error}");
+        let env = [("EXTRATOR_API__AUTH__PASSWORD".to_owned(), "[918273645]".to_owned())];
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), MINIMAL).unwrap();
+        if let Err(error) = load_with_env(file.path(), env) {
+            assert!(!error.to_string().contains("918273645"), "{error}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_clear_and_readable_password_files_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let password = dir.path().join("senha");
+        std::fs::write(&password, "S3nh4").unwrap();
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = dir.path().join("extrator.toml");
+        let text = |url: &str| {
+            format!(
+                "[api]\nurl = \"{url}\"\n[api.auth]\nmode = \"basic\"\nuser = \"u\"\npassword_file = \"{}\"\n",
+                password.display()
+            )
+        };
+        std::fs::write(&config, text("http://api.x.com.br/c")).unwrap();
+        let warnings = load_with_env(&config, []).unwrap().warnings.join("\n");
+        assert!(warnings.contains("http:// com autenticação basic"), "{warnings}");
+        assert!(warnings.contains("pode ser lido por qualquer conta do servidor"), "{warnings}");
+        assert!(!warnings.contains("S3nh4"), "{warnings}");
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&config, text("https://api.x.com.br/c")).unwrap();
+        assert_eq!(load_with_env(&config, []).unwrap().warnings, Vec::<String>::new());
     }
 
     #[test]

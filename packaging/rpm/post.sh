@@ -1,8 +1,7 @@
 # extrator (rpm %post): user, directories, and start only once configured. $1: 1 install, 2 upgrade.
-systemd-sysusers /usr/lib/sysusers.d/extrator.conf || :
-systemd-tmpfiles --create /usr/lib/tmpfiles.d/extrator.conf || :
-chown root:extrator /etc/extrator/extrator.toml || :
-chmod 0640 /etc/extrator/extrator.toml || :
+# Users, groups, directories and permissions of the privilege model; moves the ERP's accounts of
+# older releases from the group extrator to extrator-entrada.
+/usr/lib/extrator/migrate-layout || :
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
     if grep -Eq '^[[:space:]]*url[[:space:]]*=.*api[.]exemplo[.]invalid' /etc/extrator/extrator.toml; then

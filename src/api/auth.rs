@@ -158,14 +158,60 @@ fn password(config: &AuthConfig) -> Result<Secret, String> {
     })
 }
 
-/// A secret file's content without its trailing newline.
+/// The largest secret file read: a password or token is a line, not a file's worth.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// A secret file's content without its trailing newline. Only a regular file is read (opened
+/// without blocking, so a FIFO cannot hang the daemon), and at most `MAX_SECRET_BYTES`: a path
+/// such as `/dev/zero` is refused, not read for ever.
 pub fn read_secret(path: &Path, what: &str) -> Result<Secret, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        format!("{what}: não foi possível ler {}: {}", path.display(), crate::text::io_error(&error))
-    })?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |detail: String| format!("{what}: não foi possível ler {}: {detail}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|error| cannot(crate::text::io_error(&error)))?;
+    let meta = file.metadata().map_err(|error| cannot(crate::text::io_error(&error)))?;
+    if !meta.is_file() {
+        return Err(cannot("não é um arquivo comum (um dispositivo, FIFO ou diretório)".to_owned()));
+    }
+    if meta.len() > MAX_SECRET_BYTES {
+        return Err(cannot(format!("tem mais de {} KiB: não parece uma senha", MAX_SECRET_BYTES / 1024)));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| cannot(crate::text::io_error(&error)))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(cannot(format!("tem mais de {} KiB: não parece uma senha", MAX_SECRET_BYTES / 1024)));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| cannot("não está em UTF-8".to_owned()))?;
     let secret = text.trim_end_matches(['\n', '\r']);
     if secret.is_empty() {
         return Err(format!("{what}: {} está vazio", path.display()));
     }
     Ok(Secret::new(secret.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_a_small_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("senha");
+        std::fs::write(&good, "S3nh4\n").unwrap();
+        assert_eq!(read_secret(&good, "teste").unwrap().expose(), "S3nh4");
+        let error = read_secret(Path::new("/dev/zero"), "api.auth.password_file").err().unwrap();
+        assert!(error.contains("não é um arquivo comum"), "{error}");
+        let big = dir.path().join("grande");
+        std::fs::write(&big, vec![b'x'; 70_000]).unwrap();
+        assert!(read_secret(&big, "teste").err().unwrap().contains("não parece uma senha"));
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(read_secret(&fifo, "teste").err().unwrap().contains("não é um arquivo comum"));
+    }
 }

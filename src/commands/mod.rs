@@ -25,7 +25,19 @@ use crate::store::{Access, Filter, Store};
 
 /// Loads the config with the daemon's own loader; warnings go to stderr.
 pub fn load_config(path: &Path) -> Result<Loaded, Failure> {
-    let loaded = config::load(path)?;
+    let loaded = config::load(path).map_err(|error| {
+        if std::fs::File::open(path).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
+            // Not a broken config: an account this command is not for.
+            return Failure::failed(format!(
+                "sem permissão para ler {}: este comando precisa de root ou da conta do serviço (extrator), \
+                 porque a configuração guarda as credenciais da API. Para entregar cancelamentos use \
+                 `extrator enqueue` (grupo extrator-entrada); para consultar a fila, `extrator status`, \
+                 `list` e `show` (grupo extrator-leitura)",
+                path.display()
+            ));
+        }
+        Failure::from(error)
+    })?;
     for warning in &loaded.warnings {
         eprintln!("extrator: aviso: {warning}");
     }

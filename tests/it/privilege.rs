@@ -159,3 +159,19 @@ fn enqueue_hands_the_batch_to_the_running_daemon_which_validates_it_again() {
     assert!(daemon.wait().unwrap().success());
     assert!(!env.intake_socket().exists(), "the socket is removed at stop");
 }
+
+#[test]
+fn a_password_file_that_is_not_a_small_regular_file_is_refused_not_read() {
+    for (path, words) in [("/dev/zero", "não é um arquivo comum"), ("/dev/stdin", "não é um arquivo comum")]
+    {
+        let env = Env::build(
+            "http://127.0.0.1:1/c",
+            &format!("[api.auth]\nmode = \"basic\"\nuser = \"u\"\npassword_file = \"{path}\"\n"),
+            "",
+        );
+        let output = env.run(&["run"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(78), "{path}: {stderr}");
+        assert!(stderr.contains(words), "{path}: {stderr}");
+    }
+}

@@ -257,7 +257,8 @@ fn planted_links_cannot_make_the_daemon_write_or_move_outside_the_spool() {
 
 #[test]
 fn a_file_written_in_place_with_pauses_loses_no_line() {
-    let env = Env::new();
+    let api = extrator::simulator::Background::start(extrator::simulator::Scenario::default()).unwrap();
+    let env = Env::build(&api.url(), "", "");
     let config = std::fs::read_to_string(&env.config)
         .unwrap()
         .replace("poll_interval = \"100ms\"", "poll_interval = \"100ms\"\nspool_quiet = \"500ms\"");
@@ -277,7 +278,10 @@ fn a_file_written_in_place_with_pauses_loses_no_line() {
         std::thread::sleep(Duration::from_millis(1_500));
     }
     drop(file);
-    wait_until("every line the writer wrote queued", Duration::from_secs(30), || env.item_count() == 30);
+    wait_until("every line the writer wrote delivered", Duration::from_secs(60), || {
+        env.number("SELECT COUNT(*) FROM items WHERE state = 'done'") == 30
+    });
+    assert_eq!(env.item_count(), 30);
     stop(&env, &mut daemon);
     assert!(env.daemon_log().contains("mudou depois de importado"), "{}", env.daemon_log());
 }
