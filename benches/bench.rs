@@ -45,7 +45,7 @@ impl Install {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("extrator.toml");
         let text = format!(
-            "[api]\nurl = \"{url}\"\nconcurrency = {concurrency}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\nsocket = \"{}\"\npoll_interval = \"{poll}\"\n{sections}",
+            "[api]\nurl = \"{url}\"\nconcurrency = {concurrency}\n[queue]\ndatabase = \"{}\"\nspool_dir = \"{}\"\nsocket = \"{}\"\npoll_interval = \"{poll}\"\nspool_quiet = \"0s\"\n{sections}",
             dir.path().join("fila.db").display(),
             dir.path().join("spool").display(),
             dir.path().join("entrada.sock").display()
@@ -121,6 +121,8 @@ fn ceiling_sqlite(mode: &str) -> f64 {
     let path = dir.path().join("teto.db");
     drop(Store::open(&path, Access::ReadWrite(Durability::Full), Duration::from_secs(5)).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
+    // WAL, as the daemon runs it (a store turns it off when it closes last: see store::Store).
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0)).unwrap();
     conn.pragma_update(None, "synchronous", mode).unwrap();
     conn.execute_batch("CREATE TABLE teto (x INTEGER)").unwrap();
     let commits = if mode == "FULL" { size(3_000, 300) } else { size(20_000, 2_000) };

@@ -21,7 +21,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::intake::MAX_DOCUMENT_BYTES;
 use crate::item::{NewItem, State};
 use crate::store::{EnqueueOutcome, Origin, StoreError};
 use crate::writer::Writer;
@@ -34,6 +33,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The most connections served at once; more wait their turn.
 const MAX_CONNECTIONS: usize = 4;
+
+/// The largest batch handed over the socket: tens of thousands of cancellations. A larger one
+/// goes through the spool, whose import holds one record at a time; this keeps what the ERP's
+/// account can make the daemon hold in memory to `MAX_CONNECTIONS` such batches.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// The daemon's answer.
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,8 +79,20 @@ pub enum Handed {
     Broken(String),
 }
 
-/// Sends `items` to the daemon at `socket` and waits for its answer.
-pub fn hand(socket: &Path, items: &[NewItem]) -> Handed {
+/// The batch as the socket and the spool take it: one JSON line per item.
+pub fn json_lines(items: &[NewItem]) -> Vec<u8> {
+    let mut lines = Vec::new();
+    for item in items {
+        // A `NewItem` always serializes.
+        let _ = serde_json::to_writer(&mut lines, item);
+        lines.push(b'\n');
+    }
+    lines
+}
+
+/// Sends a batch (`json_lines`, at most `MAX_BATCH_BYTES`) to the daemon at `socket` and waits
+/// for its answer.
+pub fn hand(socket: &Path, request: &[u8]) -> Handed {
     let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
         Ok(stream) => stream,
         Err(error) => {
@@ -86,21 +102,16 @@ pub fn hand(socket: &Path, items: &[NewItem]) -> Handed {
             };
         }
     };
-    let mut request = Vec::new();
-    for item in items {
-        // A `NewItem` always serializes.
-        let _ = serde_json::to_writer(&mut request, item);
-        request.push(b'\n');
-    }
     let sent = stream
         .set_write_timeout(Some(EXCHANGE_TIMEOUT))
-        .and_then(|()| stream.write_all(&request))
+        .and_then(|()| stream.write_all(request))
         .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
     if let Err(error) = sent {
         return Handed::Broken(crate::text::io_error(&error));
     }
     let mut answer = Vec::new();
-    let limit = u64::try_from(MAX_DOCUMENT_BYTES).unwrap_or(u64::MAX) * 2;
+    // The answer lists each order: a few times the batch at most.
+    let limit = u64::try_from(MAX_BATCH_BYTES).unwrap_or(u64::MAX) * 4;
     let read = stream
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .and_then(|()| (&mut stream).take(limit).read_to_end(&mut answer));
@@ -177,12 +188,16 @@ pub async fn serve(listener: tokio::net::UnixListener, writer: Writer, queued: A
 async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &tokio::sync::Notify) {
     let peer = stream.peer_cred().ok().and_then(|cred| cred.pid()).unwrap_or(0);
     let mut request = Vec::new();
-    let limit = u64::try_from(MAX_DOCUMENT_BYTES + 1).unwrap_or(u64::MAX);
+    let limit = u64::try_from(MAX_BATCH_BYTES + 1).unwrap_or(u64::MAX);
     let read =
         tokio::time::timeout(EXCHANGE_TIMEOUT, (&mut stream).take(limit).read_to_end(&mut request)).await;
     let answer = match read {
         Err(_) => refused("a entrada não chegou inteira a tempo (60 s)".to_owned()),
         Ok(Err(error)) => refused(format!("erro ao ler a entrada: {}", crate::text::io_error(&error))),
+        Ok(Ok(_)) if request.len() > MAX_BATCH_BYTES => refused(format!(
+            "lote grande demais para o socket (máximo {} MiB): grave-o no spool",
+            MAX_BATCH_BYTES / (1024 * 1024)
+        )),
         Ok(Ok(_)) => queue(request, writer, peer, queued).await,
     };
     let bytes = serde_json::to_vec(&answer).unwrap_or_default();

@@ -59,7 +59,25 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
     let loaded = load_queue_config(config_path, false)?;
     let queue = &loaded.config.queue;
     let refused = |message: &dyn std::fmt::Display| Failure::failed(format!("{origin_text}: {message}"));
-    match handoff::hand(&queue.socket, &items) {
+    let lines = handoff::json_lines(&items);
+    let handed = if lines.len() > handoff::MAX_BATCH_BYTES {
+        // Too large for the daemon to hold: if it runs, its spool import takes the batch a
+        // record at a time; if not, whoever may write the queue writes it below.
+        match std::os::unix::net::UnixStream::connect(&queue.socket) {
+            Ok(_) => {
+                eprintln!(
+                    "extrator: aviso: lote grande ({} cancelamento(s)): vai pelo spool; o resultado fica em \
+                     processados/ ou, se recusado, em rejeitados/ com o motivo",
+                    items.len()
+                );
+                return to_spool(&queue.spool_dir, &lines, items.len());
+            }
+            Err(_) => Handed::NoDaemon,
+        }
+    } else {
+        handoff::hand(&queue.socket, &lines)
+    };
+    match handed {
         Handed::Queued(outcomes) => {
             report(&outcomes);
             return Ok(());
@@ -76,21 +94,21 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
             eprintln!(
                 "extrator: aviso: o serviço não conseguiu gravar agora ({detail}); o lote vai para o spool"
             );
-            return to_spool(&queue.spool_dir, &items);
+            return to_spool(&queue.spool_dir, &lines, items.len());
         }
         Handed::Broken(detail) => {
             eprintln!(
                 "extrator: aviso: o serviço não respondeu ({detail}); o lote vai para o spool, onde um \
                  pedido que já tenha entrado aparece como \"já na fila\""
             );
-            return to_spool(&queue.spool_dir, &items);
+            return to_spool(&queue.spool_dir, &lines, items.len());
         }
         Handed::NoDaemon => {}
     }
     // No daemon: whoever may write the queue (root, the service's account) writes it; anyone
     // else leaves the batch in the spool, durably, for the daemon to take when it starts.
     if !may_write(&queue.database) {
-        return to_spool(&queue.spool_dir, &items);
+        return to_spool(&queue.spool_dir, &lines, items.len());
     }
     let mut store = open_store(&loaded, Access::ReadWrite(Durability::Full))?;
     let outcomes =
@@ -113,15 +131,10 @@ fn may_write(database: &Path) -> bool {
 
 /// Writes the batch into the spool as one file (a temporary name, synced, renamed, the
 /// directory synced): on disk before "gravado" is said, taken by the daemon at its next pass.
-fn to_spool(spool: &Path, items: &[NewItem]) -> Outcome {
-    let mut lines = Vec::new();
-    for item in items {
-        let _ = serde_json::to_writer(&mut lines, item);
-        lines.push(b'\n');
-    }
+fn to_spool(spool: &Path, lines: &[u8], count: usize) -> Outcome {
     let now = jiff::Timestamp::now();
     let name = format!("enqueue-{}-{}.json", now.strftime("%Y%m%dT%H%M%S%.3f"), std::process::id());
-    let written = crate::safe_fs::Dir::open(spool).and_then(|dir| dir.write_new(&name, &lines, 0o640));
+    let written = crate::safe_fs::Dir::open(spool).and_then(|dir| dir.write_new(&name, lines, 0o640));
     if let Err(error) = written {
         return Err(Failure::failed(format!(
             "o serviço não está rodando e não foi possível gravar no spool {}: {}; nada foi gravado",
@@ -132,7 +145,7 @@ fn to_spool(spool: &Path, items: &[NewItem]) -> Outcome {
     println!(
         "{} cancelamento(s) gravado(s) no spool em {}: o serviço não está rodando e os enfileira quando \
          voltar (veja com `systemctl status extrator`)",
-        items.len(),
+        count,
         spool.join(&name).display()
     );
     Ok(())

@@ -62,24 +62,6 @@ pub struct Store {
     busy_timeout: Duration,
     /// The connection's `synchronous` setting (`Full` for read-only stores, which never commit).
     durability: Durability,
-    /// Opened to write: on close, the last writer turns WAL off (see `Drop`).
-    writer: bool,
-}
-
-/// Support reads the queue with no write access to its directory (group `extrator-leitura`). A
-/// WAL database can be read that way only while its `-wal` and `-shm` exist, and SQLite removes
-/// them when the last connection closes. So the last writer to close switches the file back to
-/// a rollback journal, which a read-only connection reads with no companion files; the next
-/// writer switches WAL on again (`enable_wal`). While another connection is open (the daemon)
-/// the switch is refused at once — no wait — and the files stay for the readers.
-impl Drop for Store {
-    fn drop(&mut self) {
-        if self.writer && self.conn.busy_timeout(Duration::ZERO).is_ok() {
-            let _ = self
-                .conn
-                .pragma_update_and_check(None, "journal_mode", "DELETE", |row| row.get::<_, String>(0));
-        }
-    }
 }
 
 /// Why the queue could not do what was asked. `Display` is pt-BR and names the database.
@@ -258,12 +240,17 @@ impl Store {
             use std::os::unix::fs::MetadataExt;
             (meta.dev(), meta.ino())
         });
-        let writer = matches!(access, Access::ReadWrite(_));
-        let mut store = Store { conn, path: path.to_path_buf(), identity, busy_timeout, durability, writer };
+        let mut store = Store { conn, path: path.to_path_buf(), identity, busy_timeout, durability };
         match access {
             Access::ReadOnly => store.check_version()?,
             Access::ReadWrite(durability) => {
                 store.enable_wal().map_err(|e| fail("ativar o modo WAL", e))?;
+                if !persist_wal(&store.conn) {
+                    tracing::warn!(
+                        "não foi possível manter -wal e -shm do banco de dados: quem só lê a fila (grupo \
+                         extrator-leitura) pode não conseguir abri-la com o serviço parado"
+                    );
+                }
                 store
                     .conn
                     .pragma_update(None, "synchronous", durability.pragma())
@@ -482,6 +469,34 @@ impl ErrorContext {
             source,
         }
     }
+}
+
+/// Keeps the database's `-wal` and `-shm` when this connection closes last
+/// (`SQLITE_FCNTL_PERSIST_WAL`), instead of SQLite's default of removing them. Support reads the
+/// queue with no write access to its directory (group `extrator-leitura`), and a read-only
+/// connection can open a WAL database only while those files exist: without this, the queue
+/// would be unreadable to support whenever the service is stopped. Every writer sets it, so
+/// whoever closes last leaves them. Returns whether SQLite took it.
+///
+/// **The crate's one `unsafe` block** (reviewed exception to `unsafe_code = "deny"`; the
+/// architecture test keeps it the only one): rusqlite has no wrapper for
+/// `sqlite3_file_control`.
+#[expect(unsafe_code, reason = "sqlite3_file_control has no safe wrapper in rusqlite")]
+fn persist_wal(conn: &Connection) -> bool {
+    let mut on: std::ffi::c_int = 1;
+    // SAFETY: `handle()` is the live connection's `sqlite3*`, valid while `conn` is borrowed and
+    // used on this thread only; "main" is a NUL-terminated static string; for
+    // SQLITE_FCNTL_PERSIST_WAL SQLite reads the `int` behind the pointer (and writes the previous
+    // setting back into it) during the call and keeps no reference to it.
+    let code = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&raw mut on).cast(),
+        )
+    };
+    code == rusqlite::ffi::SQLITE_OK
 }
 
 /// The directory a database path is in (`.` for a bare name).

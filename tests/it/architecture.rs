@@ -1,5 +1,6 @@
-//! ARCHITECTURE.md's invariants that a grep can check: only `src/store/` names SQLite, and the
-//! pure modules name no clock, file system, network, environment, runtime or time zone.
+//! ARCHITECTURE.md's invariants that a grep can check: only `src/store/` names SQLite, the pure
+//! modules name no clock, file system, network, environment, runtime or time zone, and the one
+//! `unsafe` block is the reviewed one.
 
 use std::path::{Path, PathBuf};
 
@@ -63,4 +64,24 @@ fn the_pure_modules_do_no_io_and_read_no_clock() {
         }
     }
     assert!(pure.len() >= 11, "the list of pure modules lost files: {pure:?}");
+}
+
+#[test]
+fn the_one_unsafe_block_is_the_reviewed_one() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for path in sources(&src) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            if line.contains("unsafe {") || line.contains("unsafe fn") || line.contains("unsafe impl") {
+                found.push(format!("{}:{}", path.strip_prefix(&src).unwrap().display(), number + 1));
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "unsafe code beyond store::persist_wal: {found:?}");
+    assert!(found[0].starts_with("store/mod.rs:"), "{found:?}");
+    let store = std::fs::read_to_string(src.join("store/mod.rs")).unwrap();
+    let block = store.find("unsafe {").unwrap();
+    let function = store[..block].rfind("fn ").unwrap();
+    assert!(store[function..].starts_with("fn persist_wal"), "the unsafe block is not in persist_wal");
 }

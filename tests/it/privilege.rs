@@ -175,3 +175,22 @@ fn a_password_file_that_is_not_a_small_regular_file_is_refused_not_read() {
         assert!(stderr.contains(words), "{path}: {stderr}");
     }
 }
+
+#[test]
+fn a_batch_too_large_for_the_socket_goes_through_the_spool_and_is_all_queued() {
+    let env = Env::new();
+    let mut daemon = env.spawn_daemon();
+    wait_until("the intake socket", Duration::from_secs(30), || env.intake_socket().exists());
+    let count = 100_000;
+    let batch = crate::util::json_lines(1, count);
+    assert!(batch.len() > extrator::handoff::MAX_BATCH_BYTES);
+    let output = env.run_with_input(&["enqueue", "--json", "-"], batch.as_bytes());
+    let (stdout, stderr) = expect_exit(&output, 0);
+    assert!(stderr.contains("lote grande (100000 cancelamento(s)): vai pelo spool"), "{stderr}");
+    assert!(stdout.contains("100000 cancelamento(s) gravado(s) no spool"), "{stdout}");
+    wait_until("the batch imported from the spool", Duration::from_secs(120), || {
+        env.item_count() == count as i64
+    });
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+}
