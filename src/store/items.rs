@@ -648,39 +648,36 @@ impl Store {
         read().map(|due| due.map(from_millis)).map_err(|e| self.error("ler a fila", e))
     }
 
-    /// Returns `in_flight` items whose lease ended before `now` (all of them, with `now` = far
-    /// future) to where they were: `processing` if the API had accepted them, else `pending`, due
-    /// at once. A crash between sending and recording therefore re-sends under the same
-    /// idempotency key; nothing is lost.
+    /// Returns `in_flight` items whose lease ended before `now` to where they were:
+    /// `processing` if the API had accepted them, else `pending`, due at once. A crash between
+    /// sending and recording therefore re-sends under the same idempotency key; nothing is lost.
     pub fn recover_leases(&mut self, now: jiff::Timestamp) -> Result<usize, StoreError> {
-        const ACTION: &str = "recuperar itens em envio";
-        let (tx, context) = self.write(ACTION)?;
-        let now_ms = to_millis(now);
-        let moved = tx
-            .execute(
-                "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' \
-                 ELSE 'processing' END, lease_until = NULL, next_at = MIN(next_at, ?1), updated_at = ?1 \
-                 WHERE state = 'in_flight' AND lease_until <= ?1",
-                [now_ms],
-            )
-            .map_err(|e| context.fail(e))?;
-        tx.commit().map_err(|e| context.fail(e))?;
-        Ok(moved)
+        self.return_in_flight("recuperar itens em envio", now, " AND lease_until <= ?1")
     }
 
-    /// Returns every `in_flight` item to where it was (`processing` if the API had accepted it,
-    /// else `pending`), due at once, whatever its lease: at start, where the daemon lock proves
-    /// no other daemon has them, and at a clean stop. Their update time is `now`.
+    /// Returns every `in_flight` item to where it was, as `recover_leases` does, whatever its
+    /// lease: at start, where the daemon lock proves no other daemon has them, and at a clean
+    /// stop. Their update time is `now`.
     pub fn release_all(&mut self, now: jiff::Timestamp) -> Result<usize, StoreError> {
-        const ACTION: &str = "devolver à fila os itens em envio";
-        let (tx, context) = self.write(ACTION)?;
-        let now_ms = to_millis(now);
+        self.return_in_flight("devolver à fila os itens em envio", now, "")
+    }
+
+    /// Moves the `in_flight` items that match `condition` back to `processing` or `pending`.
+    fn return_in_flight(
+        &mut self,
+        action: &'static str,
+        now: jiff::Timestamp,
+        condition: &str,
+    ) -> Result<usize, StoreError> {
+        let (tx, context) = self.write(action)?;
         let moved = tx
             .execute(
-                "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' \
-                 ELSE 'processing' END, lease_until = NULL, next_at = MIN(next_at, ?1), updated_at = ?1 \
-                 WHERE state = 'in_flight'",
-                [now_ms],
+                &format!(
+                    "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' \
+                     ELSE 'processing' END, lease_until = NULL, next_at = MIN(next_at, ?1), updated_at = ?1 \
+                     WHERE state = 'in_flight'{condition}"
+                ),
+                [to_millis(now)],
             )
             .map_err(|e| context.fail(e))?;
         tx.commit().map_err(|e| context.fail(e))?;

@@ -297,14 +297,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 fn a_63_mib_spool_file_imports_within_150_mb_of_memory() {
     let env = Env::new();
     std::fs::create_dir_all(env.spool()).unwrap();
-    let reason = "motivo longo de importação em massa ".repeat(10);
-    let mut lines = String::with_capacity(64 * 1024 * 1024);
-    let mut order = 10_000_000_u64;
-    while lines.len() < 63 * 1024 * 1024 {
-        lines.push_str(&format!("{{\"order\": \"{order}\", \"branch\": \"1\", \"reason\": \"{reason}\"}}\n"));
-        order += 1;
-    }
-    let records = order - 10_000_000;
+    let (lines, records) = crate::util::big_spool_document();
     env.drop_spool_file("grande.json", lines.as_bytes());
     drop(lines);
     let mut daemon = env.spawn_daemon();

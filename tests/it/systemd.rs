@@ -168,20 +168,9 @@ fn a_63_mib_spool_file_imported_while_delivering_never_misses_the_watchdog() {
     // 1,000 items to deliver (10 s at max_rate = 100), and a spool file just under the limit.
     let thousand = dir.path().join("mil.json");
     std::fs::write(&thousand, crate::util::json_lines(1, 1_000)).unwrap();
-    let reason = "motivo longo de importação em massa ".repeat(10);
     let big = dir.path().join("grande.json");
-    {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
-        let mut order = 10_000_000_u64;
-        let mut written = 0_usize;
-        while written < 63 * 1024 * 1024 {
-            let line = format!("{{\"order\": \"{order}\", \"branch\": \"1\", \"reason\": \"{reason}\"}}\n");
-            std::io::Write::write_all(&mut file, line.as_bytes()).unwrap();
-            written += line.len();
-            order += 1;
-        }
-    }
-    let records = std::fs::read_to_string(&big).unwrap().lines().count();
+    let (document, records) = crate::util::big_spool_document();
+    std::fs::write(&big, document).unwrap();
     sandbox.install(&[
         "--file",
         &format!("{}:/root/mil.json", thousand.display()),

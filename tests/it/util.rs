@@ -223,6 +223,20 @@ pub fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill -{name} failed");
 }
 
+/// A spool document of about 63 MiB (just under the 64 MiB limit) of valid JSON lines with long
+/// reasons, and how many records it holds.
+pub fn big_spool_document() -> (String, usize) {
+    let reason = "motivo longo de importação em massa ".repeat(10);
+    let mut lines = String::with_capacity(64 * 1024 * 1024);
+    let mut records = 0;
+    while lines.len() < 63 * 1024 * 1024 {
+        let order = 10_000_000 + records;
+        lines.push_str(&format!("{{\"order\": \"{order}\", \"branch\": \"1\", \"reason\": \"{reason}\"}}\n"));
+        records += 1;
+    }
+    (lines, records)
+}
+
 /// One JSON record.
 pub fn record(order: &str, reason: &str) -> String {
     format!(r#"{{"order": "{order}", "branch": "1", "reason": "{reason}"}}"#)
