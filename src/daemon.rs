@@ -747,6 +747,12 @@ fn log_spool(report: &spool::Report) {
         let file = crate::text::terminal_safe(file);
         tracing::warn!(file = %file, reason = %why, "arquivo do spool recusado e deixado no lugar: {file} {why}");
     }
+    for (file, why) in &report.unreadable {
+        let file = crate::text::terminal_safe(file);
+        let why = crate::text::terminal_safe(why);
+        tracing::warn!(file = %file, reason = %why,
+            "arquivo do spool já importado mudou e o que foi acrescentado não pôde ser lido (será lido de novo se mudar): {file}: {why}");
+    }
 }
 
 /// A one-line pt-BR description of the gate, for `status` and the systemd status line.

@@ -9,12 +9,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::item::{self, NewItem};
+use crate::text::Listed;
 
 /// The largest document accepted; past it, the input is refused before parsing.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
-
-/// How many record errors are listed before the rest are counted.
-const MAX_LISTED_ERRORS: usize = 20;
 
 /// Where a record is in the document, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +45,8 @@ pub enum IntakeError {
     TooLarge(usize),
     /// Not JSON at all, or broken JSON, at a line and column.
     Syntax { line: usize, column: usize, message: String },
-    /// Well-formed JSON whose records are wrong.
-    Records(Vec<(Location, item::FieldError)>),
+    /// Well-formed JSON whose records are wrong (the first few, and how many).
+    Records(Listed<(Location, item::FieldError)>),
 }
 
 impl fmt::Display for IntakeError {
@@ -63,14 +61,8 @@ impl fmt::Display for IntakeError {
                 write!(f, "JSON inválido na linha {line}, coluna {column}: {message}")
             }
             IntakeError::Records(errors) => {
-                write!(f, "{} registro(s) inválido(s):", errors.len())?;
-                for (location, error) in errors.iter().take(MAX_LISTED_ERRORS) {
-                    write!(f, "\n  {location}: {error}")?;
-                }
-                if errors.len() > MAX_LISTED_ERRORS {
-                    write!(f, "\n  … e mais {}", errors.len() - MAX_LISTED_ERRORS)?;
-                }
-                Ok(())
+                write!(f, "{} registro(s) inválido(s):", errors.total)?;
+                errors.write_lines(f, |(location, error)| format!("{location}: {error}"))
             }
         }
     }
@@ -94,7 +86,7 @@ pub fn check_document(bytes: &[u8], mut each: impl FnMut(Record)) -> Result<usiz
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(IntakeError::TooLarge(bytes.len()));
     }
-    let mut errors = Vec::new();
+    let mut errors = Listed::default();
     let mut count = 0;
     for value in Values::new(bytes)? {
         let (location, value) = value?;
@@ -261,8 +253,8 @@ mod tests {
             format!("{ONE}\n{{\"order\": \"2\"}}\n{{\"order\": \"3\", \"branch\": 1, \"reason\": []}}\n");
         let error = parse_document(lines.as_bytes()).unwrap_err();
         let IntakeError::Records(errors) = &error else { panic!("{error}") };
-        assert_eq!(errors.len(), 2);
-        assert_eq!(errors[0].0, Location { record: 2, line: 2 });
+        assert_eq!(errors.total, 2);
+        assert_eq!(errors.first[0].0, Location { record: 2, line: 2 });
         let text = error.to_string();
         assert!(text.contains("registro 2 (linha 2): campo `branch`"), "{text}");
         assert!(text.contains("registro 3 (linha 3): campo `reason`"), "{text}");
@@ -287,6 +279,13 @@ mod tests {
         assert_eq!(parse_document(b"[]"), Err(IntakeError::Empty));
         let huge = vec![b' '; MAX_DOCUMENT_BYTES + 1];
         assert!(matches!(parse_document(&huge), Err(IntakeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_million_bad_records_are_counted_not_kept() {
+        let lines = "{}\n".repeat(1_000_000);
+        let IntakeError::Records(errors) = parse_document(lines.as_bytes()).unwrap_err() else { panic!() };
+        assert_eq!((errors.total, errors.first.len()), (1_000_000, Listed::<()>::MAX));
     }
 
     #[test]

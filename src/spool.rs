@@ -34,7 +34,7 @@ use crate::intake::{self, MAX_DOCUMENT_BYTES};
 use crate::item::NewItem;
 use crate::safe_fs::{Dir, Identity, OpenError, Refused};
 use crate::store::{Conflict, EnqueueOutcome, Origin, Store, StoreError};
-use crate::text::{io_error, local_time, terminal_safe, terminal_safe_lines};
+use crate::text::{Listed, io_error, local_time, terminal_safe, terminal_safe_lines};
 
 /// Imported files go here, inside the spool directory.
 pub const PROCESSED_DIR: &str = "processados";
@@ -73,6 +73,9 @@ pub struct Report {
     pub rejected: Vec<(String, String)>,
     /// (file, why): left in place for what they are (a link, a FIFO…); each said once.
     pub refused: Vec<(String, String)>,
+    /// (file, why): a file taken earlier that changed and cannot be read as it is now (its
+    /// writer stopped mid-record, or changed what was there); read again when it changes.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// A file queued.
@@ -341,8 +344,11 @@ impl Spool {
                 continue;
             }
             match take(queue, &watched.name, &file.bytes, now)? {
-                // Still incomplete or wrong: looked at again when it changes.
-                Taken::Invalid(_) => index += 1,
+                // Still incomplete or wrong: said now, looked at again when it changes.
+                Taken::Invalid(why) => {
+                    report.unreadable.push((watched.name.clone(), why));
+                    index += 1;
+                }
                 Taken::Queued { new, already } => {
                     if watched.place == Place::Rejected {
                         let target = Spool::move_to(&dirs.rejected, &watched.name, &dirs.processed, now)?;
@@ -453,29 +459,33 @@ fn candidates(name: &str, now: jiff::Timestamp) -> impl Iterator<Item = String> 
 fn take(queue: &mut dyn Queue, name: &str, bytes: &[u8], now: jiff::Timestamp) -> Result<Taken, SpoolError> {
     let store_error = |error| SpoolError::Store { file: name.to_owned(), error: Box::new(error) };
     let mut chunk = Vec::with_capacity(CHECK_CHUNK);
-    let mut conflicts = Vec::new();
+    let mut conflicts = Listed::default();
     let mut repeated = None;
-    let mut seen: HashMap<u64, (u64, usize)> = HashMap::new();
+    let mut seen: HashMap<u64, Seen> = HashMap::new();
     let mut failed = None;
     let checked = intake::check_document(bytes, |record| {
         if failed.is_some() {
             return;
         }
-        let (order, content) = fingerprint(&record.item);
-        match seen.insert(order, (content, record.location.record)) {
-            Some((earlier, first)) if earlier != content && repeated.is_none() => {
+        let (order, this) = Seen::of(&record.item, record.location.record);
+        match seen.get(&order) {
+            None => {
+                seen.insert(order, this);
+            }
+            Some(first) if repeated.is_none() && first.conflicts_with(&this) => {
                 repeated = Some(format!(
-                    "o pedido {} aparece mais de uma vez com conteúdo diferente (registros {first} e {}); nada foi importado",
+                    "o pedido {} aparece mais de uma vez com conteúdo diferente (registros {} e {}); nada foi importado",
                     terminal_safe(&record.item.order),
-                    record.location.record
+                    first.record,
+                    this.record
                 ));
             }
-            _ => {}
+            Some(_) => {}
         }
         chunk.push(record.item);
         if chunk.len() == CHECK_CHUNK {
             match queue.conflicts(&chunk) {
-                Ok(found) => conflicts.extend(found),
+                Ok(found) => found.into_iter().for_each(|conflict| conflicts.push(conflict)),
                 Err(error) => failed = Some(error),
             }
             chunk.clear();
@@ -490,7 +500,7 @@ fn take(queue: &mut dyn Queue, name: &str, bytes: &[u8], now: jiff::Timestamp) -
     if let Some(why) = repeated {
         return Ok(Taken::Invalid(why));
     }
-    conflicts.extend(queue.conflicts(&chunk).map_err(store_error)?);
+    queue.conflicts(&chunk).map_err(store_error)?.into_iter().for_each(|conflict| conflicts.push(conflict));
     drop(chunk);
     if !conflicts.is_empty() {
         return Ok(Taken::Invalid(StoreError::Conflicts(conflicts).to_string()));
@@ -525,14 +535,44 @@ fn take(queue: &mut dyn Queue, name: &str, bytes: &[u8], now: jiff::Timestamp) -
     }
 }
 
-/// Hashes of an item's order and of its whole content.
-fn fingerprint(item: &NewItem) -> (u64, u64) {
-    let hash = |value: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        value(&mut hasher);
-        hasher.finish()
-    };
-    let order = hash(&|hasher| item.order.hash(hasher));
-    let content = hash(&|hasher| serde_json::to_string(item).unwrap_or_default().hash(hasher));
-    (order, content)
+/// What `take` keeps of the first record of each order in a file, to find the order again with
+/// other content by the queue's own rule (`store::items::differences`): the fields must be
+/// equal, and a `cancelled_at` given again must be the same instant, while an omitted one ("now")
+/// matches any. Hashes, not the record: a few dozen bytes per order.
+struct Seen {
+    /// Branch, reason, customer and extra.
+    fields: u64,
+    /// The instant of `cancelled_at`, if given.
+    cancelled_at: Option<u64>,
+    record: usize,
+}
+
+impl Seen {
+    /// The hash of `item`'s order, and what to keep of it.
+    fn of(item: &NewItem, record: usize) -> (u64, Seen) {
+        let hash = |feed: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            feed(&mut hasher);
+            hasher.finish()
+        };
+        let order = hash(&|hasher| item.order.hash(hasher));
+        let fields = hash(&|hasher| {
+            (&item.branch, &item.reason, &item.customer).hash(hasher);
+            item.extra
+                .as_ref()
+                .map(|extra| serde_json::Value::Object(extra.clone()).to_string())
+                .hash(hasher);
+        });
+        let cancelled_at = item
+            .cancelled_at
+            .as_ref()
+            .map(|text| hash(&|hasher| crate::item::parse_rfc3339(text).ok().hash(hasher)));
+        (order, Seen { fields, cancelled_at, record })
+    }
+
+    /// Whether `later`, the same order further on, says something else.
+    fn conflicts_with(&self, later: &Seen) -> bool {
+        self.fields != later.fields
+            || later.cancelled_at.is_some_and(|instant| self.cancelled_at != Some(instant))
+    }
 }

@@ -76,6 +76,64 @@ pub fn terminal_safe_lines(text: &str) -> String {
     text.split('\n').map(|line| terminal_safe(line).into_owned()).collect::<Vec<_>>().join("\n")
 }
 
+/// The first few of a list that can be as long as its input, and how many there were in all: an
+/// error about a 64 MiB document names twenty faults and counts the rest, rather than hold
+/// millions of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed<T> {
+    /// At most `Listed::MAX`, in order.
+    pub first: Vec<T>,
+    pub total: usize,
+}
+
+impl<T> Default for Listed<T> {
+    fn default() -> Self {
+        Listed { first: Vec::new(), total: 0 }
+    }
+}
+
+impl<T> Listed<T> {
+    /// How many are kept.
+    pub const MAX: usize = 20;
+
+    /// Counts `item`, keeping it if fewer than `MAX` are kept.
+    pub fn push(&mut self, item: T) {
+        self.total += 1;
+        if self.first.len() < Self::MAX {
+            self.first.push(item);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Each kept item on a line of its own, indented, then "… e mais N" for the rest.
+    pub fn write_lines(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        line: impl Fn(&T) -> String,
+    ) -> std::fmt::Result {
+        for item in &self.first {
+            write!(f, "\n  {}", line(item))?;
+        }
+        if self.total > self.first.len() {
+            write!(f, "\n  … e mais {}", self.total - self.first.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl<T> FromIterator<T> for Listed<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        let mut listed = Listed::default();
+        for item in items {
+            listed.push(item);
+        }
+        listed
+    }
+}
+
 /// Cuts `text` to `width` characters, with `…` when cut, on one line.
 pub fn truncate(text: &str, width: usize) -> String {
     let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();

@@ -382,7 +382,7 @@ impl Store {
         }
         if !conflicts.is_empty() {
             // Dropping the transaction rolls it back: nothing of the batch is kept.
-            return Err(StoreError::Conflicts(conflicts));
+            return Err(StoreError::Conflicts(conflicts.into_iter().collect()));
         }
         tx.commit().map_err(|e| context.fail(e))?;
         Ok(outcomes)

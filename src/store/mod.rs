@@ -78,7 +78,7 @@ pub enum StoreError {
     /// The file exists but holds no queue (empty, or emptied).
     Empty(PathBuf),
     /// An enqueue whose orders are already queued with other content.
-    Conflicts(Vec<Conflict>),
+    Conflicts(crate::text::Listed<Conflict>),
     /// Another process holds the daemon lock.
     Locked(PathBuf),
     /// A group commit failed: every unit of work in it was rolled back.
@@ -131,15 +131,9 @@ impl fmt::Display for StoreError {
                 write!(
                     f,
                     "{} pedido(s) já estão na fila com conteúdo diferente; nada foi gravado:",
-                    conflicts.len()
+                    conflicts.total
                 )?;
-                for conflict in conflicts.iter().take(20) {
-                    write!(f, "\n  {conflict}")?;
-                }
-                if conflicts.len() > 20 {
-                    write!(f, "\n  … e mais {}", conflicts.len() - 20)?;
-                }
-                Ok(())
+                conflicts.write_lines(f, ToString::to_string)
             }
             StoreError::Locked(path) => {
                 write!(f, "outro `extrator run` já está usando a fila {} (só pode haver um)", path.display())

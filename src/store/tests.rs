@@ -41,8 +41,8 @@ fn a_conflict_refuses_the_whole_batch() {
     let error =
         store.enqueue(&[item("12", "new"), item("10", "outro motivo")], &Origin::Command, at(1)).unwrap_err();
     let StoreError::Conflicts(conflicts) = &error else { panic!("{error}") };
-    assert_eq!(conflicts[0].order, "10");
-    assert_eq!(conflicts[0].fields, vec!["reason"]);
+    assert_eq!(conflicts.first[0].order, "10");
+    assert_eq!(conflicts.first[0].fields, vec!["reason"]);
     assert!(error.to_string().contains("pedido 10 (item 1): difere em reason"), "{error}");
     assert_eq!(store.count(&Filter::default()).unwrap(), 1, "item 12 must not be kept");
 }

@@ -283,7 +283,10 @@ fn a_file_written_in_place_with_pauses_loses_no_line() {
     });
     assert_eq!(env.item_count(), 30);
     stop(&env, &mut daemon);
-    assert!(env.daemon_log().contains("mudou depois de importado"), "{}", env.daemon_log());
+    let log = env.daemon_log();
+    assert!(log.contains("mudou depois de importado"), "{log}");
+    // The pause in the middle of a line: said, not silently skipped.
+    assert!(log.contains("o que foi acrescentado não pôde ser lido"), "{log}");
 }
 
 /// Peak resident memory of a process, in KiB (`VmHWM`).
@@ -309,4 +312,39 @@ fn a_63_mib_spool_file_imports_within_150_mb_of_memory() {
     assert_eq!(env.item_count(), records as i64);
     eprintln!("peak RSS importing 63 MiB ({records} records): {:.1} MB", peak as f64 / 1024.0);
     assert!(peak < 150 * 1024, "peak RSS {peak} KiB");
+}
+
+#[test]
+fn an_order_repeated_in_one_file_follows_the_queues_rule() {
+    let env = Env::new();
+    let line = |order: &str, reason: &str, cancelled_at: Option<&str>| {
+        let mut record = serde_json::json!({"order": order, "branch": "1", "reason": reason});
+        if let Some(at) = cancelled_at {
+            record["cancelled_at"] = at.into();
+        }
+        record.to_string() + "\n"
+    };
+    // Repeated as the queue would take it: the same content, an omitted cancelled_at after a
+    // given one, the same instant in another offset.
+    let same = line("1", "a", Some("2026-11-22T10:00:00-03:00"))
+        + &line("1", "a", None)
+        + &line("1", "a", Some("2026-11-22T13:00:00Z"));
+    env.drop_spool_file("mesmo.json", same.as_bytes());
+    // Repeated with other content: another reason; a cancelled_at given after an omitted one.
+    env.drop_spool_file("motivo.json", (line("2", "a", None) + &line("2", "b", None)).as_bytes());
+    env.drop_spool_file(
+        "data.json",
+        (line("3", "a", None) + &line("3", "a", Some("2026-11-22T10:00:00-03:00"))).as_bytes(),
+    );
+    import_all(&env);
+    assert_eq!(env.spool_files("processados"), ["mesmo.json"]);
+    assert_eq!(env.item_count(), 1, "nothing of a rejected file is queued");
+    for (file, records) in [("motivo.json", "registros 1 e 2"), ("data.json", "registros 1 e 2")] {
+        let why =
+            std::fs::read_to_string(env.spool().join("rejeitados").join(format!("{file}.erro"))).unwrap();
+        assert!(
+            why.contains("aparece mais de uma vez com conteúdo diferente") && why.contains(records),
+            "{why}"
+        );
+    }
 }
