@@ -90,17 +90,22 @@ pub fn json_lines(items: &[NewItem]) -> Vec<u8> {
     lines
 }
 
+/// A connection to the daemon at `socket`, or why there is none (`Handed::NoDaemon` or
+/// `Handed::Denied`). A connection closed without sending anything is a probe: the daemon
+/// answers nothing to it.
+pub fn connect(socket: &Path) -> Result<std::os::unix::net::UnixStream, Handed> {
+    std::os::unix::net::UnixStream::connect(socket).map_err(|error| match error.kind() {
+        std::io::ErrorKind::PermissionDenied => Handed::Denied,
+        _ => Handed::NoDaemon,
+    })
+}
+
 /// Sends a batch (`json_lines`, at most `MAX_BATCH_BYTES`) to the daemon at `socket` and waits
 /// for its answer.
 pub fn hand(socket: &Path, request: &[u8]) -> Handed {
-    let mut stream = match std::os::unix::net::UnixStream::connect(socket) {
+    let mut stream = match connect(socket) {
         Ok(stream) => stream,
-        Err(error) => {
-            return match error.kind() {
-                std::io::ErrorKind::PermissionDenied => Handed::Denied,
-                _ => Handed::NoDaemon,
-            };
-        }
+        Err(why) => return why,
     };
     let sent = stream
         .set_write_timeout(Some(EXCHANGE_TIMEOUT))
@@ -173,7 +178,16 @@ pub async fn serve(listener: tokio::net::UnixListener, writer: Writer, queued: A
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors, say: the same error comes back at once, so wait a little
+                // rather than spin on the loop's own thread.
+                tracing::warn!("socket de entrada: {}", crate::text::io_error(&error));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let (writer, queued) = (writer.clone(), queued.clone());
         connections.spawn(async move {
@@ -194,6 +208,8 @@ async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &
     let answer = match read {
         Err(_) => refused("a entrada não chegou inteira a tempo (60 s)".to_owned()),
         Ok(Err(error)) => refused(format!("erro ao ler a entrada: {}", crate::text::io_error(&error))),
+        // A probe (`connect` and close): nobody reads an answer.
+        Ok(Ok(0)) => return,
         Ok(Ok(_)) if request.len() > MAX_BATCH_BYTES => refused(format!(
             "lote grande demais para o socket (máximo {} MiB): grave-o no spool",
             MAX_BATCH_BYTES / (1024 * 1024)
@@ -204,7 +220,8 @@ async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &
     let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.write_all(&bytes)).await;
 }
 
-/// Validates a batch (on the blocking pool: it may be 64 MiB) and queues it whole.
+/// Validates a batch (on the blocking pool: up to `MAX_BATCH_BYTES` of JSON) and queues it
+/// whole.
 async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync::Notify) -> Answer {
     let parsed = tokio::task::spawn_blocking(move || crate::intake::parse_document(&request)).await;
     let records = match parsed {

@@ -63,16 +63,16 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
     let handed = if lines.len() > handoff::MAX_BATCH_BYTES {
         // Too large for the daemon to hold: if it runs, its spool import takes the batch a
         // record at a time; if not, whoever may write the queue writes it below.
-        match std::os::unix::net::UnixStream::connect(&queue.socket) {
+        match handoff::connect(&queue.socket) {
             Ok(_) => {
-                eprintln!(
-                    "extrator: aviso: lote grande ({} cancelamento(s)): vai pelo spool; o resultado fica em \
-                     processados/ ou, se recusado, em rejeitados/ com o motivo",
+                let why = format!(
+                    "um lote grande ({} cancelamento(s)) vai pelo spool; o resultado fica em processados/ ou, \
+                     se recusado, em rejeitados/ com o motivo",
                     items.len()
                 );
-                return to_spool(&queue.spool_dir, &lines, items.len());
+                return to_spool(&queue.spool_dir, &lines, items.len(), &why);
             }
-            Err(_) => Handed::NoDaemon,
+            Err(why) => why,
         }
     } else {
         handoff::hand(&queue.socket, &lines)
@@ -91,24 +91,24 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
             )));
         }
         Handed::Unavailable(detail) => {
-            eprintln!(
-                "extrator: aviso: o serviço não conseguiu gravar agora ({detail}); o lote vai para o spool"
-            );
-            return to_spool(&queue.spool_dir, &lines, items.len());
+            let why =
+                format!("o serviço não conseguiu gravar agora ({detail}) e os enfileira na próxima passada");
+            return to_spool(&queue.spool_dir, &lines, items.len(), &why);
         }
         Handed::Broken(detail) => {
-            eprintln!(
-                "extrator: aviso: o serviço não respondeu ({detail}); o lote vai para o spool, onde um \
-                 pedido que já tenha entrado aparece como \"já na fila\""
+            let why = format!(
+                "o serviço não respondeu ({detail}); um pedido que já tenha entrado aparece como \"já na fila\""
             );
-            return to_spool(&queue.spool_dir, &lines, items.len());
+            return to_spool(&queue.spool_dir, &lines, items.len(), &why);
         }
         Handed::NoDaemon => {}
     }
     // No daemon: whoever may write the queue (root, the service's account) writes it; anyone
     // else leaves the batch in the spool, durably, for the daemon to take when it starts.
     if !may_write(&queue.database) {
-        return to_spool(&queue.spool_dir, &lines, items.len());
+        let why =
+            "o serviço não está rodando e os enfileira quando voltar (veja com `systemctl status extrator`)";
+        return to_spool(&queue.spool_dir, &lines, items.len(), why);
     }
     let mut store = open_store(&loaded, Access::ReadWrite(Durability::Full))?;
     let outcomes =
@@ -131,23 +131,19 @@ fn may_write(database: &Path) -> bool {
 
 /// Writes the batch into the spool as one file (a temporary name, synced, renamed, the
 /// directory synced): on disk before "gravado" is said, taken by the daemon at its next pass.
-fn to_spool(spool: &Path, lines: &[u8], count: usize) -> Outcome {
+/// `why` says why it went there, after the file's name.
+fn to_spool(spool: &Path, lines: &[u8], count: usize, why: &str) -> Outcome {
     let now = jiff::Timestamp::now();
     let name = format!("enqueue-{}-{}.json", now.strftime("%Y%m%dT%H%M%S%.3f"), std::process::id());
     let written = crate::safe_fs::Dir::open(spool).and_then(|dir| dir.write_new(&name, lines, 0o640));
     if let Err(error) = written {
         return Err(Failure::failed(format!(
-            "o serviço não está rodando e não foi possível gravar no spool {}: {}; nada foi gravado",
+            "não foi possível gravar o lote no spool {}: {}; nada foi gravado ({why})",
             spool.display(),
             crate::text::io_error(&error)
         )));
     }
-    println!(
-        "{} cancelamento(s) gravado(s) no spool em {}: o serviço não está rodando e os enfileira quando \
-         voltar (veja com `systemctl status extrator`)",
-        count,
-        spool.join(&name).display()
-    );
+    println!("{count} cancelamento(s) gravado(s) no spool em {}: {why}", spool.join(&name).display());
     Ok(())
 }
 
