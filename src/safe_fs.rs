@@ -17,7 +17,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 
 /// An open directory; every operation below is relative to it.
 #[derive(Debug)]
@@ -86,13 +86,13 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The identity of a file's metadata.
-    pub fn of(meta: &Metadata) -> Identity {
+    /// The identity of a file's metadata (from `fstat` or `statat`).
+    fn of(stat: &rustix::fs::Stat) -> Identity {
         Identity {
-            device: meta.dev(),
-            inode: meta.ino(),
-            size: meta.size(),
-            modified: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            device: stat.st_dev,
+            inode: stat.st_ino,
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            modified: i128::from(stat.st_mtime) * 1_000_000_000 + i128::from(stat.st_mtime_nsec),
         }
     }
 
@@ -100,14 +100,6 @@ impl Identity {
     pub fn modified_at(&self) -> jiff::Timestamp {
         jiff::Timestamp::from_nanosecond(self.modified).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
     }
-}
-
-/// A directory entry's name and kind, as `readdir` gives them (the kind is only a hint: the
-/// name may be swapped before it is opened).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub name: String,
-    pub is_file: bool,
 }
 
 /// `io::Error` from rustix's errno.
@@ -153,32 +145,26 @@ impl Dir {
         &self.path
     }
 
-    /// The entries whose names are UTF-8 (others are ignored: the spool's names are ASCII by
-    /// convention), without `.` and `..`.
-    pub fn entries(&self) -> io::Result<Vec<Entry>> {
+    /// The names in the directory that are UTF-8 (others are ignored: the spool's names are
+    /// ASCII by convention), without `.` and `..`. What each is, is checked when it is opened.
+    pub fn names(&self) -> io::Result<Vec<String>> {
         let mut dir = rustix::fs::Dir::read_from(&self.fd).map_err(os)?;
-        let mut entries = Vec::new();
+        let mut names = Vec::new();
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(os)?;
             let Ok(name) = entry.file_name().to_str() else { continue };
-            if name == "." || name == ".." {
-                continue;
+            if name != "." && name != ".." {
+                names.push(name.to_owned());
             }
-            let is_file = matches!(entry.file_type(), FileType::RegularFile | FileType::Unknown);
-            entries.push(Entry { name: name.to_owned(), is_file });
         }
-        Ok(entries)
+        Ok(names)
     }
 
     /// What `name` is now, without following a link.
     pub fn identity(&self, name: &str) -> io::Result<Identity> {
-        let stat = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(os)?;
-        Ok(Identity {
-            device: stat.st_dev,
-            inode: stat.st_ino,
-            size: u64::try_from(stat.st_size).unwrap_or(0),
-            modified: i128::from(stat.st_mtime) * 1_000_000_000 + i128::from(stat.st_mtime_nsec),
-        })
+        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|stat| Identity::of(&stat))
+            .map_err(os)
     }
 
     /// Whether anything (a link included) has this name.
@@ -236,7 +222,7 @@ impl Dir {
             return Err(OpenError::Refused(Refused::TooLarge));
         }
         // The identity after the read: a file still being written shows a new size or time.
-        let identity = Identity::of(&file.metadata()?);
+        let identity = Identity::of(&rustix::fs::fstat(&file).map_err(os)?);
         Ok(ReadFile { bytes, identity })
     }
 
@@ -333,7 +319,7 @@ mod tests {
         dir.write_new("novo", b"texto", 0o640).unwrap();
         assert_eq!(std::fs::read_to_string(temp.path().join("novo")).unwrap(), "texto");
         let leftovers: Vec<_> =
-            dir.entries().unwrap().into_iter().filter(|e| e.name.ends_with(".tmp")).collect();
+            dir.names().unwrap().into_iter().filter(|name| name.ends_with(".tmp")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 

@@ -237,15 +237,12 @@ impl Spool {
         self.quiet = quiet;
         let dirs = open_dirs(&self.path)?;
         let mut report = Report::default();
-        let entries = dirs
+        let names = dirs
             .spool
-            .entries()
+            .names()
             .map_err(|error| SpoolError::Directory { path: self.path.clone(), detail: io_error(&error) })?;
-        let mut names: Vec<String> = entries
-            .into_iter()
-            .map(|entry| entry.name)
-            .filter(|name| name.ends_with(".json") && !name.starts_with('.'))
-            .collect();
+        let mut names: Vec<String> =
+            names.into_iter().filter(|name| name.ends_with(".json") && !name.starts_with('.')).collect();
         names.sort();
         self.refused.retain(|name, _| names.contains(name));
         for name in names {

@@ -121,11 +121,7 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
 /// Whether this process may write the database (or create it in its directory).
 fn may_write(database: &Path) -> bool {
     use rustix::fs::Access as Can;
-    let target = if database.exists() {
-        database
-    } else {
-        database.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
-    };
+    let target = if database.exists() { database } else { crate::store::directory_of(database) };
     rustix::fs::access(target, Can::WRITE_OK).is_ok()
 }
 

@@ -26,7 +26,7 @@ use crate::store::{Access, Filter, Store};
 /// Loads the config with the daemon's own loader; warnings go to stderr.
 pub fn load_config(path: &Path) -> Result<Loaded, Failure> {
     let loaded = config::load(path).map_err(|error| {
-        if std::fs::File::open(path).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) {
+        if config::unreadable(path) {
             // Not a broken config: an account this command is not for.
             return Failure::failed(format!(
                 "sem permissão para ler {}: este comando precisa de root ou da conta do serviço (extrator), \

@@ -76,8 +76,7 @@ pub fn run(config_path: &Path) -> Outcome {
 /// a link.
 fn lock_queue(database: &Path) -> Result<File, Failure> {
     use rustix::fs::{Mode, OFlags};
-    let directory =
-        database.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let directory = crate::store::directory_of(database);
     let _ = std::fs::create_dir_all(directory);
     let real = std::fs::canonicalize(directory).unwrap_or_else(|_| directory.to_path_buf());
     let mut name = database.file_name().unwrap_or_default().to_owned();

@@ -494,7 +494,7 @@ fn persist_wal(conn: &Connection) -> bool {
 }
 
 /// The directory a database path is in (`.` for a bare name).
-fn directory_of(path: &Path) -> &Path {
+pub fn directory_of(path: &Path) -> &Path {
     path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
