@@ -55,7 +55,7 @@ pub fn load_queue_config(path: &Path, note: bool) -> Result<Loaded, Failure> {
     }
     if fallback && note {
         eprintln!(
-            "extrator: aviso: sem permissão para ler {} (ela pode guardar senhas): usando os caminhos \
+            "extrator: aviso: sem permissão para ler a configuração {} (ela pode guardar senhas): usando os caminhos \
              padrão, banco de dados {}",
             path.display(),
             loaded.config.queue.database.display()

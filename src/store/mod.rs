@@ -71,6 +71,8 @@ pub enum StoreError {
     Sqlite { path: PathBuf, action: &'static str, busy_timeout: Duration, source: rusqlite::Error },
     /// The database does not exist and this command does not create it.
     Missing(PathBuf),
+    /// This account may not read the database (or reach its directory).
+    Unreadable(PathBuf),
     /// The database was written by a newer extrator.
     TooNew { path: PathBuf, found: i64, supported: i64 },
     /// Migrations are pending and this command may not apply them.
@@ -103,6 +105,12 @@ impl fmt::Display for StoreError {
                 "não foi possível {action} no banco de dados {}: {}",
                 path.display(),
                 describe_sqlite(source, *busy_timeout)
+            ),
+            StoreError::Unreadable(path) => write!(
+                f,
+                "sem permissão para ler o banco de dados {}: consultar a fila precisa do grupo \
+                 extrator-leitura (usermod -aG extrator-leitura USUÁRIO, depois entre de novo) ou de root",
+                path.display()
             ),
             StoreError::Missing(path) => write!(
                 f,
@@ -204,8 +212,12 @@ impl Store {
         }
         let flags = match access {
             Access::ReadOnly => {
-                if !path.exists() {
-                    return Err(StoreError::Missing(path.to_path_buf()));
+                match std::fs::File::open(path) {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return Err(StoreError::Unreadable(path.to_path_buf()));
+                    }
+                    Err(_) => return Err(StoreError::Missing(path.to_path_buf())),
                 }
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
             }
