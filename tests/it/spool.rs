@@ -185,7 +185,9 @@ fn links_fifos_and_hard_links_in_the_spool_are_left_in_place_and_said_once() {
 
 #[test]
 fn a_file_swapped_for_a_fifo_during_the_passes_never_blocks_the_daemon() {
-    let env = Env::new();
+    // No quiet period: a FIFO made a moment ago is looked at (it would otherwise wait 2 s and
+    // never be opened at all).
+    let env = Env::build("http://127.0.0.1:1/c", "", "spool_quiet = \"0s\"\n");
     std::fs::create_dir_all(env.spool()).unwrap();
     let mut daemon = env.spawn_daemon();
     let (name, fifo) = (env.spool().join("troca.json"), env.spool().join(".fifo"));
@@ -208,6 +210,7 @@ fn a_file_swapped_for_a_fifo_during_the_passes_never_blocks_the_daemon() {
     });
     swaps.join().unwrap();
     assert!(!exited(&mut daemon), "{}", env.daemon_log());
+    assert!(env.daemon_log().contains("é um FIFO"), "the daemon met the FIFO:\n{}", env.daemon_log());
     // A new item still goes through the daemon's passes: it is not stuck in a read.
     env.drop_spool_file("depois.json", json_lines(100, 1).as_bytes());
     wait_until("a later file imported", Duration::from_secs(30), || {
