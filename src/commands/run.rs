@@ -70,18 +70,17 @@ pub fn run(config_path: &Path) -> Outcome {
     Ok(())
 }
 
-/// Takes the exclusive daemon lock beside the database, or says who has it. The lock file is
-/// named after the database's real directory (links in the configured path resolved), so two
-/// configs that reach one queue by different paths share one lock; it is never opened through
-/// a link.
+/// Takes the exclusive daemon lock beside the database, or says who has it. It is never opened
+/// through a link. Two configs that reach one queue through a linked directory lock the same
+/// file; through a linked database file they cannot both run, since the store refuses a
+/// database path that is a link.
 fn lock_queue(database: &Path) -> Result<File, Failure> {
     use rustix::fs::{Mode, OFlags};
     let directory = crate::store::directory_of(database);
     let _ = std::fs::create_dir_all(directory);
-    let real = std::fs::canonicalize(directory).unwrap_or_else(|_| directory.to_path_buf());
     let mut name = database.file_name().unwrap_or_default().to_owned();
     name.push(".lock");
-    let path = real.join(name);
+    let path = directory.join(name);
     let cannot = |what: &str, error: std::io::Error| {
         let detail = if error.raw_os_error() == Some(40) {
             "é um link simbólico (remova-o; o serviço recria a trava)".to_owned()

@@ -33,22 +33,36 @@ fn a_linked_database_or_lock_is_refused_and_its_target_untouched() {
 }
 
 #[test]
-fn two_configs_reaching_one_queue_by_different_paths_share_the_lock() {
+fn a_second_daemon_cannot_reach_a_running_queue_through_a_link() {
     let env = Env::new();
     let mut daemon = env.spawn_daemon();
     wait_until("the daemon's wake socket", Duration::from_secs(30), || env.wake_socket().exists());
-    // The same directory through a link: another config, another path string, the same queue.
-    let linked = tempfile::tempdir().unwrap();
-    let alias = linked.path().join("estado");
+    let elsewhere = tempfile::tempdir().unwrap();
+    // Through a linked directory: the same lock file, so the second is told the queue is taken.
+    let alias = elsewhere.path().join("estado");
     std::os::unix::fs::symlink(env.dir.path(), &alias).unwrap();
-    let other = linked.path().join("outra.toml");
-    let text = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace(&env.dir.path().display().to_string(), &alias.display().to_string());
-    std::fs::write(&other, text).unwrap();
-    let output = env.command(&["run"]).env("EXTRATOR_CONFIG", &other).output().unwrap();
-    let (_, stderr) = expect_exit(&output, 1);
-    assert!(stderr.contains("já está usando a fila"), "{stderr}");
+    // Through a linked database file: its own lock file beside the link, so only the refusal to
+    // open a database through a link keeps the two apart.
+    let link = elsewhere.path().join("atalho.db");
+    std::os::unix::fs::symlink(env.database(), &link).unwrap();
+    let original = std::fs::read_to_string(&env.config).unwrap();
+    let cases = [
+        (
+            original.replace(&env.dir.path().display().to_string(), &alias.display().to_string()),
+            "já está usando a fila",
+        ),
+        (
+            original.replace(&env.database().display().to_string(), &link.display().to_string()),
+            "é um link simbólico",
+        ),
+    ];
+    for (index, (text, words)) in cases.into_iter().enumerate() {
+        let other = elsewhere.path().join(format!("outra-{index}.toml"));
+        std::fs::write(&other, text).unwrap();
+        let output = env.command(&["run"]).env("EXTRATOR_CONFIG", &other).output().unwrap();
+        let (_, stderr) = expect_exit(&output, 1);
+        assert!(stderr.contains(words), "{words}: {stderr}");
+    }
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success());
 }
