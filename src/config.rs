@@ -40,6 +40,7 @@ pub struct Config {
     pub retry: RetryConfig,
     pub history: HistoryConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// `[api]`: the third-party cancellation API.
@@ -244,6 +245,25 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { level: LogLevel::Info }
+    }
+}
+
+/// `[metrics]`: the daemon's HTTP listener for `/metrics` (Prometheus text format). Off unless
+/// `listen` is set; loopback unless `allow_remote` says otherwise.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `IP:PORT` to serve on, such as `127.0.0.1:9845`. Absent: no listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// A `listen` address other than loopback must be allowed here: the page has no password.
+    pub allow_remote: bool,
+}
+
+impl MetricsConfig {
+    /// The address to serve on, checked (`Config::check` refuses what this cannot parse).
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_deref().and_then(|listen| listen.trim().parse().ok())
     }
 }
 
@@ -910,6 +930,30 @@ impl Config {
         }
         if self.queue.spool_dir.as_os_str().is_empty() {
             return fail("queue.spool_dir", "é obrigatório".to_owned());
+        }
+        self.metrics.check()
+    }
+}
+
+impl MetricsConfig {
+    /// `listen` is `IP:PORT` with a port, on loopback unless `allow_remote`.
+    fn check(&self) -> Result<(), (String, String)> {
+        let Some(listen) = &self.listen else { return Ok(()) };
+        let fail = |message: String| Err(("metrics.listen".to_owned(), message));
+        let Ok(address) = listen.trim().parse::<std::net::SocketAddr>() else {
+            return fail(format!(
+                "\"{}\" não é um endereço: use IP:PORTA, como \"127.0.0.1:9845\" (ou \"[::1]:9845\")",
+                crate::text::terminal_safe(listen)
+            ));
+        };
+        if address.port() == 0 {
+            return fail("informe a porta, como \"127.0.0.1:9845\"".to_owned());
+        }
+        if !address.ip().is_loopback() && !self.allow_remote {
+            return fail(format!(
+                "{address} não é loopback: as métricas não têm senha, então só escutam fora de \
+                 127.0.0.1/::1 com metrics.allow_remote = true (restrinja o acesso com o firewall)"
+            ));
         }
         Ok(())
     }

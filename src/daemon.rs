@@ -30,6 +30,8 @@ use crate::config::Config;
 use crate::dispatch::{Action, Answer, Claim, Dispatcher, Event, Limits, Status};
 use crate::failure::Failure;
 use crate::item::State;
+use crate::journal::Message;
+use crate::metrics::Metrics;
 use crate::policy::{self, Gate, ItemAfter, ItemBefore};
 use crate::spool;
 use crate::store::{AttemptRecord, ItemRow, StoreError};
@@ -139,6 +141,10 @@ pub struct Daemon {
     store_stalled: bool,
     /// Tells a running spool import to end (at stop).
     stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// What `/metrics` shows; counted whether or not anyone serves it.
+    metrics: Arc<Metrics>,
+    /// `[metrics] listen`, bound before READY (`web::bind`).
+    listener: Option<std::net::TcpListener>,
 }
 
 impl Daemon {
@@ -165,7 +171,15 @@ impl Daemon {
             store_problem: None,
             store_stalled: false,
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::new()),
+            listener: None,
         }
+    }
+
+    /// Serves `/metrics` on this listener while running.
+    pub fn with_listener(mut self, listener: Option<std::net::TcpListener>) -> Daemon {
+        self.listener = listener;
+        self
     }
 
     /// Runs until SIGTERM or SIGINT.
@@ -189,13 +203,17 @@ impl Daemon {
         let intake = crate::handoff::listen(&self.config.queue.socket).map(|listener| {
             tokio::spawn(crate::handoff::serve(listener, self.writer.clone(), handed.clone()))
         });
+        let site = self.listener.take().map(|listener| {
+            let site = Arc::new(crate::web::Site::new(self.metrics.clone(), &self.config));
+            tokio::spawn(crate::web::serve(listener, site))
+        });
         let mut watchdog =
             tokio::time::interval(self.notifier.watchdog_every().unwrap_or(Duration::from_secs(3_600)));
         // Ready before the first tick's chores: counting a million pending items for the status
         // line is not part of being up. The first tick comes at once and fills the line in.
         let status = self.status_line();
         self.notifier.ready(&status);
-        tracing::info!("pronto: {status}");
+        tracing::info!(message_id = %Message::Started.id(), "pronto: {status}");
         loop {
             let wait = self.wait();
             let event = tokio::select! {
@@ -238,6 +256,9 @@ impl Daemon {
         if let Some(intake) = intake {
             intake.abort();
             let _ = std::fs::remove_file(&self.config.queue.socket);
+        }
+        if let Some(site) = site {
+            site.abort();
         }
         tracing::info!("sinal de parada recebido: não reservo mais itens");
         self.drain().await
@@ -313,9 +334,20 @@ impl Daemon {
                 // The status line follows the circuit at once; counts refresh on the tick.
                 let status = self.status_line();
                 self.notifier.status(&status);
+                self.metrics.gate(&to);
+                let message = match to {
+                    Gate::Closed => Message::CircuitClosed,
+                    Gate::Open { .. } => Message::CircuitOpened,
+                    Gate::Paused { .. } => Message::Paused,
+                    Gate::RateLimited { .. } => Message::RateLimited,
+                };
                 match to {
-                    Gate::Closed => tracing::info!("envio retomado: a API voltou a responder"),
+                    Gate::Closed => tracing::info!(
+                        message_id = %message.id(),
+                        "envio retomado: a API voltou a responder"
+                    ),
                     _ => tracing::error!(
+                        message_id = %message.id(),
                         code = code.map_or("", Code::as_str),
                         "envio suspenso: {}",
                         describe_gate(&to)
@@ -358,7 +390,7 @@ impl Daemon {
                         false
                     }
                 };
-                log_attempt(&delivery);
+                attempt_done(&delivery, &self.metrics);
                 Event::Answered(Answer {
                     item: delivery.item,
                     probe: delivery.record.probe,
@@ -437,7 +469,10 @@ impl Daemon {
             Done::Spool(spool, report) => {
                 self.spool = Some(spool);
                 match report {
-                    Ok(report) => log_spool(&report),
+                    Ok(report) => {
+                        self.metrics.spool(&report);
+                        log_spool(&report);
+                    }
                     Err(error) => self.store_error(error.to_string()),
                 }
                 Event::Turn
@@ -536,6 +571,7 @@ impl Daemon {
         }
         if let Ok(at) = chores.last_success {
             self.dispatcher.set_last_success(at);
+            self.metrics.set_last_success(at);
         }
         let status = self.status_line();
         self.notifier.status(&status);
@@ -573,20 +609,26 @@ impl Daemon {
     /// Records a database failure: logged when it is new or a minute after the last report (a
     /// full disk must not flood the journal), and shown in the status line until writes work.
     fn store_error(&mut self, problem: String) {
+        self.metrics.database_error();
         let repeat = self
             .store_problem
             .as_ref()
             .is_some_and(|(last, when)| *last == problem && when.elapsed() < Duration::from_secs(60));
         if !repeat {
-            tracing::error!("{problem}");
+            tracing::error!(message_id = %Message::DatabaseError.id(), "{problem}");
             self.store_problem = Some((problem, std::time::Instant::now()));
         }
     }
 
     /// Re-reads the config; an invalid one is refused and the running one kept.
     fn reload(&mut self) -> Option<Event> {
+        let metrics = self.metrics.clone();
         let refused = |error: &dyn std::fmt::Display| {
-            tracing::error!("recarga recusada, a configuração anterior continua valendo: {error}");
+            metrics.reload(false);
+            tracing::error!(
+                message_id = %Message::ReloadRefused.id(),
+                "recarga recusada, a configuração anterior continua valendo: {error}"
+            );
         };
         let loaded = match crate::config::load(&self.config_path) {
             Ok(loaded) => loaded,
@@ -608,15 +650,19 @@ impl Daemon {
         if loaded.config.queue.database != self.config.queue.database
             || loaded.config.queue.spool_dir != self.config.queue.spool_dir
             || loaded.config.queue.socket != self.config.queue.socket
+            || loaded.config.metrics.address() != self.config.metrics.address()
         {
             tracing::warn!(
-                "queue.database, queue.spool_dir e queue.socket só mudam ao reiniciar o serviço (systemctl restart extrator)"
+                "queue.database, queue.spool_dir, queue.socket e metrics.listen só mudam ao reiniciar o serviço \
+                 (systemctl restart extrator)"
             );
         }
         let mut config = loaded.config;
         config.queue.database = self.config.queue.database.clone();
         config.queue.spool_dir = self.config.queue.spool_dir.clone();
         config.queue.socket = self.config.queue.socket.clone();
+        config.metrics = self.config.metrics.clone();
+        self.metrics.reload(true);
         self.client = Arc::new(client);
         let limits = Limits::from_config(&config);
         self.config = config;
@@ -637,7 +683,7 @@ impl Daemon {
                     if delivery.recorded.is_err() {
                         self.unrecorded.insert(delivery.item, delivery.record.clone());
                     }
-                    log_attempt(&delivery);
+                    attempt_done(&delivery, &self.metrics);
                 }
             }
         })
@@ -741,7 +787,7 @@ fn log_spool(report: &spool::Report) {
     for (file, why) in &report.rejected {
         let file = crate::text::terminal_safe(file);
         let why = crate::text::terminal_safe(why);
-        tracing::warn!(file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
+        tracing::warn!(message_id = %Message::SpoolRejected.id(), file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
     }
     for (file, why) in &report.refused {
         let file = crate::text::terminal_safe(file);
@@ -827,7 +873,16 @@ async fn deliver(
     Delivery { item: item.id, order: item.order, lease_until, record, recorded }
 }
 
-/// One log event per attempt, with the fields journald filters on. Text from the API is escaped.
+/// An attempt ended: counted, and one log event with the fields journald filters on and the
+/// `MESSAGE_ID` of its catalog entry. Text from the API is escaped.
+fn attempt_done(delivery: &Delivery, metrics: &Metrics) {
+    let after = &delivery.record.after;
+    let attempt = &delivery.record.attempt;
+    metrics.attempt(&after.verdict, attempt.started_at, attempt.duration, after.state == State::Failed);
+    log_attempt(delivery);
+}
+
+/// One log event per attempt.
 fn log_attempt(delivery: &Delivery) {
     let verdict = &delivery.record.after.verdict;
     let status = verdict.http_status;
@@ -842,6 +897,7 @@ fn log_attempt(delivery: &Delivery) {
             Some(receipt) => {
                 let receipt = crate::text::terminal_safe(receipt).into_owned();
                 tracing::info!(
+                    message_id = %Message::Delivered.id(),
                     item,
                     order,
                     attempt,
@@ -852,6 +908,7 @@ fn log_attempt(delivery: &Delivery) {
                 );
             }
             None => tracing::info!(
+                message_id = %Message::Delivered.id(),
                 item,
                 order,
                 attempt,
@@ -869,6 +926,7 @@ fn log_attempt(delivery: &Delivery) {
             "pedido {order}: cancelamento aceito pela API; aguardando a resposta final"
         ),
         (Outcome::Failure(code), State::Failed) => tracing::error!(
+            message_id = %Message::GaveUp.id(),
             code = code.as_str(),
             item,
             order,
@@ -879,6 +937,7 @@ fn log_attempt(delivery: &Delivery) {
             code.label()
         ),
         (Outcome::Failure(code), _) => tracing::warn!(
+            message_id = %Message::AttemptFailed(code).id(),
             code = code.as_str(),
             item,
             order,

@@ -1,6 +1,7 @@
-//! Logging setup: `tracing` events to the journal (native protocol, fields `EXTRATOR_CODE`,
-//! `EXTRATOR_ORDER`, … so `journalctl -u extrator EXTRATOR_CODE=04` works) when stderr is
-//! connected to journald, readable lines on stderr otherwise. Level from `[log] level`,
+//! Logging setup: `tracing` events to the journal (`journal::Layer`: native protocol, fields
+//! `EXTRATOR_CODE`, `EXTRATOR_ORDER`, … and `MESSAGE_ID`, so `journalctl -u extrator
+//! EXTRATOR_CODE=04` works and `journalctl -x` explains) when stderr is connected to journald,
+//! readable lines on stderr otherwise (without the `message_id`). Level from `[log] level`,
 //! overridden by `RUST_LOG`.
 
 use tracing_subscriber::EnvFilter;
@@ -9,22 +10,24 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogLevel;
 
-/// The journal field prefix: the event field `code` becomes `EXTRATOR_CODE`.
-pub const FIELD_PREFIX: &str = "EXTRATOR";
-
 /// Installs the subscriber once; later calls (tests in one process) are no-ops.
 pub fn init(level: LogLevel) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level.as_str()));
     if stderr_is_journal()
-        && let Ok(journald) = tracing_journald::layer()
+        && let Ok(journal) = crate::journal::Layer::new()
     {
-        let journald = journald
-            .with_field_prefix(Some(FIELD_PREFIX.to_owned()))
-            .with_syslog_identifier("extrator".to_owned());
-        let _ = tracing_subscriber::registry().with(filter).with(journald).try_init();
+        let _ = tracing_subscriber::registry().with(filter).with(journal).try_init();
         return;
     }
+    // `name=value` as tracing-subscriber writes them, but the message first and unquoted, and
+    // no `message_id` (it is for the journal).
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| match field.name() {
+        "message_id" => Ok(()),
+        "message" => write!(writer, "{value:?}"),
+        name => write!(writer, " {name}={value:?}"),
+    });
     let _ = tracing_subscriber::fmt()
+        .fmt_fields(fields)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)

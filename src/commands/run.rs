@@ -25,6 +25,8 @@ pub fn run(config_path: &Path) -> Outcome {
     tracing::info!(config = %loaded.path.display(), "configuração carregada");
     let client = Client::new(&config).map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
     let _lock = lock_queue(&config.queue.database)?;
+    // Before READY: a port that cannot be had stops the start with the reason (exit 1).
+    let listener = crate::web::bind(&config)?;
     // Claims and attempt records commit with synchronous=NORMAL (a power loss can only make the
     // daemon send an item again, under its idempotency key); the spool import, like `enqueue`,
     // always commits FULL (`Store::enqueue`): a file leaves the spool only once it is on disk.
@@ -64,7 +66,11 @@ pub fn run(config_path: &Path) -> Outcome {
         .enable_all()
         .build()
         .map_err(|error| Failure::failed(format!("não foi possível iniciar o runtime: {error}")))?;
-    let daemon = Daemon::new(config_path.to_path_buf(), config, Writer::spawn(store), client);
+    if let Some(address) = listener.as_ref().and_then(|listener| listener.local_addr().ok()) {
+        tracing::info!("métricas em http://{address}/metrics");
+    }
+    let daemon =
+        Daemon::new(config_path.to_path_buf(), config, Writer::spawn(store), client).with_listener(listener);
     runtime.block_on(daemon.run())?;
     tracing::info!("extrator parado");
     Ok(())

@@ -15,7 +15,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
 pub use items::{AttemptRecord, AttemptRow, Conflict, EnqueueOutcome, Filter, ItemRow, Origin};
-pub use status::{DaemonRow, Snapshot};
+pub use status::{DaemonRow, QueueFigures, Snapshot};
 
 /// How hard a connection's commits try to reach the disk.
 ///

@@ -20,6 +20,15 @@ pub struct DaemonRow {
     pub gate: Option<String>,
 }
 
+/// What the queue holds: `/metrics` reads it at each scrape, `status` within its snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueFigures {
+    /// Items per state, every state present (zero included), in lifecycle order.
+    pub counts: Vec<(State, u64)>,
+    /// When the oldest pending item was queued.
+    pub oldest_pending: Option<jiff::Timestamp>,
+}
+
 /// Health at a glance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Snapshot {
@@ -36,16 +45,7 @@ impl Store {
     /// Reads the status figures; failures are counted from `since`.
     pub fn snapshot(&self, since: jiff::Timestamp) -> Result<Snapshot, StoreError> {
         let read = || -> rusqlite::Result<Snapshot> {
-            let mut counts: Vec<(State, u64)> = State::ALL.iter().map(|state| (*state, 0)).collect();
-            let mut statement = self.conn.prepare("SELECT state, COUNT(*) FROM items GROUP BY state")?;
-            let rows =
-                statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (state, count) = row?;
-                if let Some(slot) = counts.iter_mut().find(|(known, _)| known.as_str() == state) {
-                    slot.1 = u64::try_from(count).unwrap_or(0);
-                }
-            }
+            let QueueFigures { counts, oldest_pending } = self.read_queue_figures()?;
             let mut statement = self.conn.prepare(
                 "SELECT COALESCE(code, '99'), COUNT(*) FROM attempts \
                  WHERE started_at >= ?1 AND outcome = 'failure' GROUP BY 1 ORDER BY 1",
@@ -55,11 +55,6 @@ impl Store {
                     Ok((row.get(0)?, u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0)))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let oldest_pending: Option<i64> = self.conn.query_row(
-                "SELECT MIN(created_at) FROM items WHERE state = 'pending'",
-                [],
-                |row| row.get(0),
-            )?;
             let last_success: Option<i64> = self
                 .conn
                 .query_row(
@@ -89,12 +84,35 @@ impl Store {
             Ok(Snapshot {
                 counts,
                 failures_by_code,
-                oldest_pending: oldest_pending.map(from_millis),
+                oldest_pending,
                 last_success: last_success.map(from_millis),
                 daemon,
             })
         };
         read().map_err(|e| self.error("ler o estado da fila", e))
+    }
+
+    /// Items per state and the oldest pending one: what `/metrics` shows of the queue.
+    pub fn queue_figures(&self) -> Result<QueueFigures, StoreError> {
+        self.read_queue_figures().map_err(|e| self.error("ler o estado da fila", e))
+    }
+
+    /// Items per state (an index scan) and when the oldest pending item was queued.
+    fn read_queue_figures(&self) -> rusqlite::Result<QueueFigures> {
+        let mut counts: Vec<(State, u64)> = State::ALL.iter().map(|state| (*state, 0)).collect();
+        let mut statement = self.conn.prepare_cached("SELECT state, COUNT(*) FROM items GROUP BY state")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (state, count) = row?;
+            if let Some(slot) = counts.iter_mut().find(|(known, _)| known.as_str() == state) {
+                slot.1 = u64::try_from(count).unwrap_or(0);
+            }
+        }
+        let oldest_pending: Option<i64> =
+            self.conn.query_row("SELECT MIN(created_at) FROM items WHERE state = 'pending'", [], |row| {
+                row.get(0)
+            })?;
+        Ok(QueueFigures { counts, oldest_pending: oldest_pending.map(from_millis) })
     }
 
     /// Items waiting (pending or being sent), processing and failed: range counts on the
