@@ -26,6 +26,7 @@ pub fn files() -> Vec<(String, Vec<u8>)> {
         files.push((format!("{name}.1"), page));
     }
     files.push(("extrator.toml.5".to_owned(), config_page()));
+    files.push(("extrator.catalog".to_owned(), crate::journal::catalog().into_bytes()));
     for (shell, name) in
         [(clap_complete::Shell::Bash, "extrator.bash"), (clap_complete::Shell::Zsh, "_extrator")]
     {

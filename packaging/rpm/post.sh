@@ -2,6 +2,8 @@
 # Users, groups, directories and permissions of the privilege model; moves the ERP's accounts of
 # older releases from the group extrator to extrator-entrada.
 /usr/lib/extrator/migrate-layout || :
+# The journal's message catalog: `journalctl -x` explains each event in pt-BR.
+journalctl --update-catalog >/dev/null 2>&1 || :
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
     if grep -Eq '^[[:space:]]*url[[:space:]]*=.*api[.]exemplo[.]invalid' /etc/extrator/extrator.toml; then

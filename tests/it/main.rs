@@ -14,6 +14,7 @@ mod dns;
 mod enqueue;
 mod explain;
 mod mapping;
+mod metrics;
 mod privilege;
 mod proxy;
 mod retry;
