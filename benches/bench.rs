@@ -425,6 +425,87 @@ fn mapping_cost(api: &Background) {
     );
 }
 
+/// A free port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One `GET /metrics` over HTTP/1.0: the page's length, and how long it took (ms).
+fn scrape(address: &str) -> Option<(usize, f64)> {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut page = Vec::new();
+    stream.read_to_end(&mut page).ok()?;
+    Some((page.len(), start.elapsed().as_secs_f64() * 1e3))
+}
+
+/// End to end at concurrency 4 without a metrics listener and with one scraped every second
+/// (Prometheus' usual interval is 15–60 s), alternated three times each, and the median ratio.
+fn metrics_cost(api: &Background) {
+    let count = size(10_000, 2_000);
+    println!(
+        "
+metrics: end to end N={count} concurrency 4, no listener vs /metrics scraped every second"
+    );
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (rate, _, cpu) = end_to_end_with(api, count, 4, "");
+        println!("  off: {rate:>7.0} items/s, daemon CPU {cpu:.0} µs/item");
+        off.push(rate);
+        let address = format!("127.0.0.1:{}", free_port());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let scraper = {
+            let (address, stop) = (address.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut scrapes = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if scrape(&address).is_some() {
+                        scrapes += 1;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                scrapes
+            })
+        };
+        let sections = format!("[metrics]\nlisten = \"{address}\"\n");
+        let (rate, _, cpu) = end_to_end_with(api, count, 4, &sections);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let scrapes = scraper.join().unwrap();
+        println!("  on:  {rate:>7.0} items/s, daemon CPU {cpu:.0} µs/item ({scrapes} scrapes)");
+        on.push(rate);
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (off, on) = (median(&mut off), median(&mut on));
+    println!("  medians: off {off:.0}, on {on:.0} items/s (on = {:.1} % of off)", 100.0 * on / off);
+}
+
+/// How long a scrape takes with `pending` items queued (the queue's gauges are counted from
+/// the database at each scrape): median and worst of 20.
+fn scrape_time(dir: &Path, url: &str, pending: usize) {
+    let database = pending_database(dir, pending);
+    let address = format!("127.0.0.1:{}", free_port());
+    let install = Install::with_sections(url, 4, "5s", &format!("[metrics]\nlisten = \"{address}\"\n"));
+    std::fs::copy(&database, install.database()).unwrap();
+    // Nothing is sent: the API is a closed port, so the circuit opens and the queue stays.
+    let daemon = install.daemon();
+    until(Duration::from_secs(60), || scrape(&address).is_some());
+    let mut times: Vec<f64> = (0..20).filter_map(|_| scrape(&address).map(|(_, ms)| ms)).collect();
+    times.sort_by(f64::total_cmp);
+    let bytes = scrape(&address).map_or(0, |(bytes, _)| bytes);
+    stop(daemon);
+    println!(
+        "GET /metrics with {pending} items queued: median {:.1} ms, worst {:.1} ms ({bytes} bytes, n={})",
+        times[times.len() / 2],
+        times[times.len() - 1],
+        times.len()
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let api = Background::start(Scenario::default()).unwrap();
@@ -440,6 +521,11 @@ fn main() {
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("import") {
         import_figures(&api);
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("metrics") {
+        metrics_cost(&api);
+        scrape_time(scratch.path(), "http://127.0.0.1:1/cancelamentos", size(1_000_000, 100_000));
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("mapping") {
@@ -523,4 +609,7 @@ fn main() {
         "start → READY=1 with {pending} items queued: {:.1} ms",
         time_to_ready(scratch.path(), &url, pending)
     );
+
+    metrics_cost(&api);
+    scrape_time(scratch.path(), "http://127.0.0.1:1/cancelamentos", pending);
 }

@@ -383,6 +383,19 @@ mod tests {
     }
 
     #[test]
+    fn the_monitoring_guide_lists_every_message_id() {
+        let guide = include_str!("../docs/monitoramento.md");
+        for message in Message::all() {
+            let id = match message {
+                // Listed once, as the prefix and the code.
+                Message::AttemptFailed(_) => ATTEMPT_FAILED_PREFIX.to_owned(),
+                other => other.id(),
+            };
+            assert!(guide.contains(&id), "docs/monitoramento.md lacks {message:?} ({id})");
+        }
+    }
+
+    #[test]
     fn the_catalog_explains_every_code_from_the_code_catalog() {
         let catalog = catalog();
         for info in &CATALOG {
