@@ -442,7 +442,8 @@ fn scrape(address: &str) -> Option<(usize, f64)> {
 }
 
 /// End to end at concurrency 4 without a metrics listener and with one scraped every second
-/// (Prometheus' usual interval is 15–60 s), alternated three times each, and the median ratio.
+/// (Prometheus' usual interval is 15–60 s), alternated five times each (the run-to-run noise
+/// here is about the size of the difference), and the median ratio.
 fn metrics_cost(api: &Background) {
     let count = size(10_000, 2_000);
     println!(
@@ -450,7 +451,7 @@ fn metrics_cost(api: &Background) {
 metrics: end to end N={count} concurrency 4, no listener vs /metrics scraped every second"
     );
     let (mut off, mut on) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..5 {
         let (rate, _, cpu) = end_to_end_with(api, count, 4, "");
         println!("  off: {rate:>7.0} items/s, daemon CPU {cpu:.0} µs/item");
         off.push(rate);
