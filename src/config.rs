@@ -41,6 +41,49 @@ pub struct Config {
     pub history: HistoryConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    /// `[[source]]`: commands polled for cancellations (`source.rs`).
+    #[serde(rename = "source", skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// The most `[[source]]` entries.
+pub const MAX_SOURCES: usize = 16;
+
+/// `[[source]]`: a command run every `interval` whose standard output is cancellations in the
+/// intake format (JSON lines or an array), imported all or nothing per run.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// How logs, `status` and the metrics name it: letters, digits, `-` and `_`.
+    pub name: String,
+    /// The program and its arguments (no shell): `["/usr/local/bin/cancelados.sh", "7"]`.
+    pub command: Vec<String>,
+    pub interval: HumanDuration,
+    /// A run that takes longer is killed (with everything it started) and imports nothing.
+    pub timeout: HumanDuration,
+    /// `NAME=value` lines added to the command's environment (the connection string): its values
+    /// are secrets, masked wherever the command's output is shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment_file: Option<PathBuf>,
+    /// The `reason` of a row that has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The command's field names → ours (`NUMPED = "order"`).
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            name: String::new(),
+            command: Vec::new(),
+            interval: HumanDuration::secs(60),
+            timeout: HumanDuration::secs(30),
+            environment_file: None,
+            reason: None,
+            fields: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[api]`: the third-party cancellation API.
@@ -931,8 +974,72 @@ impl Config {
         if self.queue.spool_dir.as_os_str().is_empty() {
             return fail("queue.spool_dir", "é obrigatório".to_owned());
         }
-        self.metrics.check()
+        self.metrics.check()?;
+        check_sources(&self.sources)
     }
+}
+
+/// Each `[[source]]`: a unique simple name, a command, bounded times, a mapping onto our fields.
+fn check_sources(sources: &[SourceConfig]) -> Result<(), (String, String)> {
+    if sources.len() > MAX_SOURCES {
+        return Err(("source".to_owned(), format!("no máximo {MAX_SOURCES} fontes (há {})", sources.len())));
+    }
+    for (index, source) in sources.iter().enumerate() {
+        let key = |name: &str| format!("source[{index}].{name}");
+        let fail = |name: &str, message: String| Err((key(name), message));
+        if source.name.is_empty()
+            || source.name.len() > 40
+            || !source.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return fail(
+                "name",
+                "informe um nome de até 40 letras, dígitos, - ou _ (aparece no log, no status e nas métricas)"
+                    .to_owned(),
+            );
+        }
+        if sources[..index].iter().any(|earlier| earlier.name == source.name) {
+            return fail("name", format!("\"{}\" já é o nome de outra fonte", source.name));
+        }
+        if source.command.first().is_none_or(|program| program.trim().is_empty()) {
+            return fail(
+                "command",
+                "informe o programa e seus argumentos, como [\"/usr/local/bin/cancelados.sh\", \"7\"]".to_owned(),
+            );
+        }
+        let ms = Duration::from_millis;
+        for (name, value, min, max) in [
+            ("interval", source.interval.get(), ms(100), ms(86_400_000)),
+            ("timeout", source.timeout.get(), ms(100), ms(3_600_000)),
+        ] {
+            if !(min..=max).contains(&value) {
+                return fail(
+                    name,
+                    format!(
+                        "deve estar entre {} e {} (está {})",
+                        crate::duration::format(min),
+                        crate::duration::format(max),
+                        crate::duration::format(value)
+                    ),
+                );
+            }
+        }
+        for (column, field) in &source.fields {
+            if !crate::item::FIELDS.contains(&field.as_str()) {
+                return Err((
+                    format!("source[{index}].fields.{column}"),
+                    format!(
+                        "\"{}\" não é um campo do cancelamento: use {}",
+                        crate::text::terminal_safe(field),
+                        crate::item::FIELDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        if source.reason.as_deref().is_some_and(|reason| reason.trim().is_empty()) {
+            return fail("reason", "não pode ser vazio (ou retire a chave)".to_owned());
+        }
+    }
+    Ok(())
 }
 
 impl MetricsConfig {

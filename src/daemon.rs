@@ -105,10 +105,36 @@ enum Done {
         result: Result<i64, StoreError>,
     },
     Chores(Box<Chores>),
+    /// A polled source's run ended (imported and recorded, or why not).
+    SourceRan(Box<SourceRan>),
     /// A pass over the spool ended; the spool's memory comes back with it.
     Spool(Box<spool::Spool>, Result<spool::Report, spool::SpoolError>),
     /// The store thread is gone.
     StoreDied,
+}
+
+/// A polled source between runs.
+struct SourceSlot {
+    source: crate::source::Source,
+    next_at: std::time::Instant,
+    running: bool,
+    /// How the last run went: `None` before the first, then `Some(None)` when it worked, or
+    /// the kind of its failure — a log line is written only when this changes.
+    last: Option<Option<&'static str>>,
+    /// Orders the last run printed with other content than queued (kept as queued).
+    changed: usize,
+}
+
+/// What a source's run did.
+struct SourceRan {
+    name: String,
+    run: crate::store::SourceRun,
+    /// The failure's kind (`RunError::kind`, or "database"), `None` when it worked.
+    failure: Option<&'static str>,
+    /// Orders printed with other content than queued.
+    changed: usize,
+    /// Recording the run failed.
+    unrecorded: Option<StoreError>,
 }
 
 /// The running daemon.
@@ -145,6 +171,8 @@ pub struct Daemon {
     metrics: Arc<Metrics>,
     /// `[metrics] listen`, bound before READY (`web::bind`).
     listener: Option<std::net::TcpListener>,
+    /// The polled `[[source]]`s.
+    sources: Vec<SourceSlot>,
 }
 
 impl Daemon {
@@ -173,7 +201,18 @@ impl Daemon {
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
             listener: None,
+            sources: Vec::new(),
         }
+    }
+
+    /// Polls these sources while running (the first run of each at the first tick).
+    pub fn with_sources(mut self, sources: Vec<crate::source::Source>) -> Daemon {
+        let now = std::time::Instant::now();
+        self.sources = sources
+            .into_iter()
+            .map(|source| SourceSlot { source, next_at: now, running: false, last: None, changed: 0 })
+            .collect();
+        self
     }
 
     /// Serves `/metrics` on this listener while running.
@@ -466,6 +505,10 @@ impl Daemon {
                 self.chores_done(*chores);
                 Event::Turn
             }
+            Done::SourceRan(ran) => {
+                self.source_ran(*ran);
+                Event::Turn
+            }
             Done::Spool(spool, report) => {
                 self.spool = Some(spool);
                 match report {
@@ -502,6 +545,7 @@ impl Daemon {
                 }
             });
         }
+        self.start_sources();
         if self.chores_running {
             return;
         }
@@ -537,6 +581,72 @@ impl Daemon {
                 None => Done::StoreDied,
             }
         });
+    }
+
+    /// Starts each source whose time has come and that is not running yet.
+    fn start_sources(&mut self) {
+        let now = std::time::Instant::now();
+        for slot in self.sources.iter_mut().filter(|slot| !slot.running && slot.next_at <= now) {
+            slot.running = true;
+            slot.next_at = now + slot.source.config.interval.get();
+            let (source, writer) = (slot.source.clone(), self.writer.clone());
+            let (database, busy_timeout) =
+                (self.config.queue.database.clone(), self.config.queue.busy_timeout.get().min(DAEMON_BUSY_TIMEOUT));
+            self.work.spawn(async move {
+                Done::SourceRan(Box::new(run_source(source, writer, database, busy_timeout).await))
+            });
+        }
+    }
+
+    /// A source's run ended: counted, and logged when its state changed or it brought items.
+    fn source_ran(&mut self, ran: SourceRan) {
+        self.metrics.source_run(&ran.name, ran.failure, ran.run.at);
+        if let Some(error) = &ran.unrecorded {
+            self.store_error(error.to_string());
+        }
+        let Some(slot) = self.sources.iter_mut().find(|slot| slot.source.config.name == ran.name) else { return };
+        slot.running = false;
+        let before = slot.last.replace(ran.failure);
+        let name = crate::text::terminal_safe(&ran.name).into_owned();
+        let (rows, new) = (ran.run.rows, ran.run.new_items);
+        match (&ran.run.error, before) {
+            (Some(error), before) if before != Some(ran.failure) => tracing::error!(
+                message_id = %Message::SourceFailed.id(),
+                source = %name,
+                "fonte {name}: {error}; nada desta execução entrou na fila (tento de novo a cada {})",
+                slot.source.config.interval
+            ),
+            (Some(error), _) => tracing::debug!(source = %name, "fonte {name} continua falhando: {error}"),
+            (None, Some(Some(_))) => tracing::info!(
+                source = %name,
+                rows,
+                new_items = new,
+                "fonte {name} voltou a funcionar: {rows} linha(s) lida(s), {new} cancelamento(s) novo(s) na fila"
+            ),
+            (None, None) => tracing::info!(
+                source = %name,
+                rows,
+                new_items = new,
+                "fonte {name}: primeira execução, {rows} linha(s) lida(s), {new} cancelamento(s) novo(s) na fila"
+            ),
+            (None, _) if new > 0 => tracing::info!(
+                source = %name,
+                rows,
+                new_items = new,
+                "fonte {name}: {new} cancelamento(s) novo(s) na fila ({rows} linha(s) lida(s))"
+            ),
+            (None, _) => {}
+        }
+        if ran.changed != slot.changed && ran.changed > 0 {
+            tracing::warn!(
+                source = %name,
+                orders = ran.changed,
+                "fonte {name}: {} pedido(s) já enfileirado(s) aparecem com outro conteúdo na origem; \
+                 fica valendo o que foi enfileirado primeiro",
+                ran.changed
+            );
+        }
+        slot.changed = ran.changed;
     }
 
     /// What the chores found: logged, and the status line refreshed.
@@ -644,6 +754,13 @@ impl Daemon {
                 return None;
             }
         };
+        let sources = match crate::source::Source::all(&loaded.config.sources) {
+            Ok(sources) => sources,
+            Err(error) => {
+                refused(&error);
+                return None;
+            }
+        };
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
@@ -664,6 +781,16 @@ impl Daemon {
         config.metrics = self.config.metrics.clone();
         self.metrics.reload(true);
         self.client = Arc::new(client);
+        // Sources keep their state by name; a new one runs at the next tick.
+        let mut slots = std::mem::take(&mut self.sources);
+        let now = std::time::Instant::now();
+        self.sources = sources
+            .into_iter()
+            .map(|source| match slots.iter().position(|slot| slot.source.config.name == source.config.name) {
+                Some(index) => SourceSlot { source, ..slots.swap_remove(index) },
+                None => SourceSlot { source, next_at: now, running: false, last: None, changed: 0 },
+            })
+            .collect();
         let limits = Limits::from_config(&config);
         self.config = config;
         tracing::info!(config = %self.config_path.display(), "configuração recarregada");
@@ -771,6 +898,79 @@ impl spool::Queue for WriterQueue {
             .call_blocking(move |store| store.enqueue(&items, &origin, now))
             .unwrap_or_else(|| Err(StoreError::Group("a thread do banco de dados parou".to_owned())))
     }
+}
+
+/// One run of a source: the command, then — if it printed cancellations — the new ones queued
+/// through the writer in one transaction (orders already queued are left as they are, found on
+/// a read-only connection so the writer sees only what is new), then the run recorded.
+async fn run_source(
+    source: crate::source::Source,
+    writer: Writer,
+    database: PathBuf,
+    busy_timeout: Duration,
+) -> SourceRan {
+    let started = std::time::Instant::now();
+    let name = source.config.name.clone();
+    let outcome = source.run().await;
+    let mut changed = 0;
+    let (rows, new_items, failure, error) = match outcome {
+        Err(error) => (0, 0, Some(error.kind()), Some(error.to_string())),
+        Ok(output) => {
+            let rows = output.rows as u64;
+            let origin = crate::store::Origin::Source(name.clone());
+            let queued = match tokio::task::spawn_blocking(move || new_items(output.items, &database, busy_timeout)).await {
+                Ok(Ok((fresh, different))) => {
+                    changed = different;
+                    if fresh.is_empty() {
+                        Ok(0)
+                    } else {
+                        writer
+                            .call(move |store| store.enqueue(&fresh, &origin, jiff::Timestamp::now()))
+                            .await
+                            .unwrap_or_else(|| Err(StoreError::Group("a thread do banco de dados parou".to_owned())))
+                            .map(|outcomes| outcomes.iter().filter(|outcome| !outcome.already_queued).count() as u64)
+                    }
+                }
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(StoreError::Group("a leitura da fila foi interrompida".to_owned())),
+            };
+            match queued {
+                Ok(new) => (rows, new, None, None),
+                Err(error) => (rows, 0, Some("database"), Some(format!("os cancelamentos lidos não foram enfileirados: {error}"))),
+            }
+        }
+    };
+    let run = crate::store::SourceRun {
+        name: name.clone(),
+        at: jiff::Timestamp::now(),
+        duration_ms: crate::source::elapsed_ms(started),
+        error,
+        rows,
+        new_items,
+    };
+    let recording = run.clone();
+    let unrecorded = writer
+        .call(move |store| store.record_source_run(&recording))
+        .await
+        .unwrap_or_else(|| Err(StoreError::Group("a thread do banco de dados parou".to_owned())))
+        .err();
+    SourceRan { name, run, failure, changed, unrecorded }
+}
+
+/// The items not queued yet, and how many of the others differ from what is queued.
+fn new_items(
+    items: Vec<crate::item::NewItem>,
+    database: &std::path::Path,
+    busy_timeout: Duration,
+) -> Result<(Vec<crate::item::NewItem>, usize), StoreError> {
+    if items.is_empty() {
+        return Ok((items, 0));
+    }
+    let reader = crate::store::Store::open(database, crate::store::Access::ReadOnly, busy_timeout)?;
+    let queued = reader.queued(&items)?;
+    let different = reader.conflicts(&items)?.len();
+    let fresh = items.into_iter().zip(queued).filter(|(_, queued)| !queued).map(|(item, _)| item).collect();
+    Ok((fresh, different))
 }
 
 /// What a pass over the spool did, in the journal: file names are the ERP's text, escaped.

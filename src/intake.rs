@@ -82,14 +82,25 @@ pub fn parse_document(bytes: &[u8]) -> Result<Vec<Record>, IntakeError> {
 /// that needs only a pass over them (the spool's) holds one at a time, not the document's
 /// worth of JSON values. Returns how many records there were; an error means the document is
 /// refused (records already handed over are then to be dropped).
-pub fn check_document(bytes: &[u8], mut each: impl FnMut(Record)) -> Result<usize, IntakeError> {
+pub fn check_document(bytes: &[u8], each: impl FnMut(Record)) -> Result<usize, IntakeError> {
+    check_document_with(bytes, |_| {}, each)
+}
+
+/// `check_document`, with each value passed through `adapt` before it is validated (a polled
+/// source's field names mapped onto ours).
+pub fn check_document_with(
+    bytes: &[u8],
+    mut adapt: impl FnMut(&mut Value),
+    mut each: impl FnMut(Record),
+) -> Result<usize, IntakeError> {
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(IntakeError::TooLarge(bytes.len()));
     }
     let mut errors = Listed::default();
     let mut count = 0;
     for value in Values::new(bytes)? {
-        let (location, value) = value?;
+        let (location, mut value) = value?;
+        adapt(&mut value);
         count += 1;
         match item::from_json(&value) {
             Ok(item) => each(Record { location, item }),

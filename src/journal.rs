@@ -55,6 +55,8 @@ pub enum Message {
     ReloadRefused,
     /// A spool file was rejected (moved to `rejeitados/` with a `.erro`).
     SpoolRejected,
+    /// A polled source's run failed (logged when it starts failing, or fails differently).
+    SourceFailed,
 }
 
 /// Attempt failures: these 30 hex digits, then the code's two digits.
@@ -74,6 +76,7 @@ impl Message {
             Message::DatabaseError,
             Message::ReloadRefused,
             Message::SpoolRejected,
+            Message::SourceFailed,
         ]);
         all
     }
@@ -92,6 +95,7 @@ impl Message {
             Message::DatabaseError => "0d0e702945694314ac875a889c4b5c09".to_owned(),
             Message::ReloadRefused => "f577a26442894d67ac061715970fad49".to_owned(),
             Message::SpoolRejected => "5ddd9900900f4810ad5f673b4a61221d".to_owned(),
+            Message::SourceFailed => "fea273209ef04bb8bda11c0d9d2411b9".to_owned(),
         }
     }
 
@@ -211,6 +215,18 @@ impl Message {
                  cada linha com problema.\n\n\
                  O que fazer: leia o .erro, corrija a origem no ERP e gere o arquivo de novo (os pedidos\n\
                  que já estão na fila com o mesmo conteúdo não são duplicados)."
+                    .to_owned(),
+            ),
+            Message::SourceFailed => (
+                "Fonte de cancelamentos falhou".to_owned(),
+                "O comando da fonte @EXTRATOR_SOURCE@ ([[source]] na configuração) falhou e nada desta\n\
+                 execução entrou na fila; a entrega do que já está na fila continua. O extrator tenta de\n\
+                 novo a cada intervalo e avisa quando a fonte voltar (só uma mensagem por mudança).\n\n\
+                 O que fazer:\n\
+                 \x20 1. leia o motivo na mensagem (código de saída, timeout, saída grande ou inválida) e\n\
+                 \x20    a saída de erro do comando, que vem junto (senhas do environment_file mascaradas)\n\
+                 \x20 2. rode `extrator check`: ele executa a fonte uma vez, sem enfileirar, e mostra o resultado\n\
+                 \x20 3. `extrator status` mostra a última execução de cada fonte"
                     .to_owned(),
             ),
         }

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod policy;
 pub mod safe_fs;
 pub mod simulator;
+pub mod source;
 pub mod spool;
 pub mod store;
 pub mod systemd;

@@ -53,6 +53,8 @@ pub struct Metrics {
     spool_files: Family<Labels, Counter>,
     database_errors: Counter,
     reloads: Family<Labels, Counter>,
+    source_runs: Family<Vec<(&'static str, String)>, Counter>,
+    source_success: Family<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -131,6 +133,19 @@ impl Metrics {
             "Recargas da configuração (systemctl reload), por resultado (applied, refused)",
             reloads.clone(),
         );
+        let source_runs = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register(
+            "source_runs",
+            "Execuções de cada fonte ([[source]]), por resultado (ok ou o motivo da falha)",
+            source_runs.clone(),
+        );
+        let source_success = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "source_last_success_timestamp",
+            "Quando terminou a última execução boa de cada fonte, em segundos Unix",
+            Unit::Seconds,
+            source_success.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         build_info.get_or_create(&vec![("version", env!("CARGO_PKG_VERSION"))]).set(1);
         registry.register("build_info", "A versão do extrator em execução (valor sempre 1)", build_info);
@@ -162,6 +177,8 @@ impl Metrics {
             spool_files,
             database_errors,
             reloads,
+            source_runs,
+            source_success,
         };
         metrics.gate(&Gate::Closed);
         metrics
@@ -231,6 +248,16 @@ impl Metrics {
     pub fn reload(&self, applied: bool) {
         let result = if applied { "applied" } else { "refused" };
         self.reloads.get_or_create(&vec![("result", result)]).inc();
+    }
+
+    /// A source's run ended: `failure` is its kind (`RunError::kind`), `None` when it worked.
+    pub fn source_run(&self, source: &str, failure: Option<&'static str>, at: jiff::Timestamp) {
+        let result = failure.unwrap_or("ok");
+        self.source_runs.get_or_create(&vec![("source", source.to_owned()), ("result", result.to_owned())]).inc();
+        if failure.is_none() {
+            let seconds = at.as_millisecond() as f64 / 1_000.0;
+            self.source_success.get_or_create(&vec![("source", source.to_owned())]).set(seconds);
+        }
     }
 
     /// What the queue holds now; `None` when the database could not be read (the queue's

@@ -109,11 +109,7 @@ impl<T> Listed<T> {
     }
 
     /// Each kept item on a line of its own, indented, then "… e mais N" for the rest.
-    pub fn write_lines(
-        &self,
-        f: &mut std::fmt::Formatter<'_>,
-        line: impl Fn(&T) -> String,
-    ) -> std::fmt::Result {
+    pub fn write_lines(&self, f: &mut impl std::fmt::Write, line: impl Fn(&T) -> String) -> std::fmt::Result {
         for item in &self.first {
             write!(f, "\n  {}", line(item))?;
         }

@@ -24,6 +24,8 @@ pub fn run(config_path: &Path) -> Outcome {
     let config = loaded.config;
     tracing::info!(config = %loaded.path.display(), "configuração carregada");
     let client = Client::new(&config).map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
+    let sources = crate::source::Source::all(&config.sources)
+        .map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
     let _lock = lock_queue(&config.queue.database)?;
     // Before READY: a port that cannot be had stops the start with the reason (exit 1).
     let listener = crate::web::bind(&config)?;
@@ -70,7 +72,9 @@ pub fn run(config_path: &Path) -> Outcome {
         tracing::info!("métricas em http://{address}/metrics");
     }
     let daemon =
-        Daemon::new(config_path.to_path_buf(), config, Writer::spawn(store), client).with_listener(listener);
+        Daemon::new(config_path.to_path_buf(), config, Writer::spawn(store), client)
+            .with_listener(listener)
+            .with_sources(sources);
     runtime.block_on(daemon.run())?;
     tracing::info!("extrator parado");
     Ok(())

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{load_queue_config, open_store, print_json};
 use crate::failure::Outcome;
-use crate::store::{Access, DaemonRow, Snapshot};
+use crate::store::{Access, DaemonRow, Snapshot, SourceRow};
 use crate::text::{ago, local_time};
 
 /// The `status` flags.
@@ -45,6 +45,8 @@ struct StatusJson<'a> {
     failures_24h: BTreeMap<&'a str, u64>,
     oldest_pending: Option<jiff::Timestamp>,
     last_success: Option<jiff::Timestamp>,
+    /// The last run of each polled `[[source]]`.
+    sources: &'a [SourceRow],
 }
 
 /// Runs `status`.
@@ -55,6 +57,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Outcome {
     let day_ago = now.checked_sub(jiff::SignedDuration::from_hours(24)).unwrap_or(now);
     let snapshot = store.snapshot(day_ago)?;
     let liveness = liveness(snapshot.daemon.as_ref(), now, loaded.config.queue.poll_interval.get());
+    let sources = store.source_rows()?;
     if args.json {
         return print_json(&StatusJson {
             daemon: liveness,
@@ -67,9 +70,10 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Outcome {
                 .collect(),
             oldest_pending: snapshot.oldest_pending,
             last_success: snapshot.last_success,
+            sources: &sources,
         });
     }
-    print!("{}", render(&snapshot, liveness, now));
+    print!("{}", render(&snapshot, &sources, liveness, now));
     Ok(())
 }
 
@@ -90,7 +94,7 @@ pub fn liveness(daemon: Option<&DaemonRow>, now: jiff::Timestamp, poll_interval:
 }
 
 /// The human view.
-fn render(snapshot: &Snapshot, liveness: Liveness, now: jiff::Timestamp) -> String {
+fn render(snapshot: &Snapshot, sources: &[SourceRow], liveness: Liveness, now: jiff::Timestamp) -> String {
     let daemon = match (liveness, &snapshot.daemon) {
         (Liveness::Alive, Some(daemon)) => format!(
             "ativo desde {} (pid {}, versão {}, sinal de vida {})",
@@ -134,7 +138,32 @@ fn render(snapshot: &Snapshot, liveness: Liveness, now: jiff::Timestamp) -> Stri
     table.row(vec!["Falhas em 24h:".into(), failures]);
     table.row(vec!["Pendente mais antigo:".into(), moment(snapshot.oldest_pending)]);
     table.row(vec!["Último sucesso:".into(), moment(snapshot.last_success)]);
+    for (index, source) in sources.iter().enumerate() {
+        let heading = if index == 0 { "Fontes:" } else { "" };
+        table.row(vec![heading.into(), describe_source(source, now)]);
+    }
     table.render()
+}
+
+/// One source's last run, as `status` says it.
+fn describe_source(source: &SourceRow, now: jiff::Timestamp) -> String {
+    let last = &source.last;
+    let name = crate::text::terminal_safe(&last.name);
+    match &last.error {
+        None => format!(
+            "{name}: ok {} ({} linha(s), {} nova(s), {} ms)",
+            ago(last.at, now),
+            last.rows,
+            last.new_items,
+            last.duration_ms
+        ),
+        Some(error) => format!(
+            "{name}: FALHANDO ({} execução(ões) seguidas; última boa: {}): {}",
+            source.failures,
+            source.last_ok_at.map_or_else(|| "nenhuma".to_owned(), |at| local_time(at)),
+            crate::text::terminal_safe(error)
+        ),
+    }
 }
 
 #[cfg(test)]

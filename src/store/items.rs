@@ -18,6 +18,8 @@ pub enum Origin {
     Command,
     /// A file in the spool directory, by name.
     Spool(String),
+    /// A polled `[[source]]`, by name.
+    Source(String),
 }
 
 impl Origin {
@@ -26,6 +28,7 @@ impl Origin {
         match self {
             Origin::Command => "enqueue".to_owned(),
             Origin::Spool(name) => format!("spool:{name}"),
+            Origin::Source(name) => format!("source:{name}"),
         }
     }
 }
@@ -386,6 +389,16 @@ impl Store {
         }
         tx.commit().map_err(|e| context.fail(e))?;
         Ok(outcomes)
+    }
+
+    /// Which of `items` are queued already (whatever their content), read without writing: what
+    /// `check` shows of a source's dry run.
+    pub fn queued(&self, items: &[NewItem]) -> Result<Vec<bool>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<bool>> {
+            let mut find = self.conn.prepare_cached(Existing::SQL)?;
+            items.iter().map(|item| Existing::find(&mut find, &item.order).map(|found| found.is_some())).collect()
+        };
+        read().map_err(|e| self.error("ler a fila", e))
     }
 
     /// The orders of `items` already queued with other content, read without writing: a spool

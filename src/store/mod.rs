@@ -6,6 +6,7 @@
 
 mod items;
 mod schema;
+mod sources;
 mod status;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
 pub use items::{AttemptRecord, AttemptRow, Conflict, EnqueueOutcome, Filter, ItemRow, Origin};
+pub use sources::{SourceRow, SourceRun};
 pub use status::{DaemonRow, QueueFigures, Snapshot};
 
 /// How hard a connection's commits try to reach the disk.

@@ -77,6 +77,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE items ADD COLUMN receipt TEXT;
     ALTER TABLE items ADD COLUMN poll_url TEXT;
     "#,
+    // 4: the last run of each polled `[[source]]`, for `status` and `check`.
+    r#"
+    CREATE TABLE sources (
+        name         TEXT    PRIMARY KEY,
+        last_run_at  INTEGER NOT NULL,
+        duration_ms  INTEGER NOT NULL,
+        ok           INTEGER NOT NULL,
+        -- Rows the command printed, and how many of them were new to the queue (0 on failure).
+        rows         INTEGER NOT NULL,
+        new_items    INTEGER NOT NULL,
+        -- Why the run failed, with an excerpt of the command's stderr (secrets masked).
+        error        TEXT,
+        last_ok_at   INTEGER,
+        -- Failed runs in a row.
+        failures     INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    "#,
 ];
 
 /// The schema version this build writes.

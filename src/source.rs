@@ -1,0 +1,365 @@
+//! Polled sources (`[[source]]`): a command run every `interval` whose standard output is
+//! cancellations in the intake format, imported through the same validation, all or nothing per
+//! run, idempotent on `order` — so a query that prints the last N days every time is safe and
+//! needs no watermark.
+//!
+//! A run: the program (no shell) as the service user, in a process group of its own, stdin
+//! closed, an environment of `PATH`, `LANG` and the `environment_file`'s variables only; stdout
+//! read up to `MAX_OUTPUT`, stderr's first `STDERR_EXCERPT` bytes kept. Past `timeout`, or past
+//! the output bound, the whole group is killed and nothing is imported. The output is parsed by
+//! `intake` after `Source::adapt` maps the command's field names onto ours; an order already
+//! queued is left as it was (its first version wins: the ERP may edit a cancelled order's text
+//! after we took it, and that must not stop the source). The `environment_file`'s values are
+//! secrets: `Source::mask` hides them in every text the command printed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::config::SourceConfig;
+use crate::item::NewItem;
+
+/// The most a run may print; more is refused (and the command killed).
+pub const MAX_OUTPUT: usize = crate::intake::MAX_DOCUMENT_BYTES;
+/// How much of stderr is kept to show why a run failed.
+pub const STDERR_EXCERPT: usize = 2 * 1024;
+/// The `PATH` the command sees.
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A configured source, with its environment file read.
+#[derive(Clone)]
+pub struct Source {
+    pub config: SourceConfig,
+    /// The `environment_file`'s variables: never logged, masked in what the command prints.
+    environment: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("name", &self.config.name).finish_non_exhaustive()
+    }
+}
+
+/// What went wrong in a run. `Display` is the pt-BR explanation, secrets masked by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    /// The program could not be started.
+    Start(String),
+    /// It exited with a failure (the status, stderr's excerpt).
+    Exit { status: String, stderr: String },
+    /// It ran past `timeout` and was killed.
+    Timeout { after: Duration, stderr: String },
+    /// It printed more than `MAX_OUTPUT` and was killed.
+    TooLarge,
+    /// Its output is not cancellations in the intake format.
+    Output(String),
+}
+
+impl RunError {
+    /// One word per kind, for "logged once per change of state" and the metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::Start(_) => "start",
+            RunError::Exit { .. } => "exit",
+            RunError::Timeout { .. } => "timeout",
+            RunError::TooLarge => "too_large",
+            RunError::Output(_) => "output",
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stderr = |text: &str| {
+            if text.trim().is_empty() { String::new() } else { format!("; saída de erro: {}", text.trim()) }
+        };
+        match self {
+            RunError::Start(why) => write!(f, "o comando não pôde ser iniciado: {why}"),
+            RunError::Exit { status, stderr: text } => write!(f, "o comando terminou com {status}{}", stderr(text)),
+            RunError::Timeout { after, stderr: text } => write!(
+                f,
+                "o comando passou de {} (timeout) e foi encerrado{}",
+                crate::duration::format(*after),
+                stderr(text)
+            ),
+            RunError::TooLarge => write!(
+                f,
+                "o comando imprimiu mais de {} MiB e foi encerrado: limite a consulta (os últimos N dias)",
+                MAX_OUTPUT / (1024 * 1024)
+            ),
+            RunError::Output(why) => write!(f, "a saída do comando não é uma lista de cancelamentos: {why}"),
+        }
+    }
+}
+
+/// What a successful run printed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// Rows read (0 for an empty output: nothing cancelled in the period).
+    pub rows: usize,
+    pub items: Vec<NewItem>,
+}
+
+impl Source {
+    /// The source of a config entry, reading its environment file (a pt-BR error naming it).
+    pub fn new(config: &SourceConfig) -> Result<Source, String> {
+        let environment = match &config.environment_file {
+            Some(path) => read_environment(path)
+                .map_err(|why| format!("fonte \"{}\": source.environment_file {}: {why}", config.name, path.display()))?,
+            None => Vec::new(),
+        };
+        Ok(Source { config: config.clone(), environment })
+    }
+
+    /// Every source of a config.
+    pub fn all(configs: &[SourceConfig]) -> Result<Vec<Source>, String> {
+        configs.iter().map(Source::new).collect()
+    }
+
+    /// `text` with every value of the environment file replaced by `********`.
+    pub fn mask(&self, text: &str) -> String {
+        let mut masked = text.to_owned();
+        for (_, value) in &self.environment {
+            // A value of one or two characters would mask half the text; such a value is no
+            // secret worth the noise.
+            if value.len() >= 3 {
+                masked = masked.replace(value.as_str(), "********");
+            }
+        }
+        masked
+    }
+
+    /// Runs the command once and parses what it printed.
+    pub async fn run(&self) -> Result<Output, RunError> {
+        let printed = self.execute().await?;
+        self.parse(&printed)
+    }
+
+    /// Parses a run's standard output: empty is zero rows; anything else must be cancellations.
+    pub fn parse(&self, printed: &[u8]) -> Result<Output, RunError> {
+        if printed.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Output { rows: 0, items: Vec::new() });
+        }
+        let mut items = Vec::new();
+        let rows = crate::intake::check_document_with(printed, |value| self.adapt(value), |record| items.push(record.item))
+            .map_err(|error| RunError::Output(crate::text::terminal_safe(&self.mask(&error.to_string())).into_owned()))?;
+        Ok(Output { rows, items })
+    }
+
+    /// A row as the intake takes it: the command's field names mapped onto ours, SQL's nulls
+    /// dropped, the constant `reason` where the row has none.
+    pub fn adapt(&self, value: &mut Value) {
+        let Value::Object(row) = value else { return };
+        let mut adapted = serde_json::Map::new();
+        for (name, field) in std::mem::take(row) {
+            if field.is_null() {
+                continue;
+            }
+            let name = self.config.fields.get(&name).cloned().unwrap_or(name);
+            adapted.insert(name, field);
+        }
+        if let Some(reason) = &self.config.reason {
+            adapted.entry("reason").or_insert_with(|| Value::String(reason.clone()));
+        }
+        *row = adapted;
+    }
+
+    /// Runs the program: its standard output, or why the run failed.
+    async fn execute(&self) -> Result<Vec<u8>, RunError> {
+        let Some((program, arguments)) = self.config.command.split_first() else {
+            return Err(RunError::Start("nenhum programa em source.command".to_owned()));
+        };
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(arguments)
+            .env_clear()
+            .env("PATH", PATH)
+            .env("LANG", "C.UTF-8")
+            .envs(self.environment.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|error| RunError::Start(format!("{}: {}", program, crate::text::io_error(&error))))?;
+        let group = child.id();
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            kill_group(group);
+            return Err(RunError::Start("sem saída padrão".to_owned()));
+        };
+        let timeout = self.config.timeout.get();
+        let work = async {
+            let (printed, complaint) = tokio::join!(
+                async {
+                    let printed = read_bounded(stdout, MAX_OUTPUT).await;
+                    if printed.is_none() {
+                        // Too much: stop it now rather than read what is left.
+                        kill_group(group);
+                    }
+                    printed
+                },
+                read_excerpt(stderr, STDERR_EXCERPT)
+            );
+            (printed, complaint, child.wait().await)
+        };
+        let finished = tokio::time::timeout(timeout, work).await;
+        // Whatever it left running in its group goes too.
+        kill_group(group);
+        let (printed, complaint, status) = match finished {
+            Ok(finished) => finished,
+            Err(_) => return Err(RunError::Timeout { after: timeout, stderr: String::new() }),
+        };
+        let complaint = crate::text::terminal_safe(&self.mask(&String::from_utf8_lossy(&complaint))).into_owned();
+        let Some(printed) = printed else { return Err(RunError::TooLarge) };
+        match status {
+            Ok(status) if status.success() => Ok(printed),
+            Ok(status) => Err(RunError::Exit { status: describe(status), stderr: complaint }),
+            Err(error) => Err(RunError::Start(crate::text::io_error(&error))),
+        }
+    }
+}
+
+/// "código de saída 1", "sinal 9".
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("código de saída {code}"),
+        (None, Some(signal)) => format!("o sinal {signal}"),
+        _ => status.to_string(),
+    }
+}
+
+/// Kills a process group, if it is still there.
+fn kill_group(group: Option<u32>) {
+    let pid = group.and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Everything `reader` gives, or `None` once it passes `limit`.
+async fn read_bounded(mut reader: impl AsyncRead + Unpin, limit: usize) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0_u8; 64 * 1024];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Some(bytes),
+            Ok(read) => {
+                if bytes.len() + read > limit {
+                    return None;
+                }
+                bytes.extend_from_slice(&chunk[..read]);
+            }
+        }
+    }
+}
+
+/// The first `limit` bytes `reader` gives; the rest is read and dropped (so the writer never
+/// blocks on a full pipe).
+async fn read_excerpt(mut reader: impl AsyncRead + Unpin, limit: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(read) => {
+                let room = limit.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..read.min(room)]);
+            }
+        }
+    }
+}
+
+/// `NAME=value` lines (systemd's `EnvironmentFile=` shape): blank lines and `#` comments are
+/// skipped, `export ` is allowed, a value may be quoted. An error names the line, never a value.
+pub fn read_environment(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| crate::text::io_error(&error))?;
+    let mut variables = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(format!("linha {}: esperava NOME=valor", number + 1));
+        };
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("linha {}: nome de variável inválido", number + 1));
+        }
+        let value = value.trim();
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|quote| value.strip_prefix(*quote).and_then(|rest| rest.strip_suffix(*quote)))
+            .unwrap_or(value);
+        variables.insert(name.to_owned(), value.to_owned());
+    }
+    Ok(variables.into_iter().collect())
+}
+
+/// How long since `start`, in whole milliseconds.
+pub fn elapsed_ms(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(fields: &[(&str, &str)], reason: Option<&str>) -> Source {
+        let config = SourceConfig {
+            name: "winthor".to_owned(),
+            command: vec!["true".to_owned()],
+            reason: reason.map(str::to_owned),
+            fields: fields.iter().map(|(from, to)| ((*from).to_owned(), (*to).to_owned())).collect(),
+            ..SourceConfig::default()
+        };
+        Source { config, environment: vec![("ORACLE_CONN".to_owned(), "usuario/S3nh4@db".to_owned())] }
+    }
+
+    #[test]
+    fn rows_are_mapped_onto_our_fields_with_nulls_dropped_and_a_constant_reason() {
+        let source = source(&[("NUMPED", "order"), ("CODFILIAL", "branch")], Some("cancelado no Winthor"));
+        let output = source
+            .parse(br#"[{"NUMPED": 100301, "CODFILIAL": "2", "customer": null}, {"NUMPED": 100302, "CODFILIAL": 2, "reason": "preco"}]"#)
+            .unwrap();
+        assert_eq!(output.rows, 2);
+        assert_eq!(output.items[0].order, "100301");
+        assert_eq!(output.items[0].reason, "cancelado no Winthor");
+        assert_eq!(output.items[1].reason, "preco");
+        assert_eq!(output.items[0].customer, None);
+    }
+
+    #[test]
+    fn empty_output_is_no_rows_and_bad_output_is_an_error_without_the_secret() {
+        let source = source(&[], None);
+        assert_eq!(source.parse(b"\n").unwrap().rows, 0);
+        let error = source.parse(b"{\"order\": \"usuario/S3nh4@db\", \"branch\": 1}\n{quebrado").unwrap_err();
+        assert_eq!(error.kind(), "output");
+        assert!(!error.to_string().contains("S3nh4"), "{error}");
+    }
+
+    #[test]
+    fn the_environment_file_is_read_as_systemd_reads_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oracle.env");
+        std::fs::write(&path, "# conexão\nexport ORACLE_CONN=\"u/p@db\"\n\nNLS_LANG=AMERICAN_AMERICA.AL32UTF8\n").unwrap();
+        assert_eq!(
+            read_environment(&path).unwrap(),
+            [
+                ("NLS_LANG".to_owned(), "AMERICAN_AMERICA.AL32UTF8".to_owned()),
+                ("ORACLE_CONN".to_owned(), "u/p@db".to_owned())
+            ]
+        );
+        std::fs::write(&path, "ORACLE_CONN u/segredo@db\n").unwrap();
+        let error = read_environment(&path).unwrap_err();
+        assert!(error.contains("linha 1") && !error.contains("segredo"), "{error}");
+    }
+}
