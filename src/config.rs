@@ -1003,7 +1003,8 @@ fn check_sources(sources: &[SourceConfig]) -> Result<(), (String, String)> {
         if source.command.first().is_none_or(|program| program.trim().is_empty()) {
             return fail(
                 "command",
-                "informe o programa e seus argumentos, como [\"/usr/local/bin/cancelados.sh\", \"7\"]".to_owned(),
+                "informe o programa e seus argumentos, como [\"/usr/local/bin/cancelados.sh\", \"7\"]"
+                    .to_owned(),
             );
         }
         let ms = Duration::from_millis;

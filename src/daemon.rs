@@ -590,8 +590,10 @@ impl Daemon {
             slot.running = true;
             slot.next_at = now + slot.source.config.interval.get();
             let (source, writer) = (slot.source.clone(), self.writer.clone());
-            let (database, busy_timeout) =
-                (self.config.queue.database.clone(), self.config.queue.busy_timeout.get().min(DAEMON_BUSY_TIMEOUT));
+            let (database, busy_timeout) = (
+                self.config.queue.database.clone(),
+                self.config.queue.busy_timeout.get().min(DAEMON_BUSY_TIMEOUT),
+            );
             self.work.spawn(async move {
                 Done::SourceRan(Box::new(run_source(source, writer, database, busy_timeout).await))
             });
@@ -604,7 +606,9 @@ impl Daemon {
         if let Some(error) = &ran.unrecorded {
             self.store_error(error.to_string());
         }
-        let Some(slot) = self.sources.iter_mut().find(|slot| slot.source.config.name == ran.name) else { return };
+        let Some(slot) = self.sources.iter_mut().find(|slot| slot.source.config.name == ran.name) else {
+            return;
+        };
         slot.running = false;
         let before = slot.last.replace(ran.failure);
         let name = crate::text::terminal_safe(&ran.name).into_owned();
@@ -781,7 +785,11 @@ impl Daemon {
         config.metrics = self.config.metrics.clone();
         self.metrics.reload(true);
         self.client = Arc::new(client);
-        // Sources keep their state by name; a new one runs at the next tick.
+        // Sources keep their state by name; a new one runs at the next tick; the rows of those
+        // removed go (a failure here is only a stale line in `status`).
+        let names: Vec<String> = sources.iter().map(|source| source.config.name.clone()).collect();
+        let writer = self.writer.clone();
+        tokio::spawn(async move { writer.call(move |store| store.keep_sources(&names)).await });
         let mut slots = std::mem::take(&mut self.sources);
         let now = std::time::Instant::now();
         self.sources = sources
@@ -918,25 +926,37 @@ async fn run_source(
         Ok(output) => {
             let rows = output.rows as u64;
             let origin = crate::store::Origin::Source(name.clone());
-            let queued = match tokio::task::spawn_blocking(move || new_items(output.items, &database, busy_timeout)).await {
-                Ok(Ok((fresh, different))) => {
-                    changed = different;
-                    if fresh.is_empty() {
-                        Ok(0)
-                    } else {
-                        writer
-                            .call(move |store| store.enqueue(&fresh, &origin, jiff::Timestamp::now()))
-                            .await
-                            .unwrap_or_else(|| Err(StoreError::Group("a thread do banco de dados parou".to_owned())))
-                            .map(|outcomes| outcomes.iter().filter(|outcome| !outcome.already_queued).count() as u64)
+            let queued =
+                match tokio::task::spawn_blocking(move || new_items(output.items, &database, busy_timeout))
+                    .await
+                {
+                    Ok(Ok((fresh, different))) => {
+                        changed = different;
+                        if fresh.is_empty() {
+                            Ok(0)
+                        } else {
+                            writer
+                                .call(move |store| store.enqueue(&fresh, &origin, jiff::Timestamp::now()))
+                                .await
+                                .unwrap_or_else(|| {
+                                    Err(StoreError::Group("a thread do banco de dados parou".to_owned()))
+                                })
+                                .map(|outcomes| {
+                                    outcomes.iter().filter(|outcome| !outcome.already_queued).count() as u64
+                                })
+                        }
                     }
-                }
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(StoreError::Group("a leitura da fila foi interrompida".to_owned())),
-            };
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(StoreError::Group("a leitura da fila foi interrompida".to_owned())),
+                };
             match queued {
                 Ok(new) => (rows, new, None, None),
-                Err(error) => (rows, 0, Some("database"), Some(format!("os cancelamentos lidos não foram enfileirados: {error}"))),
+                Err(error) => (
+                    rows,
+                    0,
+                    Some("database"),
+                    Some(format!("os cancelamentos lidos não foram enfileirados: {error}")),
+                ),
             }
         }
     };

@@ -253,7 +253,9 @@ impl Metrics {
     /// A source's run ended: `failure` is its kind (`RunError::kind`), `None` when it worked.
     pub fn source_run(&self, source: &str, failure: Option<&'static str>, at: jiff::Timestamp) {
         let result = failure.unwrap_or("ok");
-        self.source_runs.get_or_create(&vec![("source", source.to_owned()), ("result", result.to_owned())]).inc();
+        self.source_runs
+            .get_or_create(&vec![("source", source.to_owned()), ("result", result.to_owned())])
+            .inc();
         if failure.is_none() {
             let seconds = at.as_millisecond() as f64 / 1_000.0;
             self.source_success.get_or_create(&vec![("source", source.to_owned())]).set(seconds);

@@ -79,7 +79,9 @@ impl std::fmt::Display for RunError {
         };
         match self {
             RunError::Start(why) => write!(f, "o comando não pôde ser iniciado: {why}"),
-            RunError::Exit { status, stderr: text } => write!(f, "o comando terminou com {status}{}", stderr(text)),
+            RunError::Exit { status, stderr: text } => {
+                write!(f, "o comando terminou com {status}{}", stderr(text))
+            }
             RunError::Timeout { after, stderr: text } => write!(
                 f,
                 "o comando passou de {} (timeout) e foi encerrado{}",
@@ -108,8 +110,9 @@ impl Source {
     /// The source of a config entry, reading its environment file (a pt-BR error naming it).
     pub fn new(config: &SourceConfig) -> Result<Source, String> {
         let environment = match &config.environment_file {
-            Some(path) => read_environment(path)
-                .map_err(|why| format!("fonte \"{}\": source.environment_file {}: {why}", config.name, path.display()))?,
+            Some(path) => read_environment(path).map_err(|why| {
+                format!("fonte \"{}\": source.environment_file {}: {why}", config.name, path.display())
+            })?,
             None => Vec::new(),
         };
         Ok(Source { config: config.clone(), environment })
@@ -145,8 +148,14 @@ impl Source {
             return Ok(Output { rows: 0, items: Vec::new() });
         }
         let mut items = Vec::new();
-        let rows = crate::intake::check_document_with(printed, |value| self.adapt(value), |record| items.push(record.item))
-            .map_err(|error| RunError::Output(crate::text::terminal_safe(&self.mask(&error.to_string())).into_owned()))?;
+        let rows = crate::intake::check_document_with(
+            printed,
+            |value| self.adapt(value),
+            |record| items.push(record.item),
+        )
+        .map_err(|error| {
+            RunError::Output(crate::text::terminal_safe(&self.mask(&error.to_string())).into_owned())
+        })?;
         Ok(Output { rows, items })
     }
 
@@ -215,7 +224,14 @@ impl Source {
             Ok(finished) => finished,
             Err(_) => return Err(RunError::Timeout { after: timeout, stderr: String::new() }),
         };
-        let complaint = crate::text::terminal_safe(&self.mask(&String::from_utf8_lossy(&complaint))).into_owned();
+        // One line: what the command said, its lines joined, masked, escaped.
+        let complaint = String::from_utf8_lossy(&complaint)
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let complaint = crate::text::terminal_safe(&self.mask(&complaint)).into_owned();
         let Some(printed) = printed else { return Err(RunError::TooLarge) };
         match status {
             Ok(status) if status.success() => Ok(printed),
@@ -350,7 +366,11 @@ mod tests {
     fn the_environment_file_is_read_as_systemd_reads_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("oracle.env");
-        std::fs::write(&path, "# conexão\nexport ORACLE_CONN=\"u/p@db\"\n\nNLS_LANG=AMERICAN_AMERICA.AL32UTF8\n").unwrap();
+        std::fs::write(
+            &path,
+            "# conexão\nexport ORACLE_CONN=\"u/p@db\"\n\nNLS_LANG=AMERICAN_AMERICA.AL32UTF8\n",
+        )
+        .unwrap();
         assert_eq!(
             read_environment(&path).unwrap(),
             [

@@ -133,11 +133,12 @@ async fn sources_step(config: &Config) -> bool {
                 continue;
             }
         };
-        let queued = match Store::open(&config.queue.database, Access::ReadOnly, config.queue.busy_timeout.get()) {
-            Ok(store) => store.queued(&output.items),
-            Err(StoreError::Missing(_)) => Ok(vec![false; output.items.len()]),
-            Err(error) => Err(error),
-        };
+        let queued =
+            match Store::open(&config.queue.database, Access::ReadOnly, config.queue.busy_timeout.get()) {
+                Ok(store) => store.queued(&output.items),
+                Err(StoreError::Missing(_)) => Ok(vec![false; output.items.len()]),
+                Err(error) => Err(error),
+            };
         let queued = match queued {
             Ok(queued) => queued,
             Err(error) => {

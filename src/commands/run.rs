@@ -58,6 +58,8 @@ pub fn run(config_path: &Path) -> Outcome {
         );
     }
     store.daemon_started(std::process::id(), jiff::Timestamp::now())?;
+    let names: Vec<String> = config.sources.iter().map(|source| source.name.clone()).collect();
+    store.keep_sources(&names)?;
     tracing::info!(
         database = %config.queue.database.display(),
         spool = %config.queue.spool_dir.display(),
@@ -71,10 +73,9 @@ pub fn run(config_path: &Path) -> Outcome {
     if let Some(address) = listener.as_ref().and_then(|listener| listener.local_addr().ok()) {
         tracing::info!("métricas em http://{address}/metrics");
     }
-    let daemon =
-        Daemon::new(config_path.to_path_buf(), config, Writer::spawn(store), client)
-            .with_listener(listener)
-            .with_sources(sources);
+    let daemon = Daemon::new(config_path.to_path_buf(), config, Writer::spawn(store), client)
+        .with_listener(listener)
+        .with_sources(sources);
     runtime.block_on(daemon.run())?;
     tracing::info!("extrator parado");
     Ok(())

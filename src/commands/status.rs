@@ -160,7 +160,7 @@ fn describe_source(source: &SourceRow, now: jiff::Timestamp) -> String {
         Some(error) => format!(
             "{name}: FALHANDO ({} execução(ões) seguidas; última boa: {}): {}",
             source.failures,
-            source.last_ok_at.map_or_else(|| "nenhuma".to_owned(), |at| local_time(at)),
+            source.last_ok_at.map_or_else(|| "nenhuma".to_owned(), local_time),
             crate::text::terminal_safe(error)
         ),
     }

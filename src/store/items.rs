@@ -396,7 +396,10 @@ impl Store {
     pub fn queued(&self, items: &[NewItem]) -> Result<Vec<bool>, StoreError> {
         let read = || -> rusqlite::Result<Vec<bool>> {
             let mut find = self.conn.prepare_cached(Existing::SQL)?;
-            items.iter().map(|item| Existing::find(&mut find, &item.order).map(|found| found.is_some())).collect()
+            items
+                .iter()
+                .map(|item| Existing::find(&mut find, &item.order).map(|found| found.is_some()))
+                .collect()
         };
         read().map_err(|e| self.error("ler a fila", e))
     }

@@ -52,6 +52,16 @@ impl Store {
             .map_err(|e| self.error("registrar a execução da fonte", e))
     }
 
+    /// Deletes the rows of sources no longer configured, so `status` shows only the sources
+    /// there are.
+    pub fn keep_sources(&mut self, names: &[String]) -> Result<(), StoreError> {
+        let keep = serde_json::to_string(names).unwrap_or_default();
+        self.conn
+            .execute("DELETE FROM sources WHERE name NOT IN (SELECT value FROM json_each(?1))", [keep])
+            .map(drop)
+            .map_err(|e| self.error("atualizar as fontes", e))
+    }
+
     /// Every source's row, by name (none in a database from before the sources, which a
     /// reader does not migrate).
     pub fn source_rows(&self) -> Result<Vec<SourceRow>, StoreError> {

@@ -19,6 +19,7 @@ mod privilege;
 mod proxy;
 mod retry;
 mod robust;
+mod source;
 mod spool;
 mod systemd;
 mod torture;
