@@ -291,16 +291,28 @@ impl Default for LogConfig {
     }
 }
 
-/// `[metrics]`: the daemon's HTTP listener for `/metrics` (Prometheus text format). Off unless
-/// `listen` is set; loopback unless `allow_remote` says otherwise.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+/// `[metrics]`: the daemon's HTTP listener: `/metrics` (Prometheus text format) and the status
+/// page (`/`). Off unless `listen` is set; loopback unless `allow_remote` says otherwise, and then
+/// only with a password (HTTP Basic).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `IP:PORT` to serve on, such as `127.0.0.1:9845`. Absent: no listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// A `listen` address other than loopback must be allowed here: the page has no password.
+    /// A `listen` address other than loopback must be allowed here (with `password_file`).
     pub allow_remote: bool,
+    /// The HTTP Basic user, when `password_file` is set.
+    pub user: String,
+    /// A file holding the HTTP Basic password: required off loopback, optional on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: None, allow_remote: false, user: "extrator".to_owned(), password_file: None }
+    }
 }
 
 impl MetricsConfig {
@@ -1059,9 +1071,21 @@ impl MetricsConfig {
         }
         if !address.ip().is_loopback() && !self.allow_remote {
             return fail(format!(
-                "{address} não é loopback: as métricas não têm senha, então só escutam fora de \
-                 127.0.0.1/::1 com metrics.allow_remote = true (restrinja o acesso com o firewall)"
+                "{address} não é loopback: a página e as métricas só escutam fora de 127.0.0.1/::1 com \
+                 metrics.allow_remote = true e uma senha em metrics.password_file (restrinja o acesso com o firewall)"
             ));
+        }
+        if !address.ip().is_loopback() && self.password_file.is_none() {
+            return Err((
+                "metrics.password_file".to_owned(),
+                format!(
+                    "é obrigatório para escutar em {address} (fora do loopback): a página mostra pedidos e \
+                     mensagens da API, então pede usuário (metrics.user) e senha (HTTP Basic)"
+                ),
+            ));
+        }
+        if self.user.is_empty() || self.user.contains(':') || self.user.chars().any(char::is_control) {
+            return Err(("metrics.user".to_owned(), "informe um usuário sem \":\" (HTTP Basic)".to_owned()));
         }
         Ok(())
     }

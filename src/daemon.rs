@@ -170,7 +170,7 @@ pub struct Daemon {
     /// What `/metrics` shows; counted whether or not anyone serves it.
     metrics: Arc<Metrics>,
     /// `[metrics] listen`, bound before READY (`web::bind`).
-    listener: Option<std::net::TcpListener>,
+    listener: Option<crate::web::Listener>,
     /// The polled `[[source]]`s.
     sources: Vec<SourceSlot>,
 }
@@ -215,8 +215,8 @@ impl Daemon {
         self
     }
 
-    /// Serves `/metrics` on this listener while running.
-    pub fn with_listener(mut self, listener: Option<std::net::TcpListener>) -> Daemon {
+    /// Serves `/metrics` and the status page on this listener while running.
+    pub fn with_listener(mut self, listener: Option<crate::web::Listener>) -> Daemon {
         self.listener = listener;
         self
     }
@@ -243,7 +243,7 @@ impl Daemon {
             tokio::spawn(crate::handoff::serve(listener, self.writer.clone(), handed.clone()))
         });
         let site = self.listener.take().map(|listener| {
-            let site = Arc::new(crate::web::Site::new(self.metrics.clone(), &self.config));
+            let site = Arc::new(crate::web::Site::new(self.metrics.clone(), &self.config, &listener));
             tokio::spawn(crate::web::serve(listener, site))
         });
         let mut watchdog =

@@ -20,6 +20,7 @@ pub mod journal;
 pub mod logging;
 pub mod mapping;
 pub mod metrics;
+pub mod page;
 pub mod policy;
 pub mod safe_fs;
 pub mod simulator;

@@ -1,7 +1,10 @@
-//! The daemon's HTTP listener (`[metrics] listen`): `GET /metrics` in the Prometheus text format.
+//! The daemon's HTTP listener (`[metrics] listen`): `GET /metrics` in the Prometheus text format,
+//! and the status page (`GET /`, `GET /pedido?numero=N`, rendered by `page.rs`). Read-only: no
+//! route changes anything.
 //!
 //! Bound before the daemon says READY, so a taken port is a clear error at start (`bind`), not a
-//! silent gap in the monitoring. Served with hyper's HTTP/1 server on the daemon's runtime, and
+//! silent gap in the monitoring. With `metrics.password_file` (required off loopback) every route
+//! asks for HTTP Basic credentials; the password is read once at start and never logged. Served with hyper's HTTP/1 server on the daemon's runtime, and
 //! bounded so nobody who can reach the port can hurt the delivery: at most `MAX_CONNECTIONS`
 //! at once (more are closed at once), `HEADER_TIMEOUT` to send the request head, and
 //! `CONNECTION_TIMEOUT` for a whole connection. A scrape reads the queue's figures on a read-only
@@ -31,9 +34,39 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one connection may last, keep-alive included.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Binds `[metrics] listen`, if set; a port that cannot be had is an error naming the key.
-pub fn bind(config: &Config) -> Result<Option<std::net::TcpListener>, Failure> {
+/// A bound listener and the credentials it asks for.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    /// The `Authorization` header value that opens it (`Basic base64(user:password)`), if any.
+    credentials: Option<crate::config::Secret>,
+}
+
+/// Binds `[metrics] listen`, if set, and reads its password file: a port that cannot be had is
+/// an error naming the key (exit 1); an unreadable or empty password file too (exit 78).
+pub fn bind(config: &Config) -> Result<Option<Listener>, Failure> {
     let Some(address) = config.metrics.address() else { return Ok(None) };
+    let credentials = match &config.metrics.password_file {
+        None => None,
+        Some(path) => {
+            let unreadable = |why: String| Failure {
+                exit_code: crate::failure::EXIT_CONFIG,
+                message: format!("metrics.password_file {}: {why}", path.display()),
+            };
+            let password =
+                std::fs::read_to_string(path).map_err(|error| unreadable(crate::text::io_error(&error)))?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(unreadable("está vazio: escreva nele só a senha".to_owned()));
+            }
+            use base64::Engine as _;
+            let pair = format!("{}:{password}", config.metrics.user);
+            Some(crate::config::Secret::new(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )))
+        }
+    };
     let cannot = |error: std::io::Error| {
         let why = match error.kind() {
             std::io::ErrorKind::AddrInUse => format!(
@@ -53,14 +86,15 @@ pub fn bind(config: &Config) -> Result<Option<std::net::TcpListener>, Failure> {
         };
         Failure::failed(format!("não foi possível escutar em metrics.listen = \"{address}\": {why}"))
     };
-    let listener = std::net::TcpListener::bind(address).map_err(cannot)?;
-    listener.set_nonblocking(true).map_err(cannot)?;
-    Ok(Some(listener))
+    let socket = std::net::TcpListener::bind(address).map_err(cannot)?;
+    socket.set_nonblocking(true).map_err(cannot)?;
+    Ok(Some(Listener { socket, credentials }))
 }
 
 /// What the listener serves from.
 pub struct Site {
     metrics: Arc<Metrics>,
+    credentials: Option<crate::config::Secret>,
     database: PathBuf,
     busy_timeout: Duration,
     /// The read-only connection, kept between scrapes; one scrape at a time uses it.
@@ -68,39 +102,87 @@ pub struct Site {
 }
 
 impl Site {
-    /// The site of a daemon's metrics and database.
-    pub fn new(metrics: Arc<Metrics>, config: &Config) -> Site {
+    /// The site of a daemon's metrics and database, asking for `listener`'s credentials.
+    pub fn new(metrics: Arc<Metrics>, config: &Config, listener: &Listener) -> Site {
         Site {
             metrics,
+            credentials: listener.credentials.clone(),
             database: config.queue.database.clone(),
             busy_timeout: config.queue.busy_timeout.get().min(Duration::from_secs(5)),
             reader: Mutex::new(None),
         }
     }
 
-    /// The metrics page, with the queue's figures read now. Blocking: run it off the loop.
-    pub fn metrics_page(&self) -> String {
+    /// `read` on the read-only connection (opened on first use, and again after a failure: the
+    /// file may have been replaced). Blocking: run it off the loop. One reader at a time.
+    fn read<T>(&self, read: impl FnOnce(&Store) -> Result<T, crate::store::StoreError>) -> Result<T, String> {
         let mut reader = self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if reader.is_none() {
-            *reader = Store::open(&self.database, Access::ReadOnly, self.busy_timeout).ok();
+            *reader = Some(
+                Store::open(&self.database, Access::ReadOnly, self.busy_timeout)
+                    .map_err(|e| e.to_string())?,
+            );
         }
-        let figures = reader.as_ref().map(Store::queue_figures);
-        match figures {
-            Some(Ok(figures)) => self.metrics.queue(Some(&figures), jiff::Timestamp::now()),
-            _ => {
-                // Opened again at the next scrape (the file may have been replaced).
-                *reader = None;
-                self.metrics.database_error();
-                self.metrics.queue(None, jiff::Timestamp::now());
-            }
+        let Some(store) = reader.as_ref() else { return Err("banco de dados indisponível".to_owned()) };
+        let result = read(store).map_err(|error| error.to_string());
+        if result.is_err() {
+            *reader = None;
+            self.metrics.database_error();
+        }
+        result
+    }
+
+    /// The metrics page, with the queue's figures read now. Blocking.
+    pub fn metrics_page(&self) -> String {
+        match self.read(Store::queue_figures) {
+            Ok(figures) => self.metrics.queue(Some(&figures), jiff::Timestamp::now()),
+            Err(_) => self.metrics.queue(None, jiff::Timestamp::now()),
         }
         self.metrics.encode()
+    }
+
+    /// The status page's overview, read now: bounded queries only. Blocking.
+    pub fn overview_page(&self) -> Result<String, String> {
+        let now = jiff::Timestamp::now();
+        let since = now.checked_sub(jiff::SignedDuration::from_hours(31 * 24)).unwrap_or(now);
+        let data = self.read(|store| {
+            Ok(crate::page::Overview {
+                now,
+                daemon: store.daemon_row()?,
+                figures: store.queue_figures()?,
+                last_success: store.last_success()?,
+                hours: store.attempt_hours(since)?,
+                failed: store.recent_failures(crate::page::FAILED_SHOWN)?,
+            })
+        })?;
+        Ok(crate::page::overview(&data))
+    }
+
+    /// One order and its attempts. Blocking.
+    pub fn item_page(&self, order: &str) -> Result<String, String> {
+        let found = self.read(|store| {
+            let Some(item) = store.get_by_order(order)? else { return Ok(None) };
+            let attempts = store.attempts(item.id)?;
+            Ok(Some((item, attempts)))
+        })?;
+        Ok(crate::page::item_page(order, found.as_ref().map(|(item, attempts)| (item, attempts.as_slice()))))
+    }
+
+    /// Whether a request carries the credentials (always, when none are asked for). The
+    /// comparison takes the same time wherever the first difference is.
+    fn admits(&self, request: &Request<Incoming>) -> bool {
+        let Some(expected) = &self.credentials else { return true };
+        let given =
+            request.headers().get(hyper::header::AUTHORIZATION).map_or(&[][..], |value| value.as_bytes());
+        let expected = expected.expose().as_bytes();
+        given.len() == expected.len()
+            && given.iter().zip(expected).fold(0_u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
 }
 
 /// Serves until the task is dropped.
-pub async fn serve(listener: std::net::TcpListener, site: Arc<Site>) {
-    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+pub async fn serve(listener: Listener, site: Arc<Site>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener.socket) else { return };
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let stream = match listener.accept().await {
@@ -127,34 +209,104 @@ pub async fn serve(listener: std::net::TcpListener, site: Arc<Site>) {
 
 /// One request's answer.
 async fn answer(site: Arc<Site>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let head = request.method() == Method::HEAD;
-    Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => {
-            let page = tokio::task::spawn_blocking(move || site.metrics_page()).await.unwrap_or_default();
-            respond(StatusCode::OK, crate::metrics::CONTENT_TYPE, if head { String::new() } else { page })
+    const HTML: &str = "text/html; charset=utf-8";
+    if !site.admits(&request) {
+        let mut response = respond(
+            StatusCode::UNAUTHORIZED,
+            HTML,
+            crate::page::message_page(
+                "extrator: usuário e senha",
+                "Informe o usuário e a senha de metrics.user e metrics.password_file.",
+            ),
+        );
+        response.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Basic realm=\"extrator\", charset=\"UTF-8\""),
+        );
+        return Ok(response);
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        let mut response = respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            HTML,
+            crate::page::message_page(
+                "extrator: só leitura",
+                "Esta página só mostra; reenvios são feitos com extrator retry.",
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+        return Ok(response);
+    }
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
+    let blocking = |work: Box<dyn FnOnce() -> Result<String, String> + Send>| async move {
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|_| Err("a leitura foi interrompida".to_owned()))
+    };
+    let page = |result: Result<String, String>| match result {
+        Ok(page) => respond(StatusCode::OK, HTML, page),
+        Err(why) => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            HTML,
+            crate::page::message_page("extrator: banco de dados indisponível", &why),
+        ),
+    };
+    Ok(match path.as_str() {
+        "/metrics" => {
+            let site = site.clone();
+            let text = blocking(Box::new(move || Ok(site.metrics_page()))).await.unwrap_or_default();
+            respond(StatusCode::OK, crate::metrics::CONTENT_TYPE, text)
         }
-        (_, "/metrics") => {
-            let mut response =
-                respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "use GET\n".to_owned());
-            response
-                .headers_mut()
-                .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
-            response
+        "/" => {
+            let site = site.clone();
+            page(blocking(Box::new(move || site.overview_page())).await)
+        }
+        "/pedido" => {
+            let order = form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "numero")
+                .map(|(_, value)| value.trim().chars().take(64).collect::<String>())
+                .unwrap_or_default();
+            if order.is_empty() {
+                respond(
+                    StatusCode::BAD_REQUEST,
+                    HTML,
+                    crate::page::message_page("extrator: busca", "Informe o número do pedido."),
+                )
+            } else {
+                let site = site.clone();
+                page(blocking(Box::new(move || site.item_page(&order))).await)
+            }
         }
         _ => respond(
             StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "não encontrado: as métricas do extrator estão em /metrics\n".to_owned(),
+            HTML,
+            crate::page::message_page(
+                "extrator: página não encontrada",
+                "O painel está em / e as métricas em /metrics.",
+            ),
         ),
     })
 }
 
 /// A response with a body.
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    use hyper::header::{self, HeaderValue};
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Belt and braces on top of the escaping: no script, no outside resource, no framing.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

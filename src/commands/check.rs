@@ -49,7 +49,11 @@ pub fn run(config_path: &Path) -> CommandOutcome {
         .build()
         .map_err(|error| Failure::failed(format!("não foi possível iniciar o runtime: {error}")))?;
     if let Some(address) = config.metrics.address() {
-        pass("métricas", &format!("o serviço publica http://{address}/metrics (metrics.listen)"));
+        let access = if config.metrics.password_file.is_some() { ", com usuário e senha" } else { "" };
+        pass(
+            "painel e métricas",
+            &format!("o serviço publica http://{address}/ e http://{address}/metrics (metrics.listen{access})"),
+        );
     }
     let sources_ok = runtime.block_on(sources_step(&config));
     if runtime.block_on(network_steps(&config, &client)) && sources_ok {

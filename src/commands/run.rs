@@ -27,7 +27,8 @@ pub fn run(config_path: &Path) -> Outcome {
     let sources = crate::source::Source::all(&config.sources)
         .map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
     let _lock = lock_queue(&config.queue.database)?;
-    // Before READY: a port that cannot be had stops the start with the reason (exit 1).
+    // Before READY: a port that cannot be had stops the start with the reason (exit 1), an
+    // unreadable metrics.password_file too (exit 78).
     let listener = crate::web::bind(&config)?;
     // Claims and attempt records commit with synchronous=NORMAL (a power loss can only make the
     // daemon send an item again, under its idempotency key); the spool import, like `enqueue`,
@@ -70,8 +71,8 @@ pub fn run(config_path: &Path) -> Outcome {
         .enable_all()
         .build()
         .map_err(|error| Failure::failed(format!("não foi possível iniciar o runtime: {error}")))?;
-    if let Some(address) = listener.as_ref().and_then(|listener| listener.local_addr().ok()) {
-        tracing::info!("métricas em http://{address}/metrics");
+    if let Some(address) = listener.as_ref().and_then(|listener| listener.socket.local_addr().ok()) {
+        tracing::info!("painel em http://{address}/ e métricas em http://{address}/metrics");
     }
     let daemon = Daemon::new(config_path.to_path_buf(), config, Writer::spawn(store), client)
         .with_listener(listener)

@@ -55,13 +55,12 @@ pub fn run(config_path: &Path, args: &ShowArgs) -> Outcome {
     Ok(())
 }
 
-/// The human view: fields, then the attempts table. Text from the ERP or the API is escaped:
-/// it may hold terminal escapes.
-fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
+/// The item's fields as `show` and the status page show them: (label, value), text from the ERP
+/// or the API escaped for a terminal (it may hold escapes).
+pub fn fields(item: &ItemRow) -> Vec<(&'static str, String)> {
     let safe = |value: &str| terminal_safe(value).into_owned();
     let optional = |value: Option<&str>| value.map_or_else(|| "—".to_owned(), safe);
-    let mut fields = Table::new(&["Item:", &item.id.to_string()]);
-    let mut rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&'static str, String)> = vec![
         ("Pedido:", safe(&item.order)),
         ("Filial:", safe(&item.branch)),
         ("Motivo:", safe(&item.reason)),
@@ -89,10 +88,29 @@ fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
     if let Some(url) = &item.poll_url {
         rows.push(("Consulta assíncrona:", format!("GET {}", safe(url))));
     }
-    for (label, value) in rows {
-        fields.row(vec![label.to_owned(), value]);
+    rows
+}
+
+/// An attempt's result in pt-BR.
+pub fn outcome_label(attempt: &AttemptRow) -> &'static str {
+    match attempt.outcome.as_str() {
+        "success" => "sucesso",
+        "processing" => "processando",
+        _ if attempt.probe => "falha (sonda)",
+        _ => "falha",
     }
-    let mut out = fields.render();
+}
+
+/// The human view: fields, then the attempts table.
+fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
+    let safe = |value: &str| terminal_safe(value).into_owned();
+    let optional = |value: Option<&str>| value.map_or_else(|| "—".to_owned(), safe);
+    let mut fields_table = Table::new(&["Item:", &item.id.to_string()]);
+    let rows = fields(item);
+    for (label, value) in rows {
+        fields_table.row(vec![label.to_owned(), value]);
+    }
+    let mut out = fields_table.render();
     out.push('\n');
     if attempts.is_empty() {
         out.push_str("Nenhuma tentativa de envio ainda.\n");
@@ -106,12 +124,7 @@ fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
     headers.push("MENSAGEM");
     let mut table = Table::new(&headers);
     for attempt in attempts {
-        let outcome = match attempt.outcome.as_str() {
-            "success" => "sucesso",
-            "processing" => "processando",
-            _ if attempt.probe => "falha (sonda)",
-            _ => "falha",
-        };
+        let outcome = outcome_label(attempt);
         let mut row = vec![
             attempt.number.to_string(),
             local_time(attempt.started_at),

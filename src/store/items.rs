@@ -438,6 +438,20 @@ impl Store {
         read().map_err(|e| self.error("ler os itens", e))
     }
 
+    /// The `limit` items that failed last, newest first: a walk down the `items_due` index (a
+    /// failed item's `next_at` is when it failed), however many have failed.
+    pub fn recent_failures(&self, limit: u32) -> Result<Vec<ItemRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items WHERE state = 'failed' ORDER BY next_at DESC LIMIT {limit}"
+        );
+        let read = || -> rusqlite::Result<Vec<ItemRow>> {
+            let mut statement = self.conn.prepare_cached(&sql)?;
+            let rows = statement.query_map([], read_item)?;
+            rows.collect()
+        };
+        read().map_err(|e| self.error("ler os itens que falharam", e))
+    }
+
     /// How many items match `filter`, ignoring its limit.
     pub fn count(&self, filter: &Filter) -> Result<u64, StoreError> {
         let (where_sql, params) = filter.to_sql();

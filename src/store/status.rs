@@ -20,6 +20,11 @@ pub struct DaemonRow {
     pub gate: Option<String>,
 }
 
+/// When the oldest pending item was queued: the partial index `items_pending_since` (migration
+/// 5) answers it at once; `INDEXED BY` makes the statement fail rather than walk the items.
+pub(super) const OLDEST_PENDING: &str =
+    "SELECT MIN(created_at) FROM items INDEXED BY items_pending_since WHERE state = 'pending'";
+
 /// What the queue holds: `/metrics` reads it at each scrape, `status` within its snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueFigures {
@@ -64,23 +69,7 @@ impl Store {
                     |row| row.get(0),
                 )
                 .optional()?;
-            let daemon = self
-                .conn
-                .query_row(
-                    "SELECT pid, version, started_at, heartbeat_at, stopped_at, gate FROM daemon WHERE id = 1",
-                    [],
-                    |row| {
-                        Ok(DaemonRow {
-                            pid: row.get(0)?,
-                            version: row.get(1)?,
-                            started_at: from_millis(row.get(2)?),
-                            heartbeat_at: from_millis(row.get(3)?),
-                            stopped_at: row.get::<_, Option<i64>>(4)?.map(from_millis),
-                            gate: row.get(5)?,
-                        })
-                    },
-                )
-                .optional()?;
+            let daemon = self.read_daemon_row()?;
             Ok(Snapshot {
                 counts,
                 failures_by_code,
@@ -97,10 +86,50 @@ impl Store {
         self.read_queue_figures().map_err(|e| self.error("ler o estado da fila", e))
     }
 
-    /// Items per state (an index scan) and when the oldest pending item was queued.
+    /// The daemon's row, if a daemon ever ran on this database.
+    pub fn daemon_row(&self) -> Result<Option<DaemonRow>, StoreError> {
+        self.read_daemon_row().map_err(|e| self.error("ler o estado do serviço", e))
+    }
+
+    fn read_daemon_row(&self) -> rusqlite::Result<Option<DaemonRow>> {
+        self.conn
+            .query_row(
+                "SELECT pid, version, started_at, heartbeat_at, stopped_at, gate FROM daemon WHERE id = 1",
+                [],
+                |row| {
+                    Ok(DaemonRow {
+                        pid: row.get(0)?,
+                        version: row.get(1)?,
+                        started_at: from_millis(row.get(2)?),
+                        heartbeat_at: from_millis(row.get(3)?),
+                        stopped_at: row.get::<_, Option<i64>>(4)?.map(from_millis),
+                        gate: row.get(5)?,
+                    })
+                },
+            )
+            .optional()
+    }
+
+    /// Attempts per hour (Unix hours) and result (a failure's code, else `success` or
+    /// `processing`) from `since` on: the `attempt_hours` table the attempts' trigger keeps.
+    pub fn attempt_hours(&self, since: jiff::Timestamp) -> Result<Vec<(i64, String, u64)>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<(i64, String, u64)>> {
+            let mut statement =
+                self.conn.prepare_cached("SELECT hour, result, count FROM attempt_hours WHERE hour >= ?1")?;
+            let rows = statement.query_map([to_millis(since) / 3_600_000], |row| {
+                Ok((row.get(0)?, row.get(1)?, u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0)))
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.error("ler as tentativas por hora", e))
+    }
+
+    /// Items per state and when the oldest pending item was queued (the partial index
+    /// `items_pending_since`).
     fn read_queue_figures(&self) -> rusqlite::Result<QueueFigures> {
         let mut counts: Vec<(State, u64)> = State::ALL.iter().map(|state| (*state, 0)).collect();
-        let mut statement = self.conn.prepare_cached("SELECT state, COUNT(*) FROM items GROUP BY state")?;
+        // Kept by triggers (migration 5): no walk over the items.
+        let mut statement = self.conn.prepare_cached("SELECT state, count FROM state_counts")?;
         let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
         for row in rows {
             let (state, count) = row?;
@@ -108,22 +137,17 @@ impl Store {
                 slot.1 = u64::try_from(count).unwrap_or(0);
             }
         }
-        let oldest_pending: Option<i64> =
-            self.conn.query_row("SELECT MIN(created_at) FROM items WHERE state = 'pending'", [], |row| {
-                row.get(0)
-            })?;
+        let oldest_pending: Option<i64> = self.conn.query_row(OLDEST_PENDING, [], |row| row.get(0))?;
         Ok(QueueFigures { counts, oldest_pending: oldest_pending.map(from_millis) })
     }
 
-    /// Items waiting (pending or being sent), processing and failed: range counts on the
-    /// `items_due` index, cheap enough for the daemon's status line on every tick (done items are
-    /// not counted).
+    /// Items waiting (pending or being sent), processing and failed, for the daemon's status line
+    /// on every tick: read from `state_counts`, which triggers keep.
     pub fn waiting_counts(&self) -> Result<(u64, u64, u64), StoreError> {
         let count = |state: State| -> rusqlite::Result<u64> {
             self.conn
-                .query_row("SELECT COUNT(*) FROM items WHERE state = ?1", [state.as_str()], |row| {
-                    row.get::<_, i64>(0)
-                })
+                .prepare_cached("SELECT count FROM state_counts WHERE state = ?1")?
+                .query_row([state.as_str()], |row| row.get::<_, i64>(0))
                 .map(|count| u64::try_from(count).unwrap_or(0))
         };
         let read = || {

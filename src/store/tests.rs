@@ -199,6 +199,84 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
     assert!(store.attempts(done.id).unwrap().is_empty());
     assert_eq!(store.attempts(2).unwrap().len(), 1, "a failed item keeps its history");
     assert_eq!(store.count(&Filter::default()).unwrap(), 2, "items are never deleted");
+    // The kept figures follow every change, and the purge leaves the hourly counts alone.
+    assert_eq!(kept_counts(&store), walked_counts(&store));
+    let hours: Vec<(i64, String, i64)> = store
+        .conn
+        .prepare("SELECT hour, result, count FROM attempt_hours ORDER BY result")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let hour = at(0).as_millisecond() / 3_600_000;
+    assert_eq!(hours, vec![(hour, "07".to_owned(), 1), (hour, "success".to_owned(), 1)]);
+}
+
+/// `state_counts` as kept by the triggers.
+fn kept_counts(store: &Store) -> Vec<(String, i64)> {
+    let mut statement =
+        store.conn.prepare("SELECT state, count FROM state_counts WHERE count > 0 ORDER BY state").unwrap();
+    statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// Items per state, counted the long way.
+fn walked_counts(store: &Store) -> Vec<(String, i64)> {
+    let mut statement =
+        store.conn.prepare("SELECT state, COUNT(*) FROM items GROUP BY state ORDER BY state").unwrap();
+    statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+#[test]
+fn kept_counts_follow_claims_releases_and_requeues_and_migration_5_fills_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fila.db");
+    {
+        // A queue at schema 4, with items in three states and attempts in two hours.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for migration in &schema::MIGRATIONS[..4] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO items (id, order_number, branch, reason, cancelled_at, idempotency_key, source, \
+             state, next_at, created_at, updated_at) VALUES \
+             (1, '1', '1', 'a', 'x', 'k1', 'enqueue', 'pending', 0, 7000, 0), \
+             (2, '2', '1', 'b', 'x', 'k2', 'enqueue', 'done', 0, 0, 0), \
+             (3, '3', '1', 'c', 'x', 'k3', 'enqueue', 'failed', 0, 0, 0); \
+             INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind) VALUES \
+             (2, 1, 0, 5, 'success', NULL, 'http'), (3, 1, 3600000, 5, 'failure', '07', 'http'), \
+             (3, 2, 3600001, 5, 'failure', '07', 'http');",
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path, Access::ReadWrite(Durability::Full), BUSY).unwrap();
+    assert_eq!(kept_counts(&store), walked_counts(&store));
+    let figures = store.queue_figures().unwrap();
+    assert_eq!(figures.oldest_pending.map(|at| at.as_millisecond()), Some(7000));
+    let hours: i64 = store
+        .conn
+        .query_row("SELECT SUM(count) FROM attempt_hours WHERE hour = 1 AND result = '07'", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(hours, 2);
+
+    store.enqueue(&[item("4", "d"), item("5", "e")], &Origin::Command, at(0)).unwrap();
+    let claimed = store.claim_many(at(10), Duration::from_secs(60), 2).unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(kept_counts(&store), walked_counts(&store));
+    store.release_all(at(20)).unwrap();
+    let failed = store.list(&Filter { states: vec![State::Failed], ..Filter::default() }).unwrap();
+    store.requeue(&failed, at(30)).unwrap();
+    assert_eq!(kept_counts(&store), walked_counts(&store));
+    assert_eq!(kept_counts(&store), vec![("done".to_owned(), 1), ("pending".to_owned(), 4)]);
+    // The partial index answers the oldest pending item (`INDEXED BY` fails if it cannot).
+    let plan: String = store
+        .conn
+        .query_row(&format!("EXPLAIN QUERY PLAN {}", status::OLDEST_PENDING), [], |row| row.get(3))
+        .unwrap();
+    assert!(plan.contains("items_pending_since"), "{plan}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod enqueue;
 mod explain;
 mod mapping;
 mod metrics;
+mod page;
 mod privilege;
 mod proxy;
 mod retry;

@@ -266,18 +266,23 @@ fn the_listener_stays_on_loopback_unless_the_config_says_otherwise() {
         assert!(stderr.contains("metrics.listen") && !stderr.contains('\u{1b}'), "{listen}: {stderr}");
     }
 
-    // Allowed explicitly: it listens on every address.
+    // Allowed explicitly, with a password (the status page shares the listener): it listens on
+    // every address, and Prometheus scrapes with basic_auth.
     let port = free_port();
+    let password = remote.dir.path().join("senha-metricas");
+    std::fs::write(&password, "s3nha\n").unwrap();
     let allowed = Env::build(
         "http://127.0.0.1:1/x",
         "",
-        &format!("[metrics]\nlisten = \"0.0.0.0:{port}\"\nallow_remote = true\n"),
+        &format!(
+            "[metrics]\nlisten = \"0.0.0.0:{port}\"\nallow_remote = true\npassword_file = \"{}\"\n",
+            password.display()
+        ),
     );
     let mut daemon = allowed.spawn_daemon();
     wait_until("the listener", Duration::from_secs(30), || {
-        http_get(&format!("127.0.0.1:{port}"), "/metrics").is_some_and(|(status, _)| status == 200)
+        http_get(&format!("127.0.0.1:{port}"), "/metrics").is_some_and(|(status, _)| status == 401)
     });
-    assert_eq!(http_get(&format!("127.0.0.1:{port}"), "/").map(|(status, _)| status), Some(404));
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", allowed.daemon_log());
 }
