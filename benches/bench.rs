@@ -507,6 +507,79 @@ fn scrape_time(dir: &Path, url: &str, pending: usize) {
     );
 }
 
+/// A database with `items` items (1 in 200 pending, 1 in 200 failed, the rest done) and
+/// `attempts` attempts spread over the last 30 days, one failure in ten, filled by SQL (the
+/// schema's triggers keep their figures as they would in service).
+fn history_database(dir: &Path, items: usize, attempts: usize) -> PathBuf {
+    let path = dir.join(format!("historico-{items}-{attempts}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    drop(Store::open(&path, Access::ReadWrite(Durability::Normal), Duration::from_secs(5)).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let now = jiff::Timestamp::now().as_millisecond();
+    let span = 30 * 86_400_000_i64;
+    conn.execute_batch("PRAGMA synchronous = OFF").unwrap();
+    conn.execute(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
+         INSERT INTO items (order_number, branch, reason, cancelled_at, idempotency_key, source, state, \
+         last_code, last_message, next_at, created_at, updated_at) \
+         SELECT 'h' || x, '1', 'bench', '2026-11-22T10:00:00Z', 'k' || x, 'bench', \
+         CASE x % 200 WHEN 0 THEN 'pending' WHEN 1 THEN 'failed' ELSE 'done' END, \
+         CASE x % 200 WHEN 1 THEN '07' END, CASE x % 200 WHEN 1 THEN 'pedido já faturado' END, \
+         ?2 - ?3 + x * (?3 / ?1), ?2 - ?3 + x * (?3 / ?1), ?2 - ?3 + x * (?3 / ?1) FROM n",
+        rusqlite::params![items as i64, now, span],
+    )
+    .unwrap();
+    conn.execute(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1) \
+         INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind) \
+         SELECT x % ?4 + 1, x / ?4 + 1, ?2 - ?3 + x * (?3 / ?1), 20, \
+         CASE WHEN x % 10 = 0 THEN 'failure' ELSE 'success' END, CASE WHEN x % 10 = 0 THEN '04' END, 'http' FROM n",
+        rusqlite::params![attempts as i64, now, span, items as i64],
+    )
+    .unwrap();
+    path
+}
+
+/// How long the status page and its search take with `items` items and `attempts` attempts:
+/// median and worst of 20 of each, the daemon running on that database.
+fn page_time(dir: &Path, url: &str, items: usize, attempts: usize) {
+    let started = Instant::now();
+    let database = history_database(dir, items, attempts);
+    let filled = started.elapsed().as_secs_f64();
+    let address = format!("127.0.0.1:{}", free_port());
+    let install = Install::with_sections(url, 4, "5s", &format!("[metrics]\nlisten = \"{address}\"\n"));
+    std::fs::rename(&database, install.database()).unwrap();
+    let daemon = install.daemon();
+    until(Duration::from_secs(60), || scrape(&address).is_some());
+    let time = |path: &str| {
+        let mut times: Vec<f64> = (0..20).filter_map(|_| get(&address, path)).collect();
+        times.sort_by(f64::total_cmp);
+        (times[times.len() / 2], times[times.len() - 1])
+    };
+    let (page, page_worst) = time("/");
+    let (search, search_worst) = time("/pedido?numero=h401");
+    let (metrics, metrics_worst) = time("/metrics");
+    stop(daemon);
+    println!(
+        "\nstatus page with {items} items and {attempts} attempts (filled in {filled:.0} s): \
+         GET / median {page:.1} ms (worst {page_worst:.1}); search {search:.1} ms ({search_worst:.1}); \
+         /metrics {metrics:.1} ms ({metrics_worst:.1}); n=20 each"
+    );
+}
+
+/// One `GET path` over HTTP/1.0: how long until the whole answer was read (ms), if it was a 200.
+fn get(address: &str, path: &str) -> Option<f64> {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    answer.starts_with(b"HTTP/1.1 200").then(|| start.elapsed().as_secs_f64() * 1e3)
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let api = Background::start(Scenario::default()).unwrap();
@@ -522,6 +595,15 @@ fn main() {
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("import") {
         import_figures(&api);
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("page") {
+        page_time(
+            scratch.path(),
+            "http://127.0.0.1:1/cancelamentos",
+            size(1_000_000, 100_000),
+            size(10_000_000, 1_000_000),
+        );
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("metrics") {
@@ -613,4 +695,5 @@ fn main() {
 
     metrics_cost(&api);
     scrape_time(scratch.path(), "http://127.0.0.1:1/cancelamentos", pending);
+    page_time(scratch.path(), "http://127.0.0.1:1/cancelamentos", pending, size(10_000_000, 1_000_000));
 }

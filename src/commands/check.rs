@@ -52,7 +52,9 @@ pub fn run(config_path: &Path) -> CommandOutcome {
         let access = if config.metrics.password_file.is_some() { ", com usuário e senha" } else { "" };
         pass(
             "painel e métricas",
-            &format!("o serviço publica http://{address}/ e http://{address}/metrics (metrics.listen{access})"),
+            &format!(
+                "o serviço publica http://{address}/ e http://{address}/metrics (metrics.listen{access})"
+            ),
         );
     }
     let sources_ok = runtime.block_on(sources_step(&config));
