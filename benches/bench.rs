@@ -577,7 +577,11 @@ fn get(address: &str, path: &str) -> Option<f64> {
     write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).ok()?;
-    answer.starts_with(b"HTTP/1.1 200").then(|| start.elapsed().as_secs_f64() * 1e3)
+    let ok = answer.get(8..13) == Some(&b" 200 "[..]);
+    if !ok {
+        eprintln!("GET {path}: {}", String::from_utf8_lossy(&answer[..answer.len().min(300)]));
+    }
+    ok.then(|| start.elapsed().as_secs_f64() * 1e3)
 }
 
 fn main() {
