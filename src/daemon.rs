@@ -92,6 +92,8 @@ struct Chores {
     counts: Result<(u64, u64, u64), StoreError>,
     last_success: Result<Option<jiff::Timestamp>, StoreError>,
     purged: Result<usize, StoreError>,
+    /// The attempts since the last tick counted into `attempt_hours` (the page's charts).
+    hours: Result<usize, StoreError>,
 }
 
 /// A task of the loop other than a request, and what came of it.
@@ -565,6 +567,8 @@ impl Daemon {
                     Chores {
                         replaced: store.replaced(),
                         recovered: store.recover_leases(now),
+                        // Before the purge, so an attempt is counted before it can go.
+                        hours: store.count_attempt_hours(),
                         heartbeat: store.heartbeat(now, &gate),
                         purged: if purge {
                             store.purge_history(now.saturating_sub(retention).unwrap_or(now), PURGE_BATCH)
@@ -659,6 +663,9 @@ impl Daemon {
             Ok(0) => {}
             Ok(count) => tracing::warn!(items = count, "itens com reserva vencida voltaram para a fila"),
             Err(error) => self.store_error(error.to_string()),
+        }
+        if let Err(error) = chores.hours {
+            self.store_error(error.to_string());
         }
         self.purge_more = false;
         match chores.purged {

@@ -48,7 +48,10 @@ pub fn overview(data: &Overview) -> String {
     };
     let body = html! {
         h1 { "extrator — painel" }
-        p.quando { "Atualizado em " (local_time(data.now)) ". Recarregue a página para ver o estado atual." }
+        p.quando {
+            "Atualizado em " (local_time(data.now)) ". Recarregue a página para ver o estado atual; "
+            "os gráficos contam as tentativas até o último ciclo do serviço (queue.poll_interval)."
+        }
         (search_form(""))
         section #saude {
             h2 { "Saúde" }

@@ -94,28 +94,12 @@ pub const MIGRATIONS: &[&str] = &[
         failures     INTEGER NOT NULL DEFAULT 0
     ) STRICT;
     "#,
-    // 5: figures kept as the rows change, so `status`, `/metrics` and the status page read them
-    // without walking a million items or ten million attempts: items per state (triggers), the
-    // oldest pending item (a partial index), attempts per hour and code (a trigger; the purge of
-    // old attempts leaves these counts alone).
+    // 5: figures for `status`, `/metrics` and the status page that need no walk over a million
+    // items or ten million attempts: the oldest pending item (a partial index, cheap to keep:
+    // only pending rows are in it) and attempts per hour and result, counted by the daemon's
+    // chores from the attempts recorded since `attempt_hours_done.last_attempt` (triggers kept
+    // them exactly but cost a quarter of the daemon's CPU per item: docs/PERFORMANCE.md).
     r#"
-    CREATE TABLE state_counts (
-        state TEXT    PRIMARY KEY,
-        count INTEGER NOT NULL
-    ) STRICT, WITHOUT ROWID;
-    INSERT INTO state_counts (state, count)
-        SELECT column1, (SELECT COUNT(*) FROM items WHERE state = column1)
-        FROM (VALUES ('pending'), ('in_flight'), ('processing'), ('done'), ('failed'));
-    CREATE TRIGGER items_count_insert AFTER INSERT ON items BEGIN
-        UPDATE state_counts SET count = count + 1 WHERE state = NEW.state;
-    END;
-    CREATE TRIGGER items_count_update AFTER UPDATE OF state ON items WHEN OLD.state IS NOT NEW.state BEGIN
-        UPDATE state_counts SET count = count - 1 WHERE state = OLD.state;
-        UPDATE state_counts SET count = count + 1 WHERE state = NEW.state;
-    END;
-    CREATE TRIGGER items_count_delete AFTER DELETE ON items BEGIN
-        UPDATE state_counts SET count = count - 1 WHERE state = OLD.state;
-    END;
     CREATE INDEX items_pending_since ON items (created_at) WHERE state = 'pending';
 
     -- `result` is the code of a failure, else the outcome (`success`, `processing`).
@@ -125,13 +109,13 @@ pub const MIGRATIONS: &[&str] = &[
         count  INTEGER NOT NULL,
         PRIMARY KEY (hour, result)
     ) STRICT, WITHOUT ROWID;
+    CREATE TABLE attempt_hours_done (
+        id           INTEGER PRIMARY KEY CHECK (id = 1),
+        last_attempt INTEGER NOT NULL
+    ) STRICT;
     INSERT INTO attempt_hours (hour, result, count)
         SELECT started_at / 3600000, COALESCE(code, outcome), COUNT(*) FROM attempts GROUP BY 1, 2;
-    CREATE TRIGGER attempts_count_insert AFTER INSERT ON attempts BEGIN
-        INSERT INTO attempt_hours (hour, result, count)
-            VALUES (NEW.started_at / 3600000, COALESCE(NEW.code, NEW.outcome), 1)
-            ON CONFLICT (hour, result) DO UPDATE SET count = count + 1;
-    END;
+    INSERT INTO attempt_hours_done (id, last_attempt) VALUES (1, COALESCE((SELECT MAX(id) FROM attempts), 0));
     "#,
 ];
 

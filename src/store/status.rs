@@ -81,11 +81,6 @@ impl Store {
         read().map_err(|e| self.error("ler o estado da fila", e))
     }
 
-    /// Items per state and the oldest pending one: what `/metrics` shows of the queue.
-    pub fn queue_figures(&self) -> Result<QueueFigures, StoreError> {
-        self.read_queue_figures().map_err(|e| self.error("ler o estado da fila", e))
-    }
-
     /// The daemon's row, if a daemon ever ran on this database.
     pub fn daemon_row(&self) -> Result<Option<DaemonRow>, StoreError> {
         self.read_daemon_row().map_err(|e| self.error("ler o estado do serviço", e))
@@ -124,29 +119,69 @@ impl Store {
         read().map_err(|e| self.error("ler as tentativas por hora", e))
     }
 
-    /// Items per state and when the oldest pending item was queued (the partial index
-    /// `items_pending_since`).
+    /// Items per state and when the oldest pending item was queued: what `/metrics` shows of
+    /// the queue.
+    pub fn queue_figures(&self) -> Result<QueueFigures, StoreError> {
+        self.read_queue_figures().map_err(|e| self.error("ler o estado da fila", e))
+    }
+
+    /// In one read transaction: the items not done counted on their `items_due` ranges (small
+    /// in a healthy queue), the done ones as all items (SQLite counts a table from its pages,
+    /// without reading rows) minus those; the oldest pending from its partial index.
     fn read_queue_figures(&self) -> rusqlite::Result<QueueFigures> {
-        let mut counts: Vec<(State, u64)> = State::ALL.iter().map(|state| (*state, 0)).collect();
-        // Kept by triggers (migration 5): no walk over the items.
-        let mut statement = self.conn.prepare_cached("SELECT state, count FROM state_counts")?;
-        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
-        for row in rows {
-            let (state, count) = row?;
-            if let Some(slot) = counts.iter_mut().find(|(known, _)| known.as_str() == state) {
-                slot.1 = u64::try_from(count).unwrap_or(0);
-            }
+        let read = self.conn.unchecked_transaction()?;
+        let total: i64 =
+            read.prepare_cached("SELECT COUNT(*) FROM items")?.query_row([], |row| row.get(0))?;
+        let mut counts = Vec::with_capacity(State::ALL.len());
+        let mut not_done = 0;
+        for state in State::ALL.into_iter().filter(|state| *state != State::Done) {
+            let count: i64 = read
+                .prepare_cached("SELECT COUNT(*) FROM items WHERE state = ?1")?
+                .query_row([state.as_str()], |row| row.get(0))?;
+            not_done += count;
+            counts.push((state, u64::try_from(count).unwrap_or(0)));
         }
-        let oldest_pending: Option<i64> = self.conn.query_row(OLDEST_PENDING, [], |row| row.get(0))?;
+        let done = u64::try_from(total - not_done).unwrap_or(0);
+        let at = State::ALL.iter().position(|state| *state == State::Done).unwrap_or(counts.len());
+        counts.insert(at, (State::Done, done));
+        let oldest_pending: Option<i64> = read.query_row(OLDEST_PENDING, [], |row| row.get(0))?;
         Ok(QueueFigures { counts, oldest_pending: oldest_pending.map(from_millis) })
     }
 
-    /// Items waiting (pending or being sent), processing and failed, for the daemon's status line
-    /// on every tick: read from `state_counts`, which triggers keep.
+    /// Counts the attempts recorded since the last call into `attempt_hours`, and moves the
+    /// mark, in one transaction: a crash in between counts them at the next call, never twice.
+    /// Run by the daemon's chores (the daemon alone records attempts).
+    pub fn count_attempt_hours(&mut self) -> Result<usize, StoreError> {
+        const ACTION: &str = "contar as tentativas por hora";
+        let (tx, context) = self.write(ACTION)?;
+        let counted = tx
+            .execute(
+                "INSERT INTO attempt_hours (hour, result, count) \
+                 SELECT started_at / 3600000, COALESCE(code, outcome), COUNT(*) FROM attempts \
+                 WHERE id > (SELECT last_attempt FROM attempt_hours_done WHERE id = 1) GROUP BY 1, 2 \
+                 ON CONFLICT (hour, result) DO UPDATE SET count = count + excluded.count",
+                [],
+            )
+            .and_then(|rows| {
+                tx.execute(
+                    "UPDATE attempt_hours_done SET last_attempt = \
+                     (SELECT COALESCE(MAX(id), last_attempt) FROM attempts) WHERE id = 1",
+                    [],
+                )
+                .map(|_| rows)
+            })
+            .map_err(|e| context.fail(e))?;
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(counted)
+    }
+
+    /// Items waiting (pending or being sent), processing and failed: range counts on the
+    /// `items_due` index, cheap enough for the daemon's status line on every tick (done items are
+    /// not counted).
     pub fn waiting_counts(&self) -> Result<(u64, u64, u64), StoreError> {
         let count = |state: State| -> rusqlite::Result<u64> {
             self.conn
-                .prepare_cached("SELECT count FROM state_counts WHERE state = ?1")?
+                .prepare_cached("SELECT COUNT(*) FROM items WHERE state = ?1")?
                 .query_row([state.as_str()], |row| row.get::<_, i64>(0))
                 .map(|count| u64::try_from(count).unwrap_or(0))
         };

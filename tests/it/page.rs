@@ -70,7 +70,7 @@ fn chromium_renders_the_status_page_of_a_run_with_failures() {
         &api.url(),
         "connect_timeout = \"1s\"\nrequest_timeout = \"1s\"\nasync_poll_interval = \"100ms\"\n",
         &format!(
-            "[retry]\nmax_attempts = 2\nfirst_delay = \"300ms\"\nmax_delay = \"600ms\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+            "[retry]\nmax_attempts = 1\nfirst_delay = \"300ms\"\nmax_delay = \"600ms\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
         ),
     );
     let mut orders = String::new();
@@ -85,6 +85,11 @@ fn chromium_renders_the_status_page_of_a_run_with_failures() {
         env.number("SELECT COUNT(*) FROM items WHERE state NOT IN ('done', 'failed')") == 0
     });
 
+    // The charts count attempts at each tick of the daemon's chores.
+    wait_until("the attempts counted by hour", Duration::from_secs(30), || {
+        env.number("SELECT COALESCE(SUM(count), 0) FROM attempt_hours")
+            == env.number("SELECT COUNT(*) FROM attempts")
+    });
     let base = format!("http://127.0.0.1:{port}");
     let dom = chromium(&format!("{base}/"), "--dump-dom");
     for state in ["pending", "in_flight", "processing", "done", "failed"] {
