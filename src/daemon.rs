@@ -107,8 +107,6 @@ enum Done {
         result: Result<i64, StoreError>,
     },
     Chores(Box<Chores>),
-    /// A polled source's run ended (imported and recorded, or why not).
-    SourceRan(Box<SourceRan>),
     /// A pass over the spool ended; the spool's memory comes back with it.
     Spool(Box<spool::Spool>, Result<spool::Report, spool::SpoolError>),
     /// The store thread is gone.
@@ -151,6 +149,9 @@ pub struct Daemon {
     sending: HashMap<tokio::task::Id, (i64, String, bool)>,
     /// Claims, records written again, chores and the spool import.
     work: JoinSet<Done>,
+    /// Runs of the polled sources: aborted at once on stop (a run queues all or nothing, and its
+    /// process group dies with it), so a slow source never holds the stop back.
+    source_runs: JoinSet<SourceRan>,
     /// Records that failed, by item, until written or abandoned.
     unrecorded: HashMap<i64, Record>,
     chores_running: bool,
@@ -191,6 +192,7 @@ impl Daemon {
             sends: JoinSet::new(),
             sending: HashMap::new(),
             work: JoinSet::new(),
+            source_runs: JoinSet::new(),
             unrecorded: HashMap::new(),
             chores_running: false,
             spool: Some(Box::new(spool)),
@@ -275,6 +277,15 @@ impl Daemon {
                     Event::Turn
                 }
                 Some(joined) = self.sends.join_next_with_id(), if !self.sends.is_empty() => self.delivered(joined),
+                Some(ran) = self.source_runs.join_next(), if !self.source_runs.is_empty() => match ran {
+                    Ok(ran) => {
+                        self.source_ran(ran);
+                        Event::Turn
+                    }
+                    // Only a panic ends a run without an answer (none is expected): as for the
+                    // other tasks, stop with the reason rather than never run the source again.
+                    Err(_) => return Err(Failure::failed("a execução de uma fonte parou inesperadamente")),
+                },
                 Some(done) = self.work.join_next(), if !self.work.is_empty() => match done {
                     Ok(done) => self.done(done)?,
                     Err(_) => return Err(store_thread_died()),
@@ -507,10 +518,6 @@ impl Daemon {
                 self.chores_done(*chores);
                 Event::Turn
             }
-            Done::SourceRan(ran) => {
-                self.source_ran(*ran);
-                Event::Turn
-            }
             Done::Spool(spool, report) => {
                 self.spool = Some(spool);
                 match report {
@@ -598,9 +605,7 @@ impl Daemon {
                 self.config.queue.database.clone(),
                 self.config.queue.busy_timeout.get().min(DAEMON_BUSY_TIMEOUT),
             );
-            self.work.spawn(async move {
-                Done::SourceRan(Box::new(run_source(source, writer, database, busy_timeout).await))
-            });
+            self.source_runs.spawn(run_source(source, writer, database, busy_timeout));
         }
     }
 
@@ -816,6 +821,7 @@ impl Daemon {
     /// puts what is left back in the queue and records the stop.
     async fn drain(mut self) -> Result<(), Failure> {
         self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.source_runs.shutdown().await;
         let grace =
             (self.config.api.request_timeout.get() + Duration::from_secs(2)).min(Duration::from_secs(30));
         let deadline = tokio::time::Instant::now() + grace;

@@ -23,8 +23,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use crate::config::SourceConfig;
 use crate::item::NewItem;
 
-/// The most a run may print; more is refused (and the command killed).
-pub const MAX_OUTPUT: usize = crate::intake::MAX_DOCUMENT_BYTES;
+/// The most a run may print; more is refused (and the command killed). A quarter of the spool's
+/// bound: a run's rows are all held as items until they are queued, and "the last N days" of
+/// cancellations is tens of thousands of rows at most.
+pub const MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// How much of stderr is kept to show why a run failed.
 pub const STDERR_EXCERPT: usize = 2 * 1024;
 /// The `PATH` the command sees.
@@ -34,8 +36,10 @@ const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 #[derive(Clone)]
 pub struct Source {
     pub config: SourceConfig,
-    /// The `environment_file`'s variables: never logged, masked in what the command prints.
+    /// The `environment_file`'s variables: only in the command's environment.
     environment: Vec<(String, String)>,
+    /// Masks their values in what the command prints, as `api::Redactor` masks the API's secrets.
+    redactor: crate::api::Redactor,
 }
 
 impl std::fmt::Debug for Source {
@@ -52,7 +56,7 @@ pub enum RunError {
     /// It exited with a failure (the status, stderr's excerpt).
     Exit { status: String, stderr: String },
     /// It ran past `timeout` and was killed.
-    Timeout { after: Duration, stderr: String },
+    Timeout(Duration),
     /// It printed more than `MAX_OUTPUT` and was killed.
     TooLarge,
     /// Its output is not cancellations in the intake format.
@@ -65,7 +69,7 @@ impl RunError {
         match self {
             RunError::Start(_) => "start",
             RunError::Exit { .. } => "exit",
-            RunError::Timeout { .. } => "timeout",
+            RunError::Timeout(_) => "timeout",
             RunError::TooLarge => "too_large",
             RunError::Output(_) => "output",
         }
@@ -82,12 +86,9 @@ impl std::fmt::Display for RunError {
             RunError::Exit { status, stderr: text } => {
                 write!(f, "o comando terminou com {status}{}", stderr(text))
             }
-            RunError::Timeout { after, stderr: text } => write!(
-                f,
-                "o comando passou de {} (timeout) e foi encerrado{}",
-                crate::duration::format(*after),
-                stderr(text)
-            ),
+            RunError::Timeout(after) => {
+                write!(f, "o comando passou de {} (timeout) e foi encerrado", crate::duration::format(*after))
+            }
             RunError::TooLarge => write!(
                 f,
                 "o comando imprimiu mais de {} MiB e foi encerrado: limite a consulta (os últimos N dias)",
@@ -110,12 +111,13 @@ impl Source {
     /// The source of a config entry, reading its environment file (a pt-BR error naming it).
     pub fn new(config: &SourceConfig) -> Result<Source, String> {
         let environment = match &config.environment_file {
-            Some(path) => read_environment(path).map_err(|why| {
-                format!("fonte \"{}\": source.environment_file {}: {why}", config.name, path.display())
-            })?,
+            Some(path) => {
+                read_environment(path).map_err(|why| format!("fonte \"{}\": {why}", config.name))?
+            }
             None => Vec::new(),
         };
-        Ok(Source { config: config.clone(), environment })
+        let redactor = crate::api::Redactor::new(environment.iter().map(|(_, value)| value.clone()));
+        Ok(Source { config: config.clone(), environment, redactor })
     }
 
     /// Every source of a config.
@@ -123,17 +125,9 @@ impl Source {
         configs.iter().map(Source::new).collect()
     }
 
-    /// `text` with every value of the environment file replaced by `********`.
+    /// `text` with every value of the environment file masked (`api::MASK`).
     pub fn mask(&self, text: &str) -> String {
-        let mut masked = text.to_owned();
-        for (_, value) in &self.environment {
-            // A value of one or two characters would mask half the text; such a value is no
-            // secret worth the noise.
-            if value.len() >= 3 {
-                masked = masked.replace(value.as_str(), "********");
-            }
-        }
-        masked
+        self.redactor.redact(text, None)
     }
 
     /// Runs the command once and parses what it printed.
@@ -197,9 +191,10 @@ impl Source {
         let mut child = command
             .spawn()
             .map_err(|error| RunError::Start(format!("{}: {}", program, crate::text::io_error(&error))))?;
-        let group = child.id();
+        // The group is killed however this ends: done, timed out, too much output, or this task
+        // dropped (the daemon stopping).
+        let group = Group(child.id());
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            kill_group(group);
             return Err(RunError::Start("sem saída padrão".to_owned()));
         };
         let timeout = self.config.timeout.get();
@@ -209,7 +204,7 @@ impl Source {
                     let printed = read_bounded(stdout, MAX_OUTPUT).await;
                     if printed.is_none() {
                         // Too much: stop it now rather than read what is left.
-                        kill_group(group);
+                        group.kill();
                     }
                     printed
                 },
@@ -217,12 +212,9 @@ impl Source {
             );
             (printed, complaint, child.wait().await)
         };
-        let finished = tokio::time::timeout(timeout, work).await;
-        // Whatever it left running in its group goes too.
-        kill_group(group);
-        let (printed, complaint, status) = match finished {
+        let (printed, complaint, status) = match tokio::time::timeout(timeout, work).await {
             Ok(finished) => finished,
-            Err(_) => return Err(RunError::Timeout { after: timeout, stderr: String::new() }),
+            Err(_) => return Err(RunError::Timeout(timeout)),
         };
         // One line: what the command said, its lines joined, masked, escaped.
         let complaint = String::from_utf8_lossy(&complaint)
@@ -251,11 +243,23 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Kills a process group, if it is still there.
-fn kill_group(group: Option<u32>) {
-    let pid = group.and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw);
-    if let Some(pid) = pid {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+/// A run's process group (the command and everything it started, unless it left the group),
+/// killed when this is dropped.
+struct Group(Option<u32>);
+
+impl Group {
+    /// Kills the group, if it is still there.
+    fn kill(&self) {
+        let pid = self.0.and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -293,10 +297,14 @@ async fn read_excerpt(mut reader: impl AsyncRead + Unpin, limit: usize) -> Vec<u
 }
 
 /// `NAME=value` lines (systemd's `EnvironmentFile=` shape): blank lines and `#` comments are
-/// skipped, `export ` is allowed, a value may be quoted. An error names the line, never a value.
+/// skipped, `export ` is allowed, a value may be quoted. Read as a secret file (bounded, never a
+/// FIFO: `read_small_text`). An error names the file and the line, never a value.
 pub fn read_environment(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|error| crate::text::io_error(&error))?;
+    let text = crate::api::auth::read_small_text(path, "source.environment_file")?;
     let mut variables = BTreeMap::new();
+    let at = |number: usize, what: &str| {
+        format!("source.environment_file {}, linha {}: {what}", path.display(), number + 1)
+    };
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -304,11 +312,11 @@ pub fn read_environment(path: &Path) -> Result<Vec<(String, String)>, String> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((name, value)) = line.split_once('=') else {
-            return Err(format!("linha {}: esperava NOME=valor", number + 1));
+            return Err(at(number, "esperava NOME=valor"));
         };
         let name = name.trim();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("linha {}: nome de variável inválido", number + 1));
+            return Err(at(number, "nome de variável inválido"));
         }
         let value = value.trim();
         let value = ['"', '\'']
@@ -337,7 +345,9 @@ mod tests {
             fields: fields.iter().map(|(from, to)| ((*from).to_owned(), (*to).to_owned())).collect(),
             ..SourceConfig::default()
         };
-        Source { config, environment: vec![("ORACLE_CONN".to_owned(), "usuario/S3nh4@db".to_owned())] }
+        let environment = vec![("ORACLE_CONN".to_owned(), "usuario/S3nh4@db".to_owned())];
+        let redactor = crate::api::Redactor::new(environment.iter().map(|(_, value)| value.clone()));
+        Source { config, environment, redactor }
     }
 
     #[test]

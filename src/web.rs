@@ -46,25 +46,15 @@ pub struct Listener {
 /// an error naming the key (exit 1); an unreadable or empty password file too (exit 78).
 pub fn bind(config: &Config) -> Result<Option<Listener>, Failure> {
     let Some(address) = config.metrics.address() else { return Ok(None) };
+    // The Basic header's value, as `api.auth` builds it for the API (`basic_forms`).
     let credentials = match &config.metrics.password_file {
         None => None,
         Some(path) => {
-            let unreadable = |why: String| Failure {
-                exit_code: crate::failure::EXIT_CONFIG,
-                message: format!("metrics.password_file {}: {why}", path.display()),
-            };
-            let password =
-                std::fs::read_to_string(path).map_err(|error| unreadable(crate::text::io_error(&error)))?;
-            let password = password.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
-                return Err(unreadable("está vazio: escreva nele só a senha".to_owned()));
-            }
-            use base64::Engine as _;
-            let pair = format!("{}:{password}", config.metrics.user);
-            Some(crate::config::Secret::new(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            )))
+            let password = crate::api::auth::read_secret(path, "metrics.password_file")
+                .map_err(|message| Failure { exit_code: crate::failure::EXIT_CONFIG, message })?;
+            let encoded =
+                crate::api::auth::basic_forms(&config.metrics.user, password.expose()).swap_remove(0);
+            Some(crate::config::Secret::new(format!("Basic {encoded}")))
         }
     };
     let cannot = |error: std::io::Error| {

@@ -161,10 +161,21 @@ fn password(config: &AuthConfig) -> Result<Secret, String> {
 /// The largest secret file read: a password or token is a line, not a file's worth.
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
-/// A secret file's content without its trailing newline. Only a regular file is read (opened
-/// without blocking, so a FIFO cannot hang the daemon), and at most `MAX_SECRET_BYTES`: a path
-/// such as `/dev/zero` is refused, not read for ever.
+/// A secret file's content without its trailing newline, not empty (`read_small_text`).
 pub fn read_secret(path: &Path, what: &str) -> Result<Secret, String> {
+    let text = read_small_text(path, what)?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(format!("{what}: {} está vazio", path.display()));
+    }
+    Ok(Secret::new(secret.to_owned()))
+}
+
+/// A small UTF-8 file that holds secrets (a password, an environment file). Only a regular file
+/// is read (opened without blocking, so a FIFO cannot hang the daemon), and at most
+/// `MAX_SECRET_BYTES`: a path such as `/dev/zero` is refused, not read for ever. Errors name
+/// `what` and the path, never the content.
+pub fn read_small_text(path: &Path, what: &str) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let cannot = |detail: String| format!("{what}: não foi possível ler {}: {detail}", path.display());
@@ -177,22 +188,18 @@ pub fn read_secret(path: &Path, what: &str) -> Result<Secret, String> {
     if !meta.is_file() {
         return Err(cannot("não é um arquivo comum (um dispositivo, FIFO ou diretório)".to_owned()));
     }
+    let too_big = || cannot(format!("tem mais de {} KiB: não parece uma senha", MAX_SECRET_BYTES / 1024));
     if meta.len() > MAX_SECRET_BYTES {
-        return Err(cannot(format!("tem mais de {} KiB: não parece uma senha", MAX_SECRET_BYTES / 1024)));
+        return Err(too_big());
     }
     let mut bytes = Vec::new();
     file.take(MAX_SECRET_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|error| cannot(crate::text::io_error(&error)))?;
     if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(cannot(format!("tem mais de {} KiB: não parece uma senha", MAX_SECRET_BYTES / 1024)));
+        return Err(too_big());
     }
-    let text = String::from_utf8(bytes).map_err(|_| cannot("não está em UTF-8".to_owned()))?;
-    let secret = text.trim_end_matches(['\n', '\r']);
-    if secret.is_empty() {
-        return Err(format!("{what}: {} está vazio", path.display()));
-    }
-    Ok(Secret::new(secret.to_owned()))
+    String::from_utf8(bytes).map_err(|_| cannot("não está em UTF-8".to_owned()))
 }
 
 #[cfg(test)]

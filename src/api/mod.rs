@@ -6,7 +6,7 @@
 //! errors. An asynchronous answer with `async_poll = "location"` is followed by GETs of the URL
 //! it gave, on the API's own server only.
 
-mod auth;
+pub mod auth;
 mod resolver;
 
 use std::error::Error as StdError;

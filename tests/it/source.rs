@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use extrator::simulator::{Background, Scenario};
@@ -161,7 +162,7 @@ fn a_failing_command_imports_nothing_is_said_once_per_change_and_never_stops_del
     let modes = [
         ("echo 'ORA-12541: TNS:no listener' >&2; exit 1", "código de saída 1; saída de erro: ORA-12541"),
         ("sleep 30", "passou de 1s (timeout)"),
-        ("head -c 100000000 /dev/zero", "imprimiu mais de 64 MiB"),
+        ("head -c 100000000 /dev/zero", "imprimiu mais de 16 MiB"),
         ("echo '{\"order\": \"901\", quebrado'", "a saída do comando não é uma lista de cancelamentos"),
     ];
     std::fs::write(&script, modes[0].0).unwrap();
@@ -206,7 +207,7 @@ fn a_failing_command_imports_nothing_is_said_once_per_change_and_never_stops_del
     }
     assert_eq!(log.matches("fonte teste voltou a funcionar").count(), 1, "{log}");
     assert_eq!(env.number("SELECT COUNT(*) FROM items WHERE source = 'source:teste'"), 2);
-    // 100 MB printed, at most the 64 MiB bound held.
+    // 100 MB printed, at most the 16 MiB bound held.
     assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
 }
 
@@ -235,7 +236,7 @@ fn the_environment_files_secret_appears_in_no_log_record_or_check_output() {
     let env = Env::build(&api.url(), "", &script_source(&script, Some(&environment)));
 
     let (stdout, stderr) = expect_exit(&env.run(&["check"]), 1);
-    assert!(stdout.contains("ORA-01017") && stdout.contains("logon denied (********)"), "{stdout}");
+    assert!(stdout.contains("ORA-01017") && stdout.contains("logon denied (***)"), "{stdout}");
     let mut daemon = env.spawn_daemon();
     wait_until("failed runs recorded", Duration::from_secs(30), || last_error(&env).1 >= 3);
     signal(&daemon, "TERM");
@@ -294,4 +295,30 @@ fn a_source_that_cannot_be_set_up_is_a_configuration_error() {
     let (_, stderr) = expect_exit(&env.run(&["run"]), 78);
     assert!(stderr.contains("source.environment_file") && stderr.contains("nao-existe.env"), "{stderr}");
     assert_eq!(env.item_count(), 0);
+}
+
+#[test]
+fn a_run_under_way_when_the_daemon_stops_is_killed_with_everything_it_started() {
+    let scratch = tempfile::tempdir().unwrap();
+    let script = scratch.path().join("fonte.sh");
+    // A command that started a helper of its own, both far from their timeout.
+    std::fs::write(&script, "sleep 3018 &\nsleep 3017\n").unwrap();
+    let env = Env::build(
+        "http://127.0.0.1:1/x",
+        "",
+        &format!(
+            "[[source]]\nname = \"lenta\"\ninterval = \"1s\"\ntimeout = \"1h\"\ncommand = [\"sh\", \"{}\"]\n",
+            script.display()
+        ),
+    );
+    let running = |marker: &str| {
+        Command::new("pgrep").args(["-f", marker]).output().is_ok_and(|output| output.status.success())
+    };
+    let mut daemon = env.spawn_daemon();
+    wait_until("the source's command and its helper", Duration::from_secs(30), || {
+        running("sleep 3017") && running("sleep 3018")
+    });
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
+    wait_until("both gone", Duration::from_secs(10), || !running("sleep 3017") && !running("sleep 3018"));
 }
