@@ -285,7 +285,7 @@ pub fn support_guide() -> String {
 }
 
 /// "a conexão…" → "A conexão…".
-fn capitalised(text: &str) -> String {
+pub fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }

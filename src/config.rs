@@ -844,17 +844,7 @@ impl Config {
     pub fn check(&self) -> Result<(), (String, String)> {
         let fail = |key: &str, message: String| Err((key.to_owned(), message));
         for (key, value, min, max) in self.duration_bounds() {
-            if !(min..=max).contains(&value) {
-                return fail(
-                    key,
-                    format!(
-                        "deve estar entre {} e {} (está {})",
-                        crate::duration::format(min),
-                        crate::duration::format(max),
-                        crate::duration::format(value)
-                    ),
-                );
-            }
+            within(key, value, min, max)?;
         }
         for (key, value, max) in [
             ("api.concurrency", self.api.concurrency, MAX_CONCURRENCY),
@@ -991,6 +981,18 @@ impl Config {
     }
 }
 
+/// A duration key must fall within its range.
+fn within(key: &str, value: Duration, min: Duration, max: Duration) -> Result<(), (String, String)> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    let format = crate::duration::format;
+    Err((
+        key.to_owned(),
+        format!("deve estar entre {} e {} (está {})", format(min), format(max), format(value)),
+    ))
+}
+
 /// Each `[[source]]`: a unique simple name, a command, bounded times, a mapping onto our fields.
 fn check_sources(sources: &[SourceConfig]) -> Result<(), (String, String)> {
     if sources.len() > MAX_SOURCES {
@@ -1024,17 +1026,7 @@ fn check_sources(sources: &[SourceConfig]) -> Result<(), (String, String)> {
             ("interval", source.interval.get(), ms(100), ms(86_400_000)),
             ("timeout", source.timeout.get(), ms(100), ms(3_600_000)),
         ] {
-            if !(min..=max).contains(&value) {
-                return fail(
-                    name,
-                    format!(
-                        "deve estar entre {} e {} (está {})",
-                        crate::duration::format(min),
-                        crate::duration::format(max),
-                        crate::duration::format(value)
-                    ),
-                );
-            }
+            within(&key(name), value, min, max)?;
         }
         for (column, field) in &source.fields {
             if !crate::item::FIELDS.contains(&field.as_str()) {

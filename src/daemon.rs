@@ -211,12 +211,22 @@ impl Daemon {
 
     /// Polls these sources while running (the first run of each at the first tick).
     pub fn with_sources(mut self, sources: Vec<crate::source::Source>) -> Daemon {
+        self.adopt_sources(sources);
+        self
+    }
+
+    /// Takes these sources as the ones to poll: one already polled keeps its state (by name), a
+    /// new one runs at the next tick.
+    fn adopt_sources(&mut self, sources: Vec<crate::source::Source>) {
+        let mut slots = std::mem::take(&mut self.sources);
         let now = std::time::Instant::now();
         self.sources = sources
             .into_iter()
-            .map(|source| SourceSlot { source, next_at: now, running: false, last: None, changed: 0 })
+            .map(|source| match slots.iter().position(|slot| slot.source.config.name == source.config.name) {
+                Some(index) => SourceSlot { source, ..slots.swap_remove(index) },
+                None => SourceSlot { source, next_at: now, running: false, last: None, changed: 0 },
+            })
             .collect();
-        self
     }
 
     /// Serves `/metrics` and the status page on this listener while running.
@@ -797,20 +807,11 @@ impl Daemon {
         config.metrics = self.config.metrics.clone();
         self.metrics.reload(true);
         self.client = Arc::new(client);
-        // Sources keep their state by name; a new one runs at the next tick; the rows of those
-        // removed go (a failure here is only a stale line in `status`).
+        // The rows of sources removed go (a failure here is only a stale line in `status`).
         let names: Vec<String> = sources.iter().map(|source| source.config.name.clone()).collect();
         let writer = self.writer.clone();
         tokio::spawn(async move { writer.call(move |store| store.keep_sources(&names)).await });
-        let mut slots = std::mem::take(&mut self.sources);
-        let now = std::time::Instant::now();
-        self.sources = sources
-            .into_iter()
-            .map(|source| match slots.iter().position(|slot| slot.source.config.name == source.config.name) {
-                Some(index) => SourceSlot { source, ..slots.swap_remove(index) },
-                None => SourceSlot { source, next_at: now, running: false, last: None, changed: 0 },
-            })
-            .collect();
+        self.adopt_sources(sources);
         let limits = Limits::from_config(&config);
         self.config = config;
         tracing::info!(config = %self.config_path.display(), "configuração recarregada");

@@ -62,18 +62,9 @@ impl Store {
             .map_err(|e| self.error("atualizar as fontes", e))
     }
 
-    /// Every source's row, by name (none in a database from before the sources, which a
-    /// reader does not migrate).
+    /// Every source's row, by name.
     pub fn source_rows(&self) -> Result<Vec<SourceRow>, StoreError> {
         let read = || -> rusqlite::Result<Vec<SourceRow>> {
-            let exists: i64 = self.conn.query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'sources'",
-                [],
-                |row| row.get(0),
-            )?;
-            if exists == 0 {
-                return Ok(Vec::new());
-            }
             let mut statement = self.conn.prepare(
                 "SELECT name, last_run_at, duration_ms, rows, new_items, error, last_ok_at, failures \
                  FROM sources ORDER BY name",

@@ -25,7 +25,7 @@ fn all_steps_pass_against_a_working_api() {
 
 #[test]
 fn a_closed_port_fails_at_tcp_with_01() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::util::free_port();
     let env = Env::build(&format!("http://localhost:{port}/c"), "", "");
     let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
     assert!(stdout.contains("✓ DNS: localhost"), "{stdout}");

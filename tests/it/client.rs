@@ -70,7 +70,7 @@ pub fn expect(attempt: &Attempt, code: Option<&str>, kind: &str, status: Option<
 
 #[test]
 fn a_closed_port_is_01() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::util::free_port();
     let attempt = send(&config_for(&format!("http://127.0.0.1:{port}/c")), "1");
     expect(&attempt, Some("01"), "connect_refused", None, "recusada");
 }

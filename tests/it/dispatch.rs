@@ -102,7 +102,7 @@ fn delivers_records_every_attempt_and_follows_202_208_200() {
 
 #[test]
 fn an_outage_ends_with_everything_delivered_and_only_probes_during_it() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::util::free_port();
     let env = Env::build(
         &format!("http://127.0.0.1:{port}/cancelamentos"),
         "concurrency = 2\nconnect_timeout = \"500ms\"\nrequest_timeout = \"1s\"\n",

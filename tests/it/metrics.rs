@@ -4,32 +4,13 @@
 //! listener stays on loopback unless told otherwise, and a taken port is a clear error at start.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use extrator::simulator::Background;
 
-use crate::util::{Env, expect_exit, json_lines, needs_program, signal, wait_until};
-
-/// A free port on loopback (the OS's choice, released for the process that will bind it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `GET path` over HTTP/1.0: the status and the body.
-fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
+use crate::util::{Env, expect_exit, free_port, http_get, json_lines, needs_program, signal, wait_until};
 
 /// A Prometheus server scraping `target` every second, with the shipped alert rules.
 struct Prometheus {
@@ -65,7 +46,7 @@ impl Prometheus {
             .expect("start prometheus");
         let prometheus = Prometheus { child, address, _dir: dir };
         wait_until("Prometheus to be ready", Duration::from_secs(60), || {
-            http_get(&prometheus.address, "/-/ready").is_some_and(|(status, _)| status == 200)
+            http_get(&prometheus.address, "/-/ready", None).is_some_and(|(status, ..)| status == 200)
         });
         prometheus
     }
@@ -73,7 +54,8 @@ impl Prometheus {
     /// An instant query: each series' labels and value.
     fn query(&self, promql: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         let encoded = percent_encoding::utf8_percent_encode(promql, percent_encoding::NON_ALPHANUMERIC);
-        let (status, body) = http_get(&self.address, &format!("/api/v1/query?query={encoded}")).unwrap();
+        let (status, _, body) =
+            http_get(&self.address, &format!("/api/v1/query?query={encoded}"), None).unwrap();
         assert_eq!(status, 200, "{promql}: {body}");
         let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
         answer["data"]["result"]
@@ -201,7 +183,7 @@ fn prometheus_scrapes_a_delivery_run_with_failures_and_its_figures_are_the_datab
     assert_eq!(prometheus.query("extrator_oldest_pending_age_seconds")[0].1, 0.0);
 
     // The page itself: clean for promtool, and no order number in it.
-    let (status, page) = http_get(&target, "/metrics").unwrap();
+    let (status, _, page) = http_get(&target, "/metrics", None).unwrap();
     assert_eq!(status, 200);
     assert!(!page.contains("100203") && !page.contains("5000"), "{page}");
     let (clean, said) = Command::new("promtool")
@@ -284,7 +266,7 @@ fn the_listener_stays_on_loopback_unless_the_config_says_otherwise() {
     );
     let mut daemon = allowed.spawn_daemon();
     wait_until("the listener", Duration::from_secs(30), || {
-        http_get(&format!("127.0.0.1:{port}"), "/metrics").is_some_and(|(status, _)| status == 401)
+        http_get(&format!("127.0.0.1:{port}"), "/metrics", None).is_some_and(|(status, ..)| status == 401)
     });
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", allowed.daemon_log());

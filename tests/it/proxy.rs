@@ -22,7 +22,7 @@ struct Tinyproxy {
 impl Tinyproxy {
     fn start(extra: &str) -> Tinyproxy {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = crate::util::free_port();
         let config = dir.path().join("tinyproxy.conf");
         std::fs::write(
             &config,
@@ -111,7 +111,7 @@ fn https_goes_through_a_connect_tunnel_and_still_verifies_the_certificate() {
 
 #[test]
 fn a_proxy_that_is_down_is_01_and_says_it_was_the_proxy() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = crate::util::free_port();
     let api = Background::start(Scenario::default()).unwrap();
     let mut config = config_for(&api.url());
     config.api.proxy = Some(format!("http://127.0.0.1:{closed}"));

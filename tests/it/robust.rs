@@ -258,7 +258,7 @@ fn a_full_disk_during_an_outage_fails_probe_records_and_sending_resumes_when_roo
     }
     let scratch = tempfile::tempdir().unwrap();
     let disk = crate::torture::Tmpfs::mount(&scratch.path().join("disco"), "4m");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::util::free_port();
     let env = Env::build_with_queue(
         &format!("http://127.0.0.1:{port}/c"),
         "connect_timeout = \"500ms\"\nrequest_timeout = \"1s\"\n",

@@ -211,7 +211,7 @@ fn the_service_under_real_systemd() {
     }
     let dir = tempfile::tempdir().unwrap();
     let api = Background::start(Scenario::default().order("90", vec![Behavior::Stall])).unwrap();
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed_port = crate::util::free_port();
     let sandbox = Sandbox::up("unit");
 
     // Test-only drop-in: a short watchdog, so the hung-loop check takes seconds, not a minute.

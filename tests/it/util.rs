@@ -280,3 +280,25 @@ pub fn has_command(name: &str) -> bool {
         .output()
         .is_ok_and(|output| output.status.success())
 }
+
+/// A free port on loopback: the OS's choice, released for the process that will bind it (a
+/// closed port, for a test that wants one).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// `GET path` over HTTP/1.0 with an optional `Authorization`, read whole: the status, the head
+/// (status line and headers) and the body; `None` when nothing answers.
+pub fn http_get(address: &str, path: &str, authorization: Option<&str>) -> Option<(u16, String, String)> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let header = authorization.map_or_else(String::new, |value| format!("Authorization: {value}\r\n"));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n{header}\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, head.to_owned(), body.to_owned()))
+}
