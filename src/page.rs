@@ -19,7 +19,7 @@ use crate::text::{ago, local_time};
 /// How many failed items the overview lists.
 pub const FAILED_SHOWN: u32 = 50;
 /// How many attempts of one item the search shows (the newest).
-pub const ATTEMPTS_SHOWN: usize = 200;
+pub const ATTEMPTS_SHOWN: u32 = 200;
 
 /// What the overview shows.
 #[derive(Debug, Clone)]
@@ -97,8 +97,9 @@ pub fn overview(data: &Overview) -> String {
     page("extrator — painel", body)
 }
 
-/// The search's answer: one order and its attempts, or why not.
-pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow])>) -> String {
+/// The search's answer: one order with its newest attempts (at most `ATTEMPTS_SHOWN`) and how many
+/// it has in all, or why not.
+pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow], u64)>) -> String {
     let order_shown = crate::text::terminal_safe(order);
     let body = html! {
         p { a href="/" { "← painel" } }
@@ -108,7 +109,7 @@ pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow])>) -> Strin
                 h1 { "Pedido " (order_shown) }
                 p #nao-encontrado { "O pedido " (order_shown) " não está na fila." }
             }
-            Some((item, attempts)) => {
+            Some((item, attempts, total)) => {
                 h1 { "Pedido " (order_shown) " — item " (item.id) }
                 table.campos #item {
                     @for (label, value) in crate::commands::show::fields(item) {
@@ -118,14 +119,14 @@ pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow])>) -> Strin
                 @if let Some(code) = item.last_code.as_deref().and_then(crate::codes::find) {
                     @if item.state == crate::item::State::Failed { (what_to_do(code)) }
                 }
-                h2 { "Tentativas (" (attempts.len()) ")" }
+                h2 { "Tentativas (" (total) ")" }
                 @if attempts.is_empty() {
                     p { "Nenhuma tentativa de envio ainda." }
                 } @else {
-                    @if attempts.len() > ATTEMPTS_SHOWN { p { "Mostrando as " (ATTEMPTS_SHOWN) " mais recentes." } }
+                    @if total > attempts.len() as u64 { p { "Mostrando as " (attempts.len()) " mais recentes; todas com " code { "extrator show" } " no servidor." } }
                     table.lista #tentativas {
                         tr { th { "#" } th { "Início" } th { "Duração" } th { "Resultado" } th { "Código" } th { "Tipo" } th { "HTTP" } th { "Protocolo" } th { "Mensagem" } }
-                        @for attempt in attempts.iter().rev().take(ATTEMPTS_SHOWN) {
+                        @for attempt in attempts.iter().rev() {
                             tr {
                                 td { (attempt.number) }
                                 td { (local_time(attempt.started_at)) }
@@ -237,16 +238,11 @@ fn failed_group(code: &str, items: &[&ItemRow]) -> Markup {
 fn what_to_do(info: &crate::codes::Info) -> Markup {
     html! {
         div.oquefazer {
-            p { (capitalised(info.meaning)) ". " (capitalised(info.behaviour)) "." }
+            p { (crate::codes::capitalised(info.meaning)) ". " (crate::codes::capitalised(info.behaviour)) "." }
             p { "O que fazer:" }
             ol { @for step in info.steps { li { (step) } } }
         }
     }
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
 }
 
 /// One bar of a chart: its label and count per result.
@@ -394,7 +390,7 @@ mod tests {
             hours: vec![(now.as_millisecond() / 3_600_000, "07".to_owned(), 3)],
             failed: vec![item.clone()],
         });
-        let page = item_page("<b>9</b>", Some((&item, &[])));
+        let page = item_page("<b>9</b>", Some((&item, &[], 0)));
         for html in [&overview, &page] {
             assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<b>9"), "{html}");
         }

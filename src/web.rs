@@ -152,10 +152,13 @@ impl Site {
     pub fn item_page(&self, order: &str) -> Result<String, String> {
         let found = self.read(|store| {
             let Some(item) = store.get_by_order(order)? else { return Ok(None) };
-            let attempts = store.attempts(item.id)?;
-            Ok(Some((item, attempts)))
+            let (attempts, total) = store.last_attempts(item.id, crate::page::ATTEMPTS_SHOWN)?;
+            Ok(Some((item, attempts, total)))
         })?;
-        Ok(crate::page::item_page(order, found.as_ref().map(|(item, attempts)| (item, attempts.as_slice()))))
+        Ok(crate::page::item_page(
+            order,
+            found.as_ref().map(|(item, attempts, total)| (item, attempts.as_slice(), *total)),
+        ))
     }
 
     /// Whether a request carries the credentials (always, when none are asked for). The
@@ -199,34 +202,26 @@ pub async fn serve(listener: Listener, site: Arc<Site>) {
 
 /// One request's answer.
 async fn answer(site: Arc<Site>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    const HTML: &str = "text/html; charset=utf-8";
+    use hyper::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
     if !site.admits(&request) {
-        let mut response = respond(
+        let mut response = message(
             StatusCode::UNAUTHORIZED,
-            HTML,
-            crate::page::message_page(
-                "extrator: usuário e senha",
-                "Informe o usuário e a senha de metrics.user e metrics.password_file.",
-            ),
+            "extrator: usuário e senha",
+            "Informe o usuário e a senha de metrics.user e metrics.password_file.",
         );
         response.headers_mut().insert(
-            hyper::header::WWW_AUTHENTICATE,
-            hyper::header::HeaderValue::from_static("Basic realm=\"extrator\", charset=\"UTF-8\""),
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"extrator\", charset=\"UTF-8\""),
         );
         return Ok(response);
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = respond(
+        let mut response = message(
             StatusCode::METHOD_NOT_ALLOWED,
-            HTML,
-            crate::page::message_page(
-                "extrator: só leitura",
-                "Esta página só mostra; reenvios são feitos com extrator retry.",
-            ),
+            "extrator: só leitura",
+            "Esta página só mostra; reenvios são feitos com extrator retry.",
         );
-        response
-            .headers_mut()
-            .insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(response);
     }
     let path = request.uri().path().to_owned();
@@ -238,11 +233,7 @@ async fn answer(site: Arc<Site>, request: Request<Incoming>) -> Result<Response<
     };
     let page = |result: Result<String, String>| match result {
         Ok(page) => respond(StatusCode::OK, HTML, page),
-        Err(why) => respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            HTML,
-            crate::page::message_page("extrator: banco de dados indisponível", &why),
-        ),
+        Err(why) => message(StatusCode::SERVICE_UNAVAILABLE, "extrator: banco de dados indisponível", &why),
     };
     Ok(match path.as_str() {
         "/metrics" => {
@@ -260,25 +251,26 @@ async fn answer(site: Arc<Site>, request: Request<Incoming>) -> Result<Response<
                 .map(|(_, value)| value.trim().chars().take(64).collect::<String>())
                 .unwrap_or_default();
             if order.is_empty() {
-                respond(
-                    StatusCode::BAD_REQUEST,
-                    HTML,
-                    crate::page::message_page("extrator: busca", "Informe o número do pedido."),
-                )
+                message(StatusCode::BAD_REQUEST, "extrator: busca", "Informe o número do pedido.")
             } else {
                 let site = site.clone();
                 page(blocking(Box::new(move || site.item_page(&order))).await)
             }
         }
-        _ => respond(
+        _ => message(
             StatusCode::NOT_FOUND,
-            HTML,
-            crate::page::message_page(
-                "extrator: página não encontrada",
-                "O painel está em / e as métricas em /metrics.",
-            ),
+            "extrator: página não encontrada",
+            "O painel está em / e as métricas em /metrics.",
         ),
     })
+}
+
+/// The `Content-Type` of the pages.
+const HTML: &str = "text/html; charset=utf-8";
+
+/// A page that only says something (`page::message_page`), with its status.
+fn message(status: StatusCode, title: &str, text: &str) -> Response<Full<Bytes>> {
+    respond(status, HTML, crate::page::message_page(title, text))
 }
 
 /// A response with a body.

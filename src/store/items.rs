@@ -486,11 +486,33 @@ impl Store {
 
     /// Every attempt of an item, oldest first.
     pub fn attempts(&self, item_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        self.read_attempts(item_id, None)
+    }
+
+    /// The `limit` newest attempts of an item, oldest first, and how many it has in all: the
+    /// status page's search, which an item probed through a long outage must not make read
+    /// thousands of rows (and their excerpts) for one page.
+    pub fn last_attempts(&self, item_id: i64, limit: u32) -> Result<(Vec<AttemptRow>, u64), StoreError> {
+        let total: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM attempts WHERE item_id = ?1", [item_id], |row| row.get(0))
+            .map_err(|e| self.error("ler as tentativas", e))?;
+        Ok((self.read_attempts(item_id, Some(limit))?, u64::try_from(total).unwrap_or(0)))
+    }
+
+    /// An item's attempts in order (on the `attempts_item` index), all or the newest `limit`.
+    fn read_attempts(&self, item_id: i64, limit: Option<u32>) -> Result<Vec<AttemptRow>, StoreError> {
+        const COLUMNS: &str = "number, started_at, duration_ms, outcome, code, kind, http_status, message, \
+                               body_excerpt, probe, counted, receipt, id";
+        let sql = match limit {
+            None => format!("SELECT {COLUMNS} FROM attempts WHERE item_id = ?1 ORDER BY number, id"),
+            Some(limit) => format!(
+                "SELECT * FROM (SELECT {COLUMNS} FROM attempts WHERE item_id = ?1 ORDER BY number DESC, id DESC \
+                 LIMIT {limit}) ORDER BY number, id"
+            ),
+        };
         let read = || -> rusqlite::Result<Vec<AttemptRow>> {
-            let mut statement = self.conn.prepare(
-                "SELECT number, started_at, duration_ms, outcome, code, kind, http_status, message, \
-                 body_excerpt, probe, counted, receipt FROM attempts WHERE item_id = ?1 ORDER BY number, id",
-            )?;
+            let mut statement = self.conn.prepare(&sql)?;
             let rows = statement.query_map([item_id], |row| {
                 Ok(AttemptRow {
                     number: row.get(0)?,

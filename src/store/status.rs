@@ -153,6 +153,18 @@ impl Store {
     /// Run by the daemon's chores (the daemon alone records attempts).
     pub fn count_attempt_hours(&mut self) -> Result<usize, StoreError> {
         const ACTION: &str = "contar as tentativas por hora";
+        // Nothing new (an idle daemon, every tick): no write transaction at all.
+        let behind: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM attempts WHERE id > \
+                 (SELECT last_attempt FROM attempt_hours_done WHERE id = 1))",
+            )
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+            .map_err(|e| self.error(ACTION, e))?;
+        if !behind {
+            return Ok(0);
+        }
         let (tx, context) = self.write(ACTION)?;
         let counted = tx
             .execute(

@@ -403,3 +403,24 @@ fn migration_2_counts_the_requests_already_sent() {
         store.list(&Filter::default()).unwrap().into_iter().map(|row| (row.order, row.sent)).collect();
     assert!(sent.contains(&("1".to_owned(), 2)) && sent.contains(&("2".to_owned(), 0)), "{sent:?}");
 }
+
+#[test]
+fn the_last_attempts_are_the_newest_in_order_with_the_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let id = store.enqueue(&[item("1", "a")], &Origin::Command, at(0)).unwrap()[0].id;
+    for number in 1..=5 {
+        store
+            .conn
+            .execute(
+                "INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind) \
+                 VALUES (?1, ?2, 0, 5, 'failure', '04', 'timeout')",
+                [id, number],
+            )
+            .unwrap();
+    }
+    let (last, total) = store.last_attempts(id, 2).unwrap();
+    assert_eq!(last.iter().map(|attempt| attempt.number).collect::<Vec<_>>(), [4, 5]);
+    assert_eq!(total, 5);
+    assert_eq!(store.attempts(id).unwrap().len(), 5);
+}

@@ -9,15 +9,10 @@ use std::time::Duration;
 
 use extrator::simulator::{Background, Behavior};
 
-use crate::util::{Env, expect_exit, needs_program, record, signal, wait_until};
+use crate::util::{Env, expect_exit, free_port, http_get, needs_program, record, signal, wait_until};
 
 /// The Chromium binary the Debian package installs.
 const CHROMIUM: &str = "chromium";
-
-/// A free port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Runs headless Chromium on `url` with `action` (`--dump-dom`, `--screenshot=…`): no sandbox
 /// (CI is root), a fresh profile, no background traffic, and every host name but loopback
@@ -147,18 +142,6 @@ fn chromium_renders_the_status_page_of_a_run_with_failures() {
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
 }
 
-/// `GET path` with an optional `Authorization` header: the status line's code and the headers.
-fn get(address: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let header = authorization.map_or_else(String::new, |value| format!("Authorization: {value}\r\n"));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: x\r\n{header}\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, response)
-}
-
 #[test]
 fn off_loopback_the_page_asks_for_a_password_that_never_reaches_a_log() {
     use base64::Engine as _;
@@ -189,24 +172,27 @@ fn off_loopback_the_page_asks_for_a_password_that_never_reaches_a_log() {
     wait_until("the listener", Duration::from_secs(30), || std::net::TcpStream::connect(&address).is_ok());
     let basic = |pair: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
     for path in ["/", "/metrics", "/pedido?numero=1"] {
-        let (status, response) = get(&address, path, None);
+        let (status, head, _) = http_get(&address, path, None).unwrap();
         assert_eq!(status, 401, "{path}");
-        assert!(
-            response.contains("WWW-Authenticate: Basic realm=\"extrator\"")
-                || response.contains("www-authenticate: Basic realm=\"extrator\""),
-            "{response}"
+        assert!(head.to_lowercase().contains("www-authenticate: basic realm=\"extrator\""), "{head}");
+        assert_eq!(http_get(&address, path, Some(&basic("suporte:senha-errada"))).unwrap().0, 401, "{path}");
+        assert_eq!(
+            http_get(&address, path, Some(&basic(&format!("outro:{PASSWORD}")))).unwrap().0,
+            401,
+            "{path}"
         );
-        assert_eq!(get(&address, path, Some(&basic("suporte:senha-errada"))).0, 401, "{path}");
-        assert_eq!(get(&address, path, Some(&basic(&format!("outro:{PASSWORD}")))).0, 401, "{path}");
     }
-    let (status, page) = get(&address, "/", Some(&basic(&format!("suporte:{PASSWORD}"))));
+    let right = basic(&format!("suporte:{PASSWORD}"));
+    let (status, _, page) = http_get(&address, "/", Some(&right)).unwrap();
     assert_eq!(status, 200);
     assert!(page.contains("extrator — painel"));
+    // Prometheus scrapes with basic_auth.
+    let (status, _, metrics) = http_get(&address, "/metrics", Some(&right)).unwrap();
+    assert!(status == 200 && metrics.contains("extrator_build_info"), "{status}: {metrics}");
     let (_, check_stdout) = expect_exit(&env.run(&["check"]), 1);
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
-    let encoded = basic(&format!("suporte:{PASSWORD}"));
     for (what, text) in [("the daemon's log", env.daemon_log()), ("check", check_stdout)] {
-        assert!(!text.contains(PASSWORD) && !text.contains(&encoded[6..]), "{what}:\n{text}");
+        assert!(!text.contains(PASSWORD) && !text.contains(&right[6..]), "{what}:\n{text}");
     }
 }
