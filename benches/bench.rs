@@ -29,10 +29,11 @@ fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_extrator"))
 }
 
-/// A scratch installation for the real binary.
+/// A scratch installation for the real binary (or another build of it, `BENCH_BASELINE`).
 struct Install {
     dir: tempfile::TempDir,
     config: PathBuf,
+    bin: PathBuf,
 }
 
 impl Install {
@@ -51,7 +52,12 @@ impl Install {
             dir.path().join("entrada.sock").display()
         );
         std::fs::write(&config, text).unwrap();
-        Install { dir, config }
+        Install { dir, config, bin: binary() }
+    }
+
+    /// The same installation run by another build.
+    fn with_binary(self, bin: &Path) -> Install {
+        Install { bin: bin.to_path_buf(), ..self }
     }
 
     fn database(&self) -> PathBuf {
@@ -59,7 +65,7 @@ impl Install {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(binary());
+        let mut command = Command::new(&self.bin);
         command.args(args).env("EXTRATOR_CONFIG", &self.config).stdout(Stdio::null()).stderr(Stdio::null());
         command
     }
@@ -74,9 +80,14 @@ impl Install {
         assert!(child.wait().unwrap().success());
     }
 
-    /// `extrator run` with the environment the systemd unit gives it.
+    /// `extrator run` with the environment the systemd unit gives it (its log in the file
+    /// `BENCH_LOG` names, if any).
     fn daemon(&self) -> Child {
-        self.command(&["run"]).envs(unit_environment()).spawn().unwrap()
+        let mut command = self.command(&["run"]);
+        if let Some(path) = std::env::var_os("BENCH_LOG") {
+            command.stderr(std::fs::File::create(path).unwrap());
+        }
+        command.envs(unit_environment()).spawn().unwrap()
     }
 
     fn done(&self) -> i64 {
@@ -175,7 +186,19 @@ const MAPPING: &str = "[api.request]\nurl = \"URL/{order}\"\n[api.request.body]\
 
 /// `end_to_end` with `sections` added to the config.
 fn end_to_end_with(api: &Background, count: usize, concurrency: usize, sections: &str) -> (f64, u64, f64) {
-    let install = Install::with_sections(&api.url(), concurrency, "5s", &sections.replace("URL", &api.url()));
+    end_to_end_by(&binary(), api, count, concurrency, sections)
+}
+
+/// `end_to_end_with`, run by the build `bin`.
+fn end_to_end_by(
+    bin: &Path,
+    api: &Background,
+    count: usize,
+    concurrency: usize,
+    sections: &str,
+) -> (f64, u64, f64) {
+    let install = Install::with_sections(&api.url(), concurrency, "5s", &sections.replace("URL", &api.url()))
+        .with_binary(bin);
     install.enqueue_batch(0, 1);
     let daemon = install.daemon();
     until(Duration::from_secs(30), || install.done() == 1);
@@ -262,8 +285,8 @@ fn claim_latency(dir: &Path, pending: usize) -> f64 {
     let claims = 1_000.min(pending);
     let now = jiff::Timestamp::now();
     let start = Instant::now();
-    for _ in 0..claims {
-        store.claim_next(now, Duration::from_secs(60)).unwrap().unwrap();
+    for token in 0..claims {
+        store.claim(now, Duration::from_secs(60), 1, token as i64).unwrap().pop().unwrap();
     }
     start.elapsed().as_secs_f64() * 1e6 / claims as f64
 }
@@ -423,6 +446,165 @@ fn mapping_cost(api: &Background) {
         "  medians: {rate_default:.0} vs {rate_mapped:.0} items/s (mapping = {:.1} % of default); CPU {cpu_default:.0} vs {cpu_mapped:.0} µs/item",
         100.0 * rate_mapped / rate_default
     );
+}
+
+/// End to end at concurrency 4, this build against another (`BENCH_BASELINE`, say the commit
+/// before), alternated five times in one run: items/s and the daemon's CPU per item, and the
+/// median ratios.
+fn baseline_cost(api: &Background, baseline: &Path) {
+    let count = size(10_000, 2_000);
+    let (mut rates, mut cpus) = (Vec::new(), Vec::new());
+    println!("\nthis build against {} (N={count}, concurrency 4, alternated):", baseline.display());
+    for round in 1..=5 {
+        let (before, _, before_cpu) = end_to_end_by(baseline, api, count, 4, "");
+        let (after, _, after_cpu) = end_to_end_by(&binary(), api, count, 4, "");
+        println!(
+            "  round {round}: baseline {before:.0} items/s, {before_cpu:.0} µs/item; this build {after:.0} items/s, {after_cpu:.0} µs/item"
+        );
+        rates.push(after / before);
+        cpus.push(after_cpu / before_cpu);
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "  median: this build's rate {:.1} % of the baseline's, its CPU per item {:.1} % of the baseline's",
+        100.0 * median(&mut rates),
+        100.0 * median(&mut cpus)
+    );
+}
+
+/// Where an order falls in 0..100, spread like chance (SplitMix64 of its number), so the orders
+/// the mix makes fail are scattered as real ones are, not five in a row.
+fn percentile(order: usize) -> u64 {
+    let mut z = (order as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % 100
+}
+
+/// What the mix's API does with an order: 5 % fail twice with 500, 2 % are refused (400), 1 %
+/// answer after 1.5 s, the rest go through at once.
+fn mixed(order: usize) -> Option<Vec<extrator::simulator::Behavior>> {
+    use extrator::simulator::Behavior;
+    let ok = || Behavior::json(200, r#"{"status":"cancelado"}"#);
+    match percentile(order) {
+        0..5 => {
+            Some(vec![Behavior::json(500, r#"{"message":"erro interno"}"#), Behavior::json(500, "{}"), ok()])
+        }
+        5..7 => Some(vec![Behavior::json(400, r#"{"message":"pedido já faturado"}"#)]),
+        7 => Some(vec![ok().after(1_500)]),
+        _ => None,
+    }
+}
+
+/// The ordinary mix of issue 22 with the default config (concurrency 4, 30 s first retry): 75
+/// orders/s for `seconds`, through the intake socket in batches every 100 ms, the API down for
+/// 30 s at the middle; offered and delivered (first success) per minute, and how long after the
+/// load every order was final.
+fn mix(seconds: usize) {
+    const RATE: usize = 75;
+    let total = RATE * seconds;
+    let mut scenario = Scenario::default();
+    for order in 1..=total {
+        if let Some(behaviors) = mixed(order) {
+            scenario = scenario.order(&order.to_string(), behaviors);
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut api = Some(Background::start_on(listener, scenario).unwrap());
+    let shared = api.as_ref().unwrap().shared.clone();
+    let install = Install::new(&format!("http://{address}/cancelamentos"), 4, "100ms");
+    let daemon = install.daemon();
+    until(Duration::from_secs(10), || install.dir.path().join("entrada.sock").exists());
+    let (down, up) = (seconds as f64 / 2.0, seconds as f64 / 2.0 + 30.0);
+    let start = Instant::now();
+    let mut offered = vec![0_usize; seconds.div_ceil(60)];
+    let mut next = 1;
+    while next <= total {
+        let second = start.elapsed().as_secs_f64();
+        let due = ((second * RATE as f64) as usize).min(total);
+        if due >= next {
+            install.enqueue_batch(next, due + 1 - next);
+            let minute = (second as usize / 60).min(offered.len() - 1);
+            offered[minute] += due + 1 - next;
+            next = due + 1;
+        }
+        if (down..up).contains(&second) && api.is_some() {
+            api = None;
+        } else if second >= up && api.is_none() {
+            let listener = loop {
+                match std::net::TcpListener::bind(address) {
+                    Ok(listener) => break listener,
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            };
+            api = Some(Background::resume_on(listener, shared.clone()).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let load_ended = Instant::now();
+    let final_count = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM items WHERE state IN ('done', 'failed')", [], |row| row.get(0))
+            .unwrap_or(0)
+    };
+    let conn =
+        rusqlite::Connection::open_with_flags(install.database(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    until(Duration::from_secs(600), || {
+        std::thread::sleep(Duration::from_millis(200));
+        final_count(&conn) == total as i64
+    });
+    let drained = load_ended.elapsed();
+    let finished = final_count(&conn);
+    if finished < total as i64 {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut statement = conn
+            .prepare(
+                "SELECT state, last_code, attempts, sent, COUNT(*), MIN(next_at), MAX(next_at) FROM items \
+                      WHERE state NOT IN ('done', 'failed') GROUP BY 1, 2, 3, 4",
+            )
+            .unwrap();
+        let rows = statement
+            .query_map([], |row| {
+                Ok(format!(
+                    "{}/{:?}/attempts {}/sent {}: {} items, due in {}..{} s",
+                    row.get::<_, String>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                    (row.get::<_, i64>(5)? - now) / 1000,
+                    (row.get::<_, i64>(6)? - now) / 1000
+                ))
+            })
+            .unwrap();
+        for row in rows {
+            println!("  unfinished: {}", row.unwrap());
+        }
+    }
+    let successes: Vec<i64> = conn
+        .prepare("SELECT MIN(started_at) FROM attempts WHERE outcome = 'success' GROUP BY item_id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let first = successes.iter().min().copied().unwrap_or(0);
+    let mut delivered = vec![0_usize; offered.len() + 4];
+    for at in &successes {
+        let minute = (((at - first) / 60_000) as usize).min(delivered.len() - 1);
+        delivered[minute] += 1;
+    }
+    stop(daemon);
+    println!(
+        "\nordinary mix, {RATE} orders/s for {seconds} s (API down 30 s at {down:.0} s), default retry settings:"
+    );
+    println!("  offered per minute:   {offered:?}");
+    println!("  delivered per minute: {delivered:?}");
+    println!("  {finished} of {total} orders final {:.0} s after the load ended", drained.as_secs_f64());
 }
 
 /// A free port on loopback.
@@ -655,6 +837,18 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("metrics") {
         metrics_cost(&api);
         scrape_time(scratch.path(), "http://127.0.0.1:1/cancelamentos", size(1_000_000, 100_000));
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("baseline") {
+        let Some(baseline) = std::env::var_os("BENCH_BASELINE") else {
+            println!("BENCH_ONLY=baseline needs BENCH_BASELINE=/path/to/another/build/of/extrator");
+            return;
+        };
+        baseline_cost(&api, Path::new(&baseline));
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("mix") {
+        mix(size(240, 60));
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("mapping") {

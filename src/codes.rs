@@ -134,7 +134,7 @@ pub const CATALOG: [Info; 9] = [
         code: Code::Timeout,
         name: "Timeout",
         meaning: "a API não conectou ou não respondeu por completo dentro do tempo limite",
-        behaviour: "nova tentativa com espera crescente; três seguidos abrem o circuito; conta para retry.max_attempts",
+        behaviour: "nova tentativa com espera crescente; conta para retry.max_attempts; abre o circuito só quando a maioria dos pedidos recentes falha assim (aí não conta)",
         causes: &[
             "API lenta ou sobrecarregada",
             "um firewall descarta os pacotes em silêncio (DROP)",
@@ -222,7 +222,7 @@ pub const CATALOG: [Info; 9] = [
         code: Code::Generic,
         name: "Erro genérico",
         meaning: "erro do servidor da API (5xx), resposta ilegível ou conexão interrompida",
-        behaviour: "nova tentativa com espera crescente; três seguidos abrem o circuito; conta para retry.max_attempts",
+        behaviour: "nova tentativa com espera crescente; conta para retry.max_attempts; abre o circuito só quando a maioria dos pedidos recentes falha assim (aí não conta)",
         causes: &[
             "falha interna da API (HTTP 500, 502, 503)",
             "resposta que não é JSON válido",

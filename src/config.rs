@@ -315,6 +315,37 @@ impl Default for MetricsConfig {
     }
 }
 
+/// Puts back into `new` the keys a reload cannot change — where the queue is, and the
+/// listener, which were opened at start — and names those that differed (a restart applies
+/// them).
+pub fn keep_restart_only(new: &mut Config, running: &Config) -> Vec<&'static str> {
+    let mut ignored = Vec::new();
+    let (queue, old_queue) = (&mut new.queue, &running.queue);
+    for (key, value, old) in [
+        ("queue.database", &mut queue.database, &old_queue.database),
+        ("queue.spool_dir", &mut queue.spool_dir, &old_queue.spool_dir),
+        ("queue.socket", &mut queue.socket, &old_queue.socket),
+    ] {
+        if value != old {
+            ignored.push(key);
+            value.clone_from(old);
+        }
+    }
+    let (metrics, old) = (&new.metrics, &running.metrics);
+    for (key, differs) in [
+        ("metrics.listen", metrics.address() != old.address()),
+        ("metrics.allow_remote", metrics.allow_remote != old.allow_remote),
+        ("metrics.user", metrics.user != old.user),
+        ("metrics.password_file", metrics.password_file != old.password_file),
+    ] {
+        if differs {
+            ignored.push(key);
+        }
+    }
+    new.metrics = running.metrics.clone();
+    ignored
+}
+
 impl MetricsConfig {
     /// The address to serve on, checked (`Config::check` refuses what this cannot parse).
     pub fn address(&self) -> Option<std::net::SocketAddr> {
@@ -1146,6 +1177,21 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         parse_str(text, "teste.toml")
+    }
+
+    #[test]
+    fn a_reload_keeps_what_only_a_restart_changes_and_names_it() {
+        let running = parse(&format!("{MINIMAL}[metrics]\nlisten = \"127.0.0.1:9845\"\n")).unwrap();
+        let mut same = running.clone();
+        assert!(keep_restart_only(&mut same, &running).is_empty());
+        let mut new = parse(&format!(
+            "{MINIMAL}concurrency = 8\n[queue]\ndatabase = \"/tmp/outra.db\"\n[metrics]\nlisten = \"127.0.0.1:9999\"\n"
+        ))
+        .unwrap();
+        assert_eq!(keep_restart_only(&mut new, &running), ["queue.database", "metrics.listen"]);
+        assert_eq!(new.queue.database, running.queue.database);
+        assert_eq!(new.metrics.listen, running.metrics.listen);
+        assert_eq!(new.api.concurrency, 8, "the rest is the new config's");
     }
 
     #[test]

@@ -155,9 +155,10 @@ impl Message {
             ),
             Message::CircuitOpened => (
                 "Envio suspenso: circuito aberto".to_owned(),
-                "A API falhou seguidamente (erro @EXTRATOR_CODE@) e o extrator parou de enviar:\n\
-                 só um envio de teste (sonda) sai de tempos em tempos, com espera crescente, até a API\n\
-                 voltar. Nenhum cancelamento se perde e estas falhas não gastam tentativas dos itens.\n\n\
+                "A API falhou para a maioria dos pedidos recentes (erro @EXTRATOR_CODE@) e o extrator\n\
+                 parou de enviar: só um envio de teste (sonda) sai de tempos em tempos, cada vez com\n\
+                 outro pedido, com espera crescente até retry.max_delay, até a API voltar. Nenhum\n\
+                 cancelamento se perde e estas falhas não gastam tentativas dos itens.\n\n\
                  O que fazer:\n\
                  \x20 1. veja o que o código significa: extrator explain @EXTRATOR_CODE@\n\
                  \x20 2. teste a conexão, o DNS e o TLS: extrator check\n\

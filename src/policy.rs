@@ -10,8 +10,6 @@ use crate::item::State;
 
 /// How long 02/03 pause sending before one probe checks whether the credentials work again.
 pub const AUTH_PROBE_INTERVAL: Duration = Duration::from_secs(300);
-/// Consecutive 04/99 answers, across items, that open the circuit.
-pub const SOFT_FAILURES_TO_OPEN: u32 = 3;
 
 /// How a code is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +22,8 @@ pub enum Retry {
     Never,
     /// The API asked to slow down (08): pauses all sending until `Retry-After`.
     RateLimit,
-    /// Maybe transient (04, 99): retried on the item's schedule; three in a row open the circuit.
+    /// Maybe transient (04, 99): retried on the item's schedule; open the circuit only when the
+    /// API fails this way for most of the recent distinct items (`Circuit::judge`).
     Item,
 }
 
@@ -106,18 +105,41 @@ pub struct ItemAfter {
     pub poll_url: Option<String>,
     /// The verdict actually recorded (an async wait past `async_max_wait` becomes a 04).
     pub verdict: Verdict,
+    /// The delay the server asked for (`Retry-After`), when it was longer than `retry.max_delay`
+    /// and was cut to it.
+    pub capped_delay: Option<Duration>,
 }
 
-/// Decides what happens to an item after an attempt. A probe never counts toward the item's
-/// attempts.
+/// The delay a server asked for (08's `Retry-After`, or the default), capped at `retry.max_delay`:
+/// one answer must never stop sending for longer than the schedule's own longest wait. The
+/// second value is what was asked, when it was cut.
+pub fn server_delay(verdict: &Verdict, settings: &Settings) -> (Duration, Option<Duration>) {
+    let asked = verdict.retry_after.unwrap_or(crate::classify::DEFAULT_RETRY_AFTER);
+    let cap = settings.max_delay.max(settings.first_delay);
+    if asked > cap { (cap, Some(asked)) } else { (asked, None) }
+}
+
+/// Decides what happens to an item after an attempt. `counts` is the circuit's judgement on a
+/// 04/99 (`Circuit::judge`): whether it is the item's failure, counted toward `max_attempts`, or
+/// the API's (a probe, an outage), not counted. An asynchronous item past `async_max_wait` ends
+/// its wait with a counted 04 whatever its check answered, unless the answer was final.
 pub fn after_attempt(
     item: ItemBefore<'_>,
     verdict: &Verdict,
-    probe: bool,
+    counts: bool,
     now: jiff::Timestamp,
     settings: &Settings,
 ) -> ItemAfter {
     let mut verdict = verdict.clone();
+    let waited = item.processing_since.map(|since| {
+        Duration::from_millis(u64::try_from(now.as_millisecond() - since.as_millisecond()).unwrap_or(0))
+    });
+    let undecided = match verdict.outcome {
+        Outcome::Success => false,
+        Outcome::Processing => true,
+        Outcome::Failure(code) => retry_of(code) == Retry::Item,
+    };
+    let mut counts = counts;
     match verdict.outcome {
         Outcome::Success => {
             return ItemAfter {
@@ -129,33 +151,37 @@ pub fn after_attempt(
                 processing_since: None,
                 poll_url: None,
                 verdict,
+                capped_delay: None,
             };
         }
-        Outcome::Processing => {
-            let since = item.processing_since.unwrap_or(now);
-            let waited = Duration::from_millis(
-                u64::try_from(now.as_millisecond() - since.as_millisecond()).unwrap_or(0),
-            );
-            if waited < settings.async_max_wait {
-                return ItemAfter {
-                    state: State::Processing,
-                    counted: false,
-                    attempts: item.attempts,
-                    last_code: None,
-                    next_at: add(now, settings.async_poll_interval),
-                    processing_since: Some(since),
-                    poll_url: verdict.poll_url.clone().or_else(|| item.poll_url.map(str::to_owned)),
-                    verdict,
-                };
-            }
+        _ if undecided && waited.is_some_and(|waited| waited >= settings.async_max_wait) => {
+            let checked = match verdict.outcome {
+                Outcome::Failure(code) => format!(" (a última consulta falhou com o erro {})", code.as_str()),
+                _ => String::new(),
+            };
             verdict = Verdict {
                 outcome: Outcome::Failure(Code::Timeout),
                 kind: Kind::AsyncTimeout,
                 message: Some(format!(
-                    "a API aceitou o cancelamento mas não deu resposta final em {} (api.async_max_wait)",
+                    "a API aceitou o cancelamento mas não deu resposta final em {} (api.async_max_wait){checked}",
                     crate::duration::format(settings.async_max_wait)
                 )),
                 ..verdict
+            };
+            counts = true;
+        }
+        Outcome::Processing => {
+            let since = item.processing_since.unwrap_or(now);
+            return ItemAfter {
+                state: State::Processing,
+                counted: false,
+                attempts: item.attempts,
+                last_code: None,
+                next_at: add(now, settings.async_poll_interval),
+                processing_since: Some(since),
+                poll_url: verdict.poll_url.clone().or_else(|| item.poll_url.map(str::to_owned)),
+                verdict,
+                capped_delay: None,
             };
         }
         Outcome::Failure(_) => {}
@@ -166,7 +192,7 @@ pub fn after_attempt(
     let waiting_state = if keep_processing.is_some() { State::Processing } else { State::Pending };
     // Polling a Location goes on from the same URL after a failed poll; a new start re-sends.
     let keep_poll = keep_processing.and(item.poll_url.map(str::to_owned));
-    let not_counted = |next_at| ItemAfter {
+    let not_counted = |next_at, capped_delay| ItemAfter {
         state: waiting_state,
         counted: false,
         attempts: item.attempts,
@@ -175,23 +201,26 @@ pub fn after_attempt(
         processing_since: keep_processing,
         poll_url: keep_poll.clone(),
         verdict: verdict.clone(),
+        capped_delay,
     };
     match retry_of(code) {
-        Retry::Endpoint | Retry::Credentials => not_counted(now),
+        Retry::Endpoint | Retry::Credentials => not_counted(now, None),
         Retry::RateLimit => {
-            not_counted(add(now, verdict.retry_after.unwrap_or(crate::classify::DEFAULT_RETRY_AFTER)))
+            let (delay, capped) = server_delay(&verdict, settings);
+            not_counted(add(now, delay), capped)
         }
         Retry::Never => ItemAfter {
             state: State::Failed,
-            counted: !probe,
-            attempts: item.attempts + u32::from(!probe),
+            counted: true,
+            attempts: item.attempts + 1,
             last_code: Some(code),
             next_at: now,
             processing_since: None,
             poll_url: None,
             verdict,
+            capped_delay: None,
         },
-        Retry::Item if probe => not_counted(now),
+        Retry::Item if !counts => not_counted(now, None),
         Retry::Item => {
             let attempts = item.attempts + 1;
             let exhausted = attempts >= settings.max_attempts;
@@ -205,6 +234,7 @@ pub fn after_attempt(
                 processing_since: if exhausted { None } else { keep_processing },
                 poll_url: if exhausted { None } else { keep_poll },
                 verdict,
+                capped_delay: None,
             }
         }
     }
@@ -226,7 +256,8 @@ pub enum Permit {
 pub enum Gate {
     /// Sending normally.
     Closed,
-    /// The endpoint is down (code); one probe at `next_probe_at`.
+    /// The endpoint is down (code); one probe at `next_probe_at` (or, once that has passed, with
+    /// the next item due).
     Open { code: Code, next_probe_at: jiff::Timestamp },
     /// Credentials refused (02/03); a probe at `next_probe_at`, or a reload, resumes.
     Paused { code: Code, next_probe_at: jiff::Timestamp },
@@ -234,21 +265,102 @@ pub enum Gate {
     RateLimited { until: jiff::Timestamp },
 }
 
-/// The circuit breaker of SPEC 4.4.
+impl Gate {
+    /// The code that put the gate where it is.
+    pub fn code(&self) -> Option<Code> {
+        match *self {
+            Gate::Closed => None,
+            Gate::Open { code, .. } | Gate::Paused { code, .. } => Some(code),
+            Gate::RateLimited { .. } => Some(Code::RateLimited),
+        }
+    }
+
+    /// Whether two gates are the same situation for a human: the same state and code. A probe
+    /// that fails again only moves `next_probe_at`, which is not news for the journal.
+    pub fn same_situation(&self, other: &Gate) -> bool {
+        match (self, other) {
+            (Gate::Closed, Gate::Closed) | (Gate::RateLimited { .. }, Gate::RateLimited { .. }) => true,
+            (Gate::Open { code: a, .. }, Gate::Open { code: b, .. })
+            | (Gate::Paused { code: a, .. }, Gate::Paused { code: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// How many distinct items' latest answers the circuit judges soft failures (04/99) on.
+pub const WINDOW: usize = 20;
+/// Soft failures of distinct items in the window that can open the circuit: at least this many…
+pub const SOFT_FAILURES_TO_OPEN: usize = 3;
+/// …and at least this share of the window's items, in percent (so a few flaky orders retried
+/// among many that succeed never open it, while an API failing for everyone does).
+pub const SOFT_SHARE_TO_OPEN: usize = 75;
+/// Items remembered as probed since the circuit opened (the next probe goes to another).
+pub const PROBED_REMEMBERED: usize = 64;
+
+/// The latest answer of one item, as the circuit's window keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Answered {
+    item: i64,
+    /// A 04/99, counted toward the item's attempts when it came.
+    soft: bool,
+    /// When its request started (names the attempt record, to forgive it).
+    started_at: jiff::Timestamp,
+}
+
+/// One answer, as the circuit sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heard {
+    pub item: i64,
+    /// When its request started (names the attempt record, to forgive it).
+    pub started_at: jiff::Timestamp,
+    /// It was the probe.
+    pub probe: bool,
+    /// The item's previous attempt failed with 04/99: it is known to fail, so another 04/99 from
+    /// it says nothing about the API (a retry of a flaky order is expected to fail more often).
+    pub known_to_fail: bool,
+}
+
+/// The circuit's judgement on one answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Judged {
+    /// Whether a 04/99 in this answer is the item's own failure, counted toward `max_attempts`.
+    pub counts: bool,
+    /// Attempts (item, start) whose 04/99 was counted before the circuit saw it was the API's:
+    /// this answer opened the circuit, so they are not counted after all.
+    pub forgive: Vec<(i64, jiff::Timestamp)>,
+}
+
+/// The circuit breaker of SPEC 4.4. It sees items: 04/99 open it only when the API fails for
+/// several distinct items and most of the recent ones (`WINDOW`), never for one order retried
+/// nor for a run of retries of orders already known to fail;
+/// a probe goes to an item not probed since it opened; a probe that fails again with the same
+/// soft code on the same item as the probe before it (nothing else was due) counts, so an order
+/// the API never answers reaches `max_attempts` instead of holding the circuit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Circuit {
     pub gate: Gate,
-    /// 04/99 answers in a row, across items.
-    soft_failures: u32,
+    /// The latest answer of each of the last `WINDOW` distinct items, oldest first.
+    recent: std::collections::VecDeque<Answered>,
     /// Failed probes since the circuit opened, for the growing delay.
     failed_probes: u32,
-    /// A probe is on the wire.
-    probing: bool,
+    /// The item whose probe is on the wire.
+    probing: Option<i64>,
+    /// Items probed since the circuit opened, oldest first (at most `PROBED_REMEMBERED`).
+    probed: Vec<i64>,
+    /// The last probe's item and the soft code it failed with.
+    last_probe: Option<(i64, Code)>,
 }
 
 impl Default for Circuit {
     fn default() -> Self {
-        Circuit { gate: Gate::Closed, soft_failures: 0, failed_probes: 0, probing: false }
+        Circuit {
+            gate: Gate::Closed,
+            recent: std::collections::VecDeque::with_capacity(WINDOW + 1),
+            failed_probes: 0,
+            probing: None,
+            probed: Vec::new(),
+            last_probe: None,
+        }
     }
 }
 
@@ -260,7 +372,7 @@ impl Circuit {
             Gate::RateLimited { until } if now >= until => Permit::Send,
             Gate::RateLimited { until } => Permit::WaitUntil(until),
             Gate::Open { next_probe_at, .. } | Gate::Paused { next_probe_at, .. } => {
-                if self.probing {
+                if self.probing.is_some() {
                     // The probe's answer decides; until then nothing else goes out.
                     Permit::WaitUntil(jiff::Timestamp::MAX)
                 } else if now >= next_probe_at {
@@ -272,69 +384,143 @@ impl Circuit {
         }
     }
 
-    /// Records that the probe was sent.
-    pub fn probe_sent(&mut self) {
-        self.probing = true;
+    /// The items a probe should not go to: those probed since the circuit opened.
+    pub fn probed(&self) -> &[i64] {
+        &self.probed
+    }
+
+    /// Records that `item` was sent as the probe.
+    pub fn probe_sent(&mut self, item: i64) {
+        self.probing = Some(item);
+        self.probed.retain(|probed| *probed != item);
+        self.probed.push(item);
+        if self.probed.len() > PROBED_REMEMBERED {
+            self.probed.remove(0);
+        }
     }
 
     /// The probe ended without an answer (its task was lost): the next one may go.
     pub fn probe_lost(&mut self) {
-        self.probing = false;
+        self.probing = None;
     }
 
-    /// Applies one answer. `probe` says whether it was the probe.
-    pub fn on_result(&mut self, verdict: &Verdict, probe: bool, now: jiff::Timestamp, settings: &Settings) {
+    /// Judges one answer: the gate changes as SPEC 4.4 says, and the answer says whether a 04/99
+    /// in it counts toward the item's attempts.
+    pub fn judge(
+        &mut self,
+        heard: Heard,
+        verdict: &Verdict,
+        now: jiff::Timestamp,
+        settings: &Settings,
+    ) -> Judged {
+        let Heard { item, started_at, probe, known_to_fail } = heard;
         if probe {
-            self.probing = false;
+            self.probing = None;
         }
         if verdict.kind == Kind::RequestMapping {
             // Nothing reached the API: its state is as unknown as before; the gate stands (an
             // open circuit probes again with the next item).
-            return;
+            return Judged { counts: true, forgive: Vec::new() };
         }
-        let code = match verdict.outcome {
-            Outcome::Success | Outcome::Processing => None,
-            Outcome::Failure(code) => Some(code),
+        let Some(code) = verdict.code() else {
+            self.answered_sensibly(item, started_at);
+            return Judged { counts: true, forgive: Vec::new() };
         };
-        let retry = code.map(retry_of);
-        match (code, retry) {
-            // The endpoint answered sensibly: it is up and we are authenticated.
-            (None, _) | (Some(_), Some(Retry::Never)) => *self = Circuit::default(),
-            (Some(code), Some(Retry::Endpoint)) => {
-                let slow = code == Code::Tls;
-                self.open(code, now, settings, probe, slow);
+        match retry_of(code) {
+            Retry::Never => {
+                self.answered_sensibly(item, started_at);
+                Judged { counts: true, forgive: Vec::new() }
             }
-            (Some(code), Some(Retry::Credentials)) => {
+            Retry::Endpoint => {
+                self.open(code, now, settings, probe, code == Code::Tls);
+                Judged { counts: false, forgive: Vec::new() }
+            }
+            Retry::Credentials => {
                 self.gate = Gate::Paused { code, next_probe_at: add(now, AUTH_PROBE_INTERVAL) };
+                Judged { counts: false, forgive: Vec::new() }
             }
-            (Some(_), Some(Retry::RateLimit)) => {
-                let until = add(now, verdict.retry_after.unwrap_or(crate::classify::DEFAULT_RETRY_AFTER));
+            Retry::RateLimit => {
+                let until = add(now, server_delay(verdict, settings).0);
                 self.gate = Gate::RateLimited { until };
+                Judged { counts: false, forgive: Vec::new() }
             }
-            (Some(code), _) => {
-                self.soft_failures += 1;
-                let already_open = matches!(self.gate, Gate::Open { .. });
-                if probe || (!already_open && self.soft_failures >= SOFT_FAILURES_TO_OPEN) {
-                    self.open(code, now, settings, probe, false);
+            Retry::Item if probe => {
+                let again = self.last_probe == Some((item, code));
+                self.last_probe = Some((item, code));
+                self.open(code, now, settings, true, false);
+                Judged { counts: again, forgive: Vec::new() }
+            }
+            // An answer to a request sent before the circuit opened: part of the outage.
+            Retry::Item if matches!(self.gate, Gate::Open { .. }) => {
+                Judged { counts: false, forgive: Vec::new() }
+            }
+            // An order that failed this way before failing again: its own business.
+            Retry::Item if known_to_fail => Judged { counts: true, forgive: Vec::new() },
+            Retry::Item => {
+                self.remember(Answered { item, soft: true, started_at });
+                let soft = self.recent.iter().filter(|answered| answered.soft).count();
+                let failing =
+                    soft >= SOFT_FAILURES_TO_OPEN && soft * 100 >= SOFT_SHARE_TO_OPEN * self.recent.len();
+                if !failing || self.gate != Gate::Closed {
+                    return Judged { counts: true, forgive: Vec::new() };
                 }
+                // The API fails for most items: the soft failures that led here were its, too.
+                let forgive = self
+                    .recent
+                    .iter()
+                    .filter(|answered| answered.soft && answered.item != item)
+                    .map(|answered| (answered.item, answered.started_at))
+                    .collect();
+                self.open(code, now, settings, false, false);
+                Judged { counts: false, forgive }
             }
+        }
+    }
+
+    /// The API answered (success, processing, or a refusal of the item): it is up and we are
+    /// authenticated. Closes an open or paused circuit; a rate limit stands until its time.
+    fn answered_sensibly(&mut self, item: i64, started_at: jiff::Timestamp) {
+        match self.gate {
+            Gate::Closed | Gate::RateLimited { .. } => {}
+            Gate::Open { .. } | Gate::Paused { .. } => {
+                let probing = self.probing;
+                *self = Circuit { probing, ..Circuit::default() };
+            }
+        }
+        self.remember(Answered { item, soft: false, started_at });
+    }
+
+    /// Puts an item's latest answer in the window, replacing its earlier one.
+    fn remember(&mut self, answered: Answered) {
+        self.recent.retain(|earlier| earlier.item != answered.item);
+        self.recent.push_back(answered);
+        if self.recent.len() > WINDOW {
+            self.recent.pop_front();
         }
     }
 
     /// A reload (new config) resumes a credentials pause at once; other states stand.
     pub fn on_reload(&mut self) {
         if matches!(self.gate, Gate::Paused { .. }) {
-            *self = Circuit::default();
+            let probing = self.probing;
+            *self = Circuit { probing, ..Circuit::default() };
         }
     }
 
-    /// Opens (or keeps open) the circuit, with a probe delay that grows with each failed probe.
+    /// Opens (or keeps open) the circuit, with a probe delay that grows with each failed probe:
+    /// `first_delay · 2^failed probes` (four times that for TLS), at most `retry.max_delay`.
     fn open(&mut self, code: Code, now: jiff::Timestamp, settings: &Settings, probe: bool, slow: bool) {
+        let open = matches!(self.gate, Gate::Open { .. });
         if probe {
-            self.failed_probes += 1;
-        } else if matches!(self.gate, Gate::Open { .. }) {
+            self.failed_probes = self.failed_probes.saturating_add(1);
+        } else if open {
             // Answers of requests sent before it opened: the schedule stands.
             return;
+        } else {
+            // A new outage: every item may be probed again.
+            self.failed_probes = 0;
+            self.probed.clear();
+            self.last_probe = None;
         }
         let exponent = self.failed_probes.min(30) + if slow { 2 } else { 0 };
         let delay = settings.first_delay.saturating_mul(1 << exponent.min(30)).min(settings.max_delay);

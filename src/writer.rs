@@ -145,7 +145,18 @@ impl Writer {
         &self,
         work: impl FnOnce(&mut Store) -> T + Send + 'static,
     ) -> Option<T> {
-        self.call_alone(work)?.await.ok()
+        self.alone(work).await
+    }
+
+    /// Hands `work` to the thread as a job of its own *now*, and returns the wait for its
+    /// result: jobs handed one after the other reach the thread in that order, whenever their
+    /// waits are polled (the daemon carries out the dispatcher's actions in the order decided).
+    pub fn alone<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> impl Future<Output = Option<T>> + Send + 'static {
+        let answer = self.call_alone(work);
+        async move { answer?.await.ok() }
     }
 
     /// Hands `work` to the thread as a job of its own; its result comes back on the receiver.
@@ -167,6 +178,34 @@ impl Writer {
         &self,
         work: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Option<Result<T, StoreError>> {
+        self.grouped(work).await
+    }
+
+    /// `grouped`, but the work's own output comes back whatever the commit did, beside the
+    /// commit's result: a record whose group failed is still in hand to be written again.
+    pub fn grouped_keeping<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> T + Send + 'static,
+    ) -> impl Future<Output = Option<(T, Result<(), StoreError>)>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Grouped(Box::new(move |store| {
+            let output = work(store);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = reply.send((output, commit));
+            }) as Finish
+        }));
+        let sent = self.send(job);
+        async move {
+            sent?;
+            answer.await.ok()
+        }
+    }
+
+    /// `call_grouped`, with the job handed to the thread *now* (see `alone`).
+    pub fn grouped<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> impl Future<Output = Option<Result<T, StoreError>>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let job = Job::Grouped(Box::new(move |store| {
             let result = work(store);
@@ -174,8 +213,11 @@ impl Writer {
                 let _ = reply.send(commit.and(result));
             }) as Finish
         }));
-        self.send(job)?;
-        answer.await.ok()
+        let sent = self.send(job);
+        async move {
+            sent?;
+            answer.await.ok()
+        }
     }
 }
 

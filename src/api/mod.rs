@@ -24,15 +24,8 @@ use crate::config::Config;
 use crate::mapping::{AsyncPoll, Method, RenderedRequest, RequestPlan};
 use crate::store::ItemRow;
 
-/// One attempt, ready to be recorded.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub started_at: jiff::Timestamp,
-    pub duration: Duration,
-    pub verdict: Verdict,
-    /// A bounded excerpt of the response body.
-    pub excerpt: Option<String>,
-}
+/// One attempt's exchange, classified: what the dispatcher decides the item's fate from.
+pub use crate::dispatch::Exchanged as Attempt;
 
 /// Masks the secrets this client sends, in every form it sends them, in text that came back
 /// from the other side: an API, a WAF or a proxy that echoes the request must not put the

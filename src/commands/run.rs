@@ -58,6 +58,19 @@ pub fn run(config_path: &Path) -> Outcome {
             "itens que estavam em envio quando o serviço parou voltaram para a fila"
         );
     }
+    // A due time past the longest wait (stored by an older version from an unbounded
+    // Retry-After) is brought back to it.
+    let capped = store.cap_due(
+        jiff::Timestamp::now()
+            .saturating_add(jiff::SignedDuration::try_from(config.retry.max_delay.get()).unwrap_or_default())
+            .unwrap_or_else(|_| jiff::Timestamp::now()),
+    )?;
+    if capped > 0 {
+        tracing::warn!(
+            items = capped,
+            "itens agendados para além de retry.max_delay foram trazidos para dentro dele"
+        );
+    }
     store.daemon_started(std::process::id(), jiff::Timestamp::now())?;
     let names: Vec<String> = config.sources.iter().map(|source| source.name.clone()).collect();
     store.keep_sources(&names)?;

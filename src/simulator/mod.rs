@@ -33,6 +33,8 @@ pub enum Behavior {
     /// Answer with this status and the whole request — request line, headers, body — as a
     /// plain-text body, as a debug endpoint or a WAF's block page does.
     Echo(u16),
+    /// Wait this many milliseconds, then behave as `then` (a slow API).
+    Slow { millis: u64, then: Box<Behavior> },
 }
 
 impl Behavior {
@@ -52,6 +54,11 @@ impl Behavior {
             headers: vec![("Content-Type".into(), content_type.into())],
             body: body.to_owned(),
         }
+    }
+
+    /// This behavior, after `millis` milliseconds.
+    pub fn after(self, millis: u64) -> Behavior {
+        Behavior::Slow { millis, then: Box::new(self) }
     }
 
     /// The same response plus a header.
@@ -252,7 +259,12 @@ pub async fn serve_connection<C: Connection>(mut stream: C, shared: Arc<Shared>)
     let mut buffer = Vec::new();
     loop {
         let Some(request) = read_request(&mut stream, &mut buffer).await else { return };
-        match shared.answer(request) {
+        let mut behavior = shared.answer(request);
+        while let Behavior::Slow { millis, then } = behavior {
+            tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+            behavior = *then;
+        }
+        match behavior {
             Behavior::Respond { status, headers, body } => {
                 let mut head =
                     format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n", reason(status), body.len());
@@ -280,8 +292,9 @@ pub async fn serve_connection<C: Connection>(mut stream: C, shared: Arc<Shared>)
                 stream.abort();
                 return;
             }
-            // `answer` turns an echo into the response it is.
-            Behavior::Echo(_) => return,
+            // `answer` turns an echo into the response it is, and the loop above waits out a
+            // slow one.
+            Behavior::Echo(_) | Behavior::Slow { .. } => return,
         }
     }
 }
@@ -378,9 +391,14 @@ impl Background {
 
     /// Starts on an already bound listener (so a test can reopen a port it closed).
     pub fn start_on(listener: std::net::TcpListener, scenario: Scenario) -> std::io::Result<Background> {
+        Background::resume_on(listener, Shared::new(scenario))
+    }
+
+    /// Starts again on `listener` with the state of a simulator stopped before (its scenario,
+    /// what it received, how often each order was seen): an API that was down and came back.
+    pub fn resume_on(listener: std::net::TcpListener, shared: Arc<Shared>) -> std::io::Result<Background> {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared = Shared::new(scenario);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = shared.clone();
         std::thread::Builder::new().name("simulator".into()).spawn(move || {

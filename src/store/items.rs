@@ -184,17 +184,33 @@ const ITEM_COLUMNS: &str = "id, order_number, branch, reason, cancelled_at, cust
      attempts, last_code, last_message, next_at, created_at, updated_at, idempotency_key, source, \
      processing_since, sent, receipt, poll_url";
 
-/// The claim of up to `limit` due items in `state`: one statement on the `items_due` index. The
-/// state (a fixed word) and the limit (at most `api.concurrency`) are literals, because a bound
-/// LIMIT makes SQLite re-prepare the statement whenever its value changes; each (state, limit)
-/// pair is its own cached statement.
-fn claim_sql(state: State, limit: usize) -> String {
+/// How many of the items due longest a probe's claim looks through for one never sent.
+const PROBE_LOOKAHEAD: usize = 1_000;
+
+/// The claim of up to `limit` due items, `processing` (due for their next poll) and `pending`
+/// alike, oldest due first: one statement, each state read on the `items_due` index (only the
+/// `limit` oldest of each are merged and sorted). `avoid` (a probe's items already probed) are
+/// skipped. The limit and the ids are literals, because a bound LIMIT makes SQLite re-prepare
+/// the statement whenever its value changes; each limit is its own cached statement.
+fn claim_sql(limit: usize, avoid: &[i64]) -> String {
+    let avoid = if avoid.is_empty() {
+        String::new()
+    } else {
+        let ids: Vec<String> = avoid.iter().map(i64::to_string).collect();
+        format!(" AND id NOT IN ({})", ids.join(", "))
+    };
+    let due = |state: &str| {
+        format!(
+            "SELECT * FROM (SELECT id, next_at FROM items WHERE state = '{state}' AND next_at <= ?1{avoid} \
+             ORDER BY next_at LIMIT {limit})"
+        )
+    };
     format!(
-        "UPDATE items SET state = 'in_flight', lease_until = ?2, updated_at = ?1 \
-         WHERE id IN (SELECT id FROM items WHERE state = '{state}' AND next_at <= ?1 \
-                      ORDER BY next_at LIMIT {limit}) \
+        "UPDATE items SET state = 'in_flight', lease_until = ?2, lease_token = ?3, updated_at = ?1 \
+         WHERE id IN (SELECT id FROM ({processing} UNION ALL {pending}) ORDER BY next_at LIMIT {limit}) \
          RETURNING {ITEM_COLUMNS}",
-        state = state.as_str()
+        processing = due(State::Processing.as_str()),
+        pending = due(State::Pending.as_str()),
     )
 }
 
@@ -559,47 +575,157 @@ impl Store {
         Ok(moved)
     }
 
-    /// Claims the item that has been due longest (see `claim_many`).
-    pub fn claim_next(
-        &mut self,
-        now: jiff::Timestamp,
-        lease: Duration,
-    ) -> Result<Option<ItemRow>, StoreError> {
-        Ok(self.claim_many(now, lease, 1)?.into_iter().next())
-    }
-
-    /// Claims up to `limit` items that have been due longest — accepted items due for their next
-    /// poll first, then pending ones — and leases them until `now + lease`. Each state is one
+    /// Claims up to `limit` items that have been due longest — `processing` items due for their
+    /// next poll and `pending` ones alike, by due time, so neither kind can starve the other —
+    /// and leases them until `now + lease` under `token`, which their records must carry. One
     /// statement on the `items_due` index, so claims stay cheap with a million items waiting.
-    pub fn claim_many(
+    pub fn claim(
         &mut self,
         now: jiff::Timestamp,
         lease: Duration,
         limit: usize,
+        token: i64,
+    ) -> Result<Vec<ItemRow>, StoreError> {
+        self.claim_where(now, lease, token, &claim_sql(limit, &[]), true)
+    }
+
+    /// Claims the one item the circuit's probe goes to, under `token`: the order due longest
+    /// that was never sent, if one is among the first `PROBE_LOOKAHEAD` due (its answer is the
+    /// best news of the API: an order that failed before may well fail again for its own
+    /// reasons); else the item due longest that is not in `avoid` (probed since the circuit
+    /// opened); else, when only those are due, the one due longest.
+    pub fn claim_probe(
+        &mut self,
+        now: jiff::Timestamp,
+        lease: Duration,
+        token: i64,
+        avoid: &[i64],
+    ) -> Result<Option<ItemRow>, StoreError> {
+        let fresh = format!(
+            "UPDATE items SET state = 'in_flight', lease_until = ?2, lease_token = ?3, updated_at = ?1 \
+             WHERE id = (SELECT id FROM (SELECT id, sent, next_at FROM items WHERE state = 'pending' \
+                                         AND next_at <= ?1 ORDER BY next_at LIMIT {PROBE_LOOKAHEAD}) \
+                         WHERE sent = 0 ORDER BY next_at LIMIT 1) \
+             RETURNING {ITEM_COLUMNS}"
+        );
+        let mut claimed = self.claim_where(now, lease, token, &fresh, true)?;
+        if claimed.is_empty() && !avoid.is_empty() {
+            // The list changes with each probe: not worth a place in the statement cache.
+            claimed = self.claim_where(now, lease, token, &claim_sql(1, avoid), false)?;
+        }
+        if claimed.is_empty() {
+            claimed = self.claim_where(now, lease, token, &claim_sql(1, &[]), true)?;
+        }
+        Ok(claimed.pop())
+    }
+
+    /// Runs a claim statement (`?1` now, `?2` the lease's end, `?3` the token).
+    fn claim_where(
+        &mut self,
+        now: jiff::Timestamp,
+        lease: Duration,
+        token: i64,
+        sql: &str,
+        cached: bool,
     ) -> Result<Vec<ItemRow>, StoreError> {
         let now_ms = to_millis(now);
         let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let mut claimed = Vec::new();
-        for state in [State::Processing, State::Pending] {
-            let room = limit.saturating_sub(claimed.len());
-            if room == 0 {
-                break;
+        let claim = || -> rusqlite::Result<Vec<ItemRow>> {
+            let params = params![now_ms, lease_until, token];
+            if cached {
+                let mut statement = self.conn.prepare_cached(sql)?;
+                statement.query_map(params, read_item)?.collect()
+            } else {
+                let mut statement = self.conn.prepare(sql)?;
+                statement.query_map(params, read_item)?.collect()
             }
-            let sql = claim_sql(state, room);
-            let read = || -> rusqlite::Result<Vec<ItemRow>> {
-                let mut statement = self.conn.prepare_cached(&sql)?;
-                let rows = statement.query_map(params![now_ms, lease_until], read_item)?;
-                rows.collect()
-            };
-            claimed.extend(read().map_err(|e| self.error("reservar itens", e))?);
+        };
+        claim().map_err(|e| self.error("reservar itens", e))
+    }
+
+    /// Puts claimed items back where they were (`pending`, or `processing` if the API had
+    /// accepted them), unsent, with their due time as it was — only while they are still under
+    /// the claim `token`.
+    pub fn release(&mut self, items: &[i64], token: i64, now: jiff::Timestamp) -> Result<usize, StoreError> {
+        const ACTION: &str = "devolver itens à fila";
+        let (tx, context) = self.write(ACTION)?;
+        let mut released = 0;
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' ELSE 'processing' END, \
+                     lease_until = NULL, lease_token = NULL, updated_at = ?3 \
+                     WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2",
+                )
+                .map_err(|e| context.fail(e))?;
+            for item in items {
+                released +=
+                    update.execute(params![item, token, to_millis(now)]).map_err(|e| context.fail(e))?;
+            }
         }
-        Ok(claimed)
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(released)
+    }
+
+    /// Counts no more the 04/99 attempts (item, start) that the circuit found were the API's
+    /// failures, not the items': each gets `counted = 0` and its item one attempt of its budget
+    /// back — only while the item waits (`pending`/`processing`): one that gave up on it stays
+    /// `failed`, and one claimed again keeps what its next record says. Returns how many.
+    pub fn forgive(&mut self, attempts: &[(i64, jiff::Timestamp)]) -> Result<usize, StoreError> {
+        const ACTION: &str = "descontar tentativas";
+        let (tx, context) = self.write(ACTION)?;
+        let mut forgiven = 0;
+        {
+            let mut attempt = tx
+                .prepare_cached(
+                    "UPDATE attempts SET counted = 0 WHERE item_id = ?1 AND started_at = ?2 AND counted = 1 \
+                     AND code IN ('04', '99') \
+                     AND EXISTS (SELECT 1 FROM items WHERE id = ?1 AND state IN ('pending', 'processing') \
+                                 AND attempts > 0)",
+                )
+                .map_err(|e| context.fail(e))?;
+            let mut item = tx
+                .prepare_cached("UPDATE items SET attempts = attempts - 1 WHERE id = ?1")
+                .map_err(|e| context.fail(e))?;
+            for (id, started_at) in attempts {
+                if attempt.execute(params![id, to_millis(*started_at)]).map_err(|e| context.fail(e))? > 0 {
+                    item.execute([id]).map_err(|e| context.fail(e))?;
+                    forgiven += 1;
+                }
+            }
+        }
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(forgiven)
+    }
+
+    /// Brings every waiting item due after `latest` back to `latest`: a due time stored by an
+    /// older version from an unbounded `Retry-After` (the year 5195, say) must not hold an item
+    /// for ever. Returns how many moved.
+    pub fn cap_due(&mut self, latest: jiff::Timestamp) -> Result<usize, StoreError> {
+        const ACTION: &str = "limitar a espera dos itens";
+        let (tx, context) = self.write(ACTION)?;
+        let moved = tx
+            .execute(
+                "UPDATE items SET next_at = ?1 WHERE state IN ('pending', 'processing') AND next_at > ?1",
+                [to_millis(latest)],
+            )
+            .map_err(|e| context.fail(e))?;
+        tx.commit().map_err(|e| context.fail(e))?;
+        Ok(moved)
     }
 
     /// Records one attempt and applies its decision to the item, in one transaction, after the
     /// HTTP exchange is over (no transaction is ever held across a request).
     /// Returns the attempt's number for the item (1, 2, …, probes included).
-    pub fn record_attempt(&mut self, item_id: i64, record: &AttemptRecord<'_>) -> Result<i64, StoreError> {
+    /// The record lands only on the claim `token` it belongs to: a record that comes after its
+    /// lease ended (and the item was claimed again) is `StoreError::NotLeased`, and so is one
+    /// written a second time.
+    pub fn record_attempt(
+        &mut self,
+        item_id: i64,
+        token: i64,
+        record: &AttemptRecord<'_>,
+    ) -> Result<i64, StoreError> {
         const ACTION: &str = "registrar a tentativa";
         let (tx, context) = self.write(ACTION)?;
         let after = record.after;
@@ -614,8 +740,9 @@ impl Store {
         let number: i64 = tx
             .prepare_cached(
                 "UPDATE items SET state = ?2, attempts = ?3, last_code = ?4, last_message = ?5, next_at = ?6, \
-                 processing_since = ?7, lease_until = NULL, updated_at = ?8, sent = sent + 1, \
-                 receipt = COALESCE(?9, receipt), poll_url = ?10 WHERE id = ?1 AND state = 'in_flight' \
+                 processing_since = ?7, lease_until = NULL, lease_token = NULL, updated_at = ?8, sent = sent + 1, \
+                 receipt = COALESCE(?9, receipt), poll_url = ?10 \
+                 WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?11 \
                  RETURNING sent",
             )
             .and_then(|mut statement| {
@@ -631,12 +758,14 @@ impl Store {
                         to_millis(record.finished_at),
                         verdict.receipt,
                         after.poll_url,
+                        token,
                     ],
                     |row| row.get(0),
                 )
             })
             .map_err(|error| match error {
-                // Not ours any more: the lease ran out and it went back to the queue.
+                // Not this claim's any more: the lease ran out and it went back to the queue (and
+                // maybe out again under another token), or this record was written already.
                 rusqlite::Error::QueryReturnedNoRows => StoreError::NotLeased(item_id),
                 other => context.fail(other),
             })?;
@@ -684,22 +813,6 @@ impl Store {
         Ok(deleted)
     }
 
-    /// When the next waiting item is due, if any.
-    pub fn next_due(&self) -> Result<Option<jiff::Timestamp>, StoreError> {
-        let earliest = |state: State| -> rusqlite::Result<Option<i64>> {
-            self.conn.query_row("SELECT MIN(next_at) FROM items WHERE state = ?1", [state.as_str()], |row| {
-                row.get(0)
-            })
-        };
-        let read = || -> rusqlite::Result<Option<i64>> {
-            Ok(match (earliest(State::Pending)?, earliest(State::Processing)?) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            })
-        };
-        read().map(|due| due.map(from_millis)).map_err(|e| self.error("ler a fila", e))
-    }
-
     /// Returns `in_flight` items whose lease ended before `now` to where they were:
     /// `processing` if the API had accepted them, else `pending`, due at once. A crash between
     /// sending and recording therefore re-sends under the same idempotency key; nothing is lost.
@@ -726,7 +839,8 @@ impl Store {
             .execute(
                 &format!(
                     "UPDATE items SET state = CASE WHEN processing_since IS NULL THEN 'pending' \
-                     ELSE 'processing' END, lease_until = NULL, next_at = MIN(next_at, ?1), updated_at = ?1 \
+                     ELSE 'processing' END, lease_until = NULL, lease_token = NULL, next_at = MIN(next_at, ?1), \
+                     updated_at = ?1 \
                      WHERE state = 'in_flight'{condition}"
                 ),
                 [to_millis(now)],
@@ -739,9 +853,8 @@ impl Store {
     /// The query plan of the claim statement itself, for the test that keeps it on the index.
     pub fn claim_query_plan(&self) -> Result<String, StoreError> {
         let read = || -> rusqlite::Result<String> {
-            let mut statement =
-                self.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", claim_sql(State::Pending, 4)))?;
-            let details = statement.query_map([0_i64, 0_i64], |row| row.get::<_, String>(3))?;
+            let mut statement = self.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", claim_sql(4, &[])))?;
+            let details = statement.query_map([0_i64, 0_i64, 0_i64], |row| row.get::<_, String>(3))?;
             Ok(details.collect::<rusqlite::Result<Vec<_>>>()?.join("\n"))
         };
         read().map_err(|e| self.error("ler o plano de consulta", e))

@@ -87,6 +87,9 @@ pub enum StoreError {
     Locked(PathBuf),
     /// A group commit failed: every unit of work in it was rolled back.
     Group(String),
+    /// The work never reached the database, for this reason (the service is stopping, the store
+    /// thread is gone): nothing was written.
+    Interrupted(&'static str),
     /// A row holds a value this build cannot read.
     Corrupt { path: PathBuf, detail: String },
     /// An attempt record for an item that is no longer leased to the daemon (its lease ran out
@@ -149,6 +152,7 @@ impl fmt::Display for StoreError {
                 write!(f, "outro `extrator run` já está usando a fila {} (só pode haver um)", path.display())
             }
             StoreError::Group(detail) => write!(f, "{detail} (nada do grupo foi gravado)"),
+            StoreError::Interrupted(why) => write!(f, "{why}: nada foi gravado"),
             StoreError::Corrupt { path, detail } => {
                 write!(f, "dado ilegível no banco de dados {}: {detail}", path.display())
             }
@@ -168,7 +172,7 @@ impl fmt::Display for StoreError {
             StoreError::NotLeased(item) => write!(
                 f,
                 "a tentativa do item {item} não foi gravada: a reserva dele venceu e ele voltou para a fila \
-                 (será enviado de novo com a mesma chave de idempotência)"
+                 (será enviado de novo com a mesma chave de idempotência), ou ela já estava gravada"
             ),
         }
     }

@@ -117,6 +117,13 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT started_at / 3600000, COALESCE(code, outcome), COUNT(*) FROM attempts GROUP BY 1, 2;
     INSERT INTO attempt_hours_done (id, last_attempt) VALUES (1, COALESCE((SELECT MAX(id) FROM attempts), 0));
     "#,
+    // 6: the lease token of an `in_flight` item: each claim gets its own, and an attempt record
+    // or a release lands only on the claim it belongs to. A record delayed past its lease (a
+    // slow commit) can then never touch the item's next claim, which the lease state alone
+    // (`state = 'in_flight'`) could not tell apart.
+    r#"
+    ALTER TABLE items ADD COLUMN lease_token INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

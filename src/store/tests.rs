@@ -61,18 +61,23 @@ fn omitted_cancelled_at_matches_but_a_different_one_conflicts() {
     assert!(store.enqueue(&[stamped], &Origin::Command, at(5)).is_err());
 }
 
+/// Claims the item due longest, under `token`.
+fn claim_one(store: &mut Store, now: jiff::Timestamp, token: i64) -> Option<crate::store::ItemRow> {
+    store.claim(now, Duration::from_secs(60), 1, token).unwrap().into_iter().next()
+}
+
 #[test]
 fn claim_takes_the_longest_due_and_leases_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
     store.enqueue(&[item("1", "a")], &Origin::Command, at(10)).unwrap();
     store.enqueue(&[item("2", "b")], &Origin::Command, at(0)).unwrap();
-    assert_eq!(store.claim_next(at(-1), Duration::from_secs(60)).unwrap(), None, "nothing due yet");
-    let claimed = store.claim_next(at(20), Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(claim_one(&mut store, at(-1), 1), None, "nothing due yet");
+    let claimed = claim_one(&mut store, at(20), 1).unwrap();
     assert_eq!(claimed.order, "2");
     assert_eq!(claimed.state, State::InFlight);
-    assert_eq!(store.claim_next(at(20), Duration::from_secs(60)).unwrap().unwrap().order, "1");
-    assert_eq!(store.claim_next(at(20), Duration::from_secs(60)).unwrap(), None);
+    assert_eq!(claim_one(&mut store, at(20), 2).unwrap().order, "1");
+    assert_eq!(claim_one(&mut store, at(20), 3), None);
 
     assert_eq!(store.recover_leases(at(79)).unwrap(), 0, "leases still valid");
     assert_eq!(store.recover_leases(at(80)).unwrap(), 2);
@@ -86,8 +91,149 @@ fn the_claim_uses_the_due_index() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let plan = store.claim_query_plan().unwrap();
-    assert!(plan.contains("INDEX items_due (state=? AND next_at<?)"), "{plan}");
-    assert!(!plan.contains("TEMP B-TREE"), "the claim must not sort: {plan}");
+    assert_eq!(
+        plan.matches("INDEX items_due (state=? AND next_at<?)").count(),
+        2,
+        "one search per state: {plan}"
+    );
+    assert!(!plan.contains("SCAN items"), "the claim must not walk the table: {plan}");
+    // The only sort is the merge of the two states' few oldest (at most twice the claim's size).
+    assert_eq!(plan.matches("TEMP B-TREE").count(), 1, "{plan}");
+}
+
+#[test]
+fn the_claim_takes_processing_and_pending_items_by_due_time_and_a_probe_avoids_the_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a"), item("2", "b"), item("3", "c")], &Origin::Command, at(0)).unwrap();
+    // Order 1 was accepted asynchronously and is due for its poll after the others.
+    store
+        .conn
+        .execute(
+            "UPDATE items SET state = 'processing', processing_since = ?1, next_at = ?2 WHERE order_number = '1'",
+            [at(0).as_millisecond(), at(5).as_millisecond()],
+        )
+        .unwrap();
+    let orders = |rows: Vec<crate::store::ItemRow>| rows.into_iter().map(|row| row.order).collect::<Vec<_>>();
+    let claimed = store.claim(at(10), Duration::from_secs(60), 2, 1).unwrap();
+    let mut got = orders(claimed);
+    got.sort();
+    assert_eq!(got, ["2", "3"], "a poll due later does not go before pending items due earlier");
+    assert_eq!(orders(store.claim(at(10), Duration::from_secs(60), 2, 2).unwrap()), ["1"]);
+    store.release_all(at(11)).unwrap();
+    let id = |order: &str| store.get_by_order(order).unwrap().unwrap().id;
+    let (one, two, three) = (id("1"), id("2"), id("3"));
+    // 1 and 2 were sent before (they failed); 3 never was, though due after them.
+    store.conn.execute("UPDATE items SET sent = 1 WHERE order_number IN ('1', '2')", []).unwrap();
+    store
+        .conn
+        .execute("UPDATE items SET next_at = ?1 WHERE order_number = '3'", [at(8).as_millisecond()])
+        .unwrap();
+    let probe = store.claim_probe(at(20), Duration::from_secs(60), 3, &[]).unwrap().unwrap();
+    assert_eq!(probe.id, three, "the probe goes to an order never sent");
+    store.release(&[three], 3, at(20)).unwrap();
+    store.conn.execute("UPDATE items SET sent = 1 WHERE id = ?1", [three]).unwrap();
+    let probe = store.claim_probe(at(20), Duration::from_secs(60), 4, &[one, two]).unwrap().unwrap();
+    assert_eq!(probe.id, three, "else to one not probed since the circuit opened");
+    store.release(&[three], 4, at(20)).unwrap();
+    let probe = store.claim_probe(at(20), Duration::from_secs(60), 5, &[one, two, three]).unwrap();
+    assert!(probe.is_some(), "when only probed items are due, one of them after all");
+}
+
+#[test]
+fn a_record_lands_only_on_its_own_claim_and_only_once() {
+    use crate::classify::{Outcome, Verdict};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a")], &Origin::Command, at(0)).unwrap();
+    let first = claim_one(&mut store, at(10), 100).unwrap();
+    // Its record is slow to commit: the lease runs out and the item is claimed again.
+    assert_eq!(store.recover_leases(at(70)).unwrap(), 1);
+    let second = claim_one(&mut store, at(71), 101).unwrap();
+    assert_eq!(second.id, first.id);
+    let verdict = Verdict {
+        outcome: Outcome::Success,
+        kind: crate::classify::Kind::Http(200),
+        http_status: Some(200),
+        message: None,
+        retry_after: None,
+        receipt: None,
+        poll_url: None,
+    };
+    let after = crate::policy::ItemAfter {
+        state: State::Done,
+        counted: false,
+        attempts: 0,
+        last_code: None,
+        next_at: at(72),
+        processing_since: None,
+        poll_url: None,
+        verdict,
+        capped_delay: None,
+    };
+    let attempt = AttemptRecord {
+        started_at: at(10),
+        finished_at: at(72),
+        duration: Duration::from_millis(1),
+        excerpt: None,
+        probe: false,
+        after: &after,
+    };
+    // The late record of the first claim: refused, and the second claim untouched.
+    assert!(matches!(store.record_attempt(first.id, 100, &attempt), Err(StoreError::NotLeased(_))));
+    let row = store.get(first.id).unwrap().unwrap();
+    assert_eq!((row.state, row.sent), (State::InFlight, 0));
+    // A release of the first claim does not return the second's item either.
+    assert_eq!(store.release(&[first.id], 100, at(72)).unwrap(), 0);
+    assert_eq!(store.record_attempt(first.id, 101, &attempt).unwrap(), 1);
+    assert!(
+        matches!(store.record_attempt(first.id, 101, &attempt), Err(StoreError::NotLeased(_))),
+        "never twice"
+    );
+    assert_eq!(store.attempts(first.id).unwrap().len(), 1);
+    assert_eq!(store.get(first.id).unwrap().unwrap().state, State::Done);
+}
+
+#[test]
+fn a_release_puts_items_back_unsent_and_forgiveness_gives_the_budget_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a"), item("2", "b")], &Origin::Command, at(0)).unwrap();
+    let claimed = store.claim(at(10), Duration::from_secs(60), 2, 7).unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|row| row.id).collect();
+    assert_eq!(store.release(&ids, 7, at(11)).unwrap(), 2);
+    let back = store.get(ids[0]).unwrap().unwrap();
+    assert_eq!((back.state, back.sent, back.next_attempt_at), (State::Pending, 0, Some(at(0))), "as it was");
+    // Two counted timeouts; the circuit then saw the API was down for everyone.
+    for (id, started) in [(ids[0], 20), (ids[1], 21)] {
+        store.conn.execute("UPDATE items SET attempts = 1, last_code = '04' WHERE id = ?1", [id]).unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO attempts (item_id, number, started_at, duration_ms, outcome, code, kind, counted) \
+                 VALUES (?1, 1, ?2, 30000, 'failure', '04', 'read_timeout', 1)",
+                [id, at(started).as_millisecond()],
+            )
+            .unwrap();
+    }
+    store.conn.execute("UPDATE items SET state = 'failed' WHERE id = ?1", [ids[1]]).unwrap();
+    assert_eq!(store.forgive(&[(ids[0], at(20)), (ids[1], at(21)), (ids[0], at(99))]).unwrap(), 1);
+    assert_eq!(store.get(ids[0]).unwrap().unwrap().attempts, 0);
+    assert!(!store.attempts(ids[0]).unwrap()[0].counted);
+    assert_eq!(store.get(ids[1]).unwrap().unwrap().attempts, 1, "an item that gave up on it stays as it is");
+    assert_eq!(store.forgive(&[(ids[0], at(20))]).unwrap(), 0, "once");
+}
+
+#[test]
+fn a_due_time_past_the_longest_wait_is_brought_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a"), item("2", "b")], &Origin::Command, at(0)).unwrap();
+    // What an unbounded Retry-After stored: the year 5195.
+    store.conn.execute("UPDATE items SET next_at = 100000000000000 WHERE order_number = '1'", []).unwrap();
+    assert_eq!(store.cap_due(at(3_600)).unwrap(), 1);
+    assert_eq!(store.get_by_order("1").unwrap().unwrap().next_attempt_at, Some(at(3_600)));
+    assert_eq!(store.get_by_order("2").unwrap().unwrap().next_attempt_at, Some(at(0)));
 }
 
 #[test]
@@ -157,7 +303,7 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
     let mut store = open(&dir);
     store.enqueue(&[item("1", "a"), item("2", "b")], &Origin::Command, at(0)).unwrap();
     let record = |store: &mut Store, order: &str, outcome: Outcome, state: State, when: i64| {
-        let claimed = store.claim_next(at(when), Duration::from_secs(60)).unwrap().unwrap();
+        let claimed = claim_one(store, at(when), when).unwrap();
         assert_eq!(claimed.order, order);
         let verdict = Verdict {
             outcome,
@@ -177,6 +323,7 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
             processing_since: None,
             poll_url: None,
             verdict,
+            capped_delay: None,
         };
         let attempt = AttemptRecord {
             started_at: at(when),
@@ -186,7 +333,7 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
             probe: false,
             after: &after,
         };
-        store.record_attempt(claimed.id, &attempt).unwrap();
+        store.record_attempt(claimed.id, when, &attempt).unwrap();
     };
     record(&mut store, "1", Outcome::Success, State::Done, 10);
     record(&mut store, "2", Outcome::Failure(crate::codes::Code::Rejected), State::Failed, 20);
@@ -272,7 +419,7 @@ fn queue_figures_and_hourly_counts_match_the_rows_and_migration_5_fills_them() {
     assert_eq!(store.count_attempt_hours().unwrap(), 0, "the migration counted them already");
 
     store.enqueue(&[item("4", "d"), item("5", "e")], &Origin::Command, at(0)).unwrap();
-    let claimed = store.claim_many(at(10), Duration::from_secs(60), 2).unwrap();
+    let claimed = store.claim(at(10), Duration::from_secs(60), 2, 1).unwrap();
     assert_eq!(claimed.len(), 2);
     assert_eq!(figure_counts(&store), walked_counts(&store));
     store.release_all(at(20)).unwrap();
@@ -349,7 +496,7 @@ fn a_group_commits_its_units_together_and_a_failed_unit_rolls_back_alone() {
     store.begin_group().unwrap();
     store.enqueue(&[item("2", "b")], &Origin::Command, at(1)).unwrap();
     assert!(store.enqueue(&[item("3", "c"), item("1", "outro")], &Origin::Command, at(1)).is_err());
-    assert_eq!(store.claim_many(at(5), Duration::from_secs(60), 10).unwrap().len(), 2);
+    assert_eq!(store.claim(at(5), Duration::from_secs(60), 10, 1).unwrap().len(), 2);
     store.end_group().unwrap();
     let orders: Vec<String> =
         store.list(&Filter::default()).unwrap().into_iter().map(|row| row.order).collect();

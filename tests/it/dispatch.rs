@@ -114,7 +114,7 @@ fn an_outage_ends_with_everything_delivered_and_only_probes_during_it() {
         env.number("SELECT COUNT(*) FROM attempts WHERE probe = 1 AND code = '01'") >= 4
     });
     let (stdout, _) = expect_exit(&env.run(&["status"]), 0);
-    assert!(stdout.contains("CIRCUITO ABERTO: erro 01 Conexão recusada"), "{stdout}");
+    assert!(stdout.contains("CIRCUITO ABERTO: a API falhou com o erro 01 Conexão recusada"), "{stdout}");
 
     // The API comes back on the same port.
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
@@ -126,6 +126,9 @@ fn an_outage_ends_with_everything_delivered_and_only_probes_during_it() {
     assert_eq!(env.number("SELECT COUNT(*) FROM items WHERE state = 'done'"), 20);
     assert_eq!(env.number("SELECT COUNT(*) FROM items WHERE state = 'failed'"), 0);
     assert_eq!(env.number("SELECT MAX(attempts) FROM items"), 0, "an outage burns no item's attempts");
+    let log = env.daemon_log();
+    assert_eq!(log.matches("envio suspenso").count(), 1, "an outage is logged when it starts:\n{log}");
+    assert_eq!(log.matches("envio retomado").count(), 1, "and when it ends, not at every probe:\n{log}");
     let refused_outside_probes = env.number("SELECT COUNT(*) FROM attempts WHERE code = '01' AND probe = 0");
     assert!(
         refused_outside_probes <= 2,

@@ -24,5 +24,6 @@ mod source;
 mod spool;
 mod systemd;
 mod torture;
+mod trouble;
 mod util;
 mod views;

@@ -65,7 +65,7 @@ fn chromium_renders_the_status_page_of_a_run_with_failures() {
         &api.url(),
         "connect_timeout = \"1s\"\nrequest_timeout = \"1s\"\nasync_poll_interval = \"100ms\"\n",
         &format!(
-            "[retry]\nmax_attempts = 1\nfirst_delay = \"300ms\"\nmax_delay = \"600ms\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
+            "[retry]\nmax_attempts = 3\nfirst_delay = \"300ms\"\nmax_delay = \"600ms\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"
         ),
     );
     let mut orders = String::new();

@@ -77,7 +77,7 @@ fn an_api_that_echoes_the_request_leaves_no_secret_anywhere() {
                 password_file.path().display()
             ),
         );
-        expect_exit(&env.run_with_input(&["enqueue", "--json", "-"], json_lines(1, 3).as_bytes()), 0);
+        expect_exit(&env.run_with_input(&["enqueue", "--json", "-"], json_lines(1, 1).as_bytes()), 0);
         let mut daemon = env.spawn_daemon();
         wait_until("every item final", Duration::from_secs(30), || env.number(UNFINISHED) == 0);
         signal(&daemon, "TERM");

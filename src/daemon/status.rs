@@ -1,0 +1,105 @@
+//! The daemon's state in one pt-BR line: systemd's `STATUS=`, and the circuit's state written
+//! with the heartbeat for `status` and the page. Recomputed from `now` each time it is shown, so
+//! a moment that has passed is never shown as the future.
+
+use crate::classify::Code;
+use crate::dispatch::Status;
+use crate::policy::Gate;
+
+/// A one-line pt-BR description of the gate at `now`, for `status` and the systemd status line.
+pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
+    match *gate {
+        Gate::Closed => "enviando normalmente".to_owned(),
+        Gate::Open { code, next_probe_at } => {
+            let next = if next_probe_at > now {
+                format!("próximo teste às {}", crate::text::local_time(next_probe_at))
+            } else {
+                "o próximo item a enviar servirá de teste".to_owned()
+            };
+            format!(
+                "CIRCUITO ABERTO: a API falhou com o erro {} e só recebe envios de teste; {next}",
+                code.label()
+            )
+        }
+        Gate::Paused { code, .. } => format!(
+            "PAUSADO: erro {}; corrija as credenciais e recarregue (systemctl reload extrator)",
+            code.label()
+        ),
+        Gate::RateLimited { until } if until > now => format!(
+            "AGUARDANDO a API: erro {} até {}",
+            Code::RateLimited.label(),
+            crate::text::local_time(until)
+        ),
+        Gate::RateLimited { .. } => "enviando normalmente".to_owned(),
+    }
+}
+
+/// The status line of the dispatcher's status and the (pending, processing, failed) counts.
+pub fn status_line(status: &Status, counts: (u64, u64, u64), now: jiff::Timestamp) -> String {
+    let (pending, processing, failed) = counts;
+    let gate = describe_gate(&status.gate, now);
+    let sending_normally = gate == describe_gate(&Gate::Closed, now);
+    let mut parts = Vec::new();
+    if !sending_normally {
+        parts.push(gate.clone());
+    }
+    parts.push(format!("{pending} pendente(s), {processing} processando, {failed} falharam"));
+    if status.unrecorded > 0 {
+        parts.push(format!("{} tentativa(s) ainda não gravada(s)", status.unrecorded));
+    }
+    parts.push(match status.last_success {
+        Some(at) => format!("último envio com sucesso {}", crate::text::local_time(at)),
+        None => "nenhum envio com sucesso ainda".to_owned(),
+    });
+    if sending_normally {
+        parts.push(gate);
+    }
+    parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(seconds: i64) -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    #[test]
+    fn the_status_line_leads_with_what_stops_sending() {
+        let status = Status { gate: Gate::Closed, sending: 0, unrecorded: 0, last_success: None };
+        assert_eq!(
+            status_line(&status, (12, 1, 3), t(0)),
+            "12 pendente(s), 1 processando, 3 falharam · nenhum envio com sucesso ainda · enviando normalmente"
+        );
+        let paused = Status {
+            gate: Gate::Paused { code: Code::InvalidPassword, next_probe_at: t(0) },
+            unrecorded: 2,
+            last_success: Some(t(0)),
+            ..status
+        };
+        let line = status_line(&paused, (12, 0, 0), t(0));
+        assert!(
+            line.starts_with("PAUSADO: erro 02 Senha inválida; corrija as credenciais e recarregue"),
+            "{line}"
+        );
+        assert!(
+            line.contains("2 tentativa(s) ainda não gravada(s)") && line.contains("último envio com sucesso"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_probe_time_that_has_passed_is_never_shown_as_the_future() {
+        let open = Gate::Open { code: Code::Timeout, next_probe_at: t(60) };
+        let before = describe_gate(&open, t(0));
+        assert!(before.contains("próximo teste às"), "{before}");
+        let after = describe_gate(&open, t(61));
+        assert!(!after.contains("próximo teste às"), "{after}");
+        assert!(after.contains("o próximo item a enviar servirá de teste"), "{after}");
+        let limited = Gate::RateLimited { until: t(60) };
+        assert!(describe_gate(&limited, t(0)).starts_with("AGUARDANDO a API"));
+        let over = Status { gate: limited, sending: 0, unrecorded: 0, last_success: None };
+        assert!(status_line(&over, (0, 0, 0), t(61)).ends_with("enviando normalmente"), "the wait is over");
+    }
+}
