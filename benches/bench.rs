@@ -484,6 +484,52 @@ fn percentile(order: usize) -> u64 {
     (z ^ (z >> 31)) % 100
 }
 
+/// End to end at concurrency 4 with HTTP Basic and with OAuth2 client credentials (a token from
+/// a second simulator acting as the token endpoint, cached for the whole run), alternated five
+/// times: OAuth2's rate as a share of Basic's (the token is requested once, so the two should be
+/// within noise).
+fn auth_cost(api: &Background) {
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("senha");
+    std::fs::write(&password, "S3nh4-Bench\n").unwrap();
+    let token_server = Background::start(Scenario {
+        default: extrator::simulator::Behavior::json(
+            200,
+            r#"{"access_token": "tok-bench-0001", "token_type": "Bearer", "expires_in": 3600}"#,
+        ),
+        ..Scenario::default()
+    })
+    .unwrap();
+    let basic = format!(
+        "[api.auth]\nmode = \"basic\"\nuser = \"bench\"\npassword_file = \"{}\"\n",
+        password.display()
+    );
+    let oauth2 = format!(
+        "[api.auth]\nmode = \"oauth2\"\ntoken_url = \"{}\"\nclient_id = \"bench\"\nclient_secret_file = \"{}\"\n",
+        token_server.url(),
+        password.display()
+    );
+    let count = size(10_000, 2_000);
+    let (mut ratios, mut tokens) = (Vec::new(), 0);
+    println!("\nend to end N={count} concurrency 4, HTTP Basic against OAuth2 (alternated):");
+    for round in 1..=5 {
+        let (basic_rate, _, basic_cpu) = end_to_end_with(api, count, 4, &basic);
+        let before = token_server.shared.count();
+        let (oauth2_rate, _, oauth2_cpu) = end_to_end_with(api, count, 4, &oauth2);
+        tokens += token_server.shared.count() - before;
+        println!(
+            "  round {round}: basic {basic_rate:.0} items/s ({basic_cpu:.0} µs/item); oauth2 {oauth2_rate:.0} items/s ({oauth2_cpu:.0} µs/item)"
+        );
+        ratios.push(oauth2_rate / basic_rate);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "  median: oauth2 at {:.1} % of basic; {tokens} token request(s) in 5 runs of {} items",
+        100.0 * ratios[2],
+        count + 1
+    );
+}
+
 /// What the mix's API does with an order: 5 % fail twice with 500, 2 % are refused (400), 1 %
 /// answer after 1.5 s, the rest go through at once.
 fn mixed(order: usize) -> Option<Vec<extrator::simulator::Behavior>> {
@@ -845,6 +891,10 @@ fn main() {
             return;
         };
         baseline_cost(&api, Path::new(&baseline));
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("auth") {
+        auth_cost(&api);
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("mix") {

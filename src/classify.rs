@@ -26,6 +26,9 @@ pub enum Exchange {
     Transport(TransportFailure),
     /// Nothing was sent: the item's request could not be built from `[api.request]` (the reason).
     NotSent(String),
+    /// The token endpoint (a login, OAuth2) did not give a token: what it answered, or why
+    /// there is no answer. About the credentials, never the item.
+    TokenEndpoint(Box<Exchange>),
 }
 
 /// What exactly happened, in a short machine word (`connect_refused`, `dns_nxdomain`,
@@ -63,6 +66,12 @@ pub enum Kind {
     ForeignLocation,
     /// An asynchronous API gave no final answer within `api.async_max_wait`.
     AsyncTimeout,
+    /// The API's TLS server refused the connection for want of a (valid) client certificate.
+    ClientCertificate,
+    /// The token endpoint answered with this status instead of a token.
+    TokenHttp(u16),
+    /// The token endpoint could not be reached, or did not answer in time.
+    TokenUnreachable,
     /// Any other HTTP status, as it was.
     Http(u16),
 }
@@ -95,8 +104,18 @@ impl Kind {
             Kind::RequestMapping => "request_mapping",
             Kind::ForeignLocation => "foreign_location",
             Kind::AsyncTimeout => "async_timeout",
+            Kind::ClientCertificate => "client_certificate",
+            Kind::TokenUnreachable => "token_unreachable",
+            Kind::TokenHttp(status) => return std::borrow::Cow::Owned(format!("token_http_{status}")),
             Kind::Http(status) => return std::borrow::Cow::Owned(format!("http_{status}")),
         })
+    }
+}
+
+impl Kind {
+    /// Whether this is the token endpoint's failure: never the item's, whatever its code.
+    pub fn is_token(self) -> bool {
+        matches!(self, Kind::TokenHttp(_) | Kind::TokenUnreachable)
     }
 }
 
@@ -139,6 +158,9 @@ pub enum TransportFailure {
     ConnectTimeout,
     /// TLS handshake or certificate verification failed; the detail says which.
     Tls { certificate: bool, detail: String },
+    /// The server refused our client certificate, or the lack of one (a TLS alert); the detail
+    /// says which.
+    ClientCertificate(String),
     /// Connected, but no response headers within `api.request_timeout`.
     ResponseTimeout,
     /// Headers arrived, then the body stalled past `api.request_timeout`.
@@ -273,6 +295,7 @@ pub fn classify(exchange: &Exchange, rules: &Rules, now: jiff::Timestamp) -> Ver
     match exchange {
         Exchange::Transport(failure) => transport(failure),
         Exchange::Response(response) => response_verdict(response, rules, now),
+        Exchange::TokenEndpoint(inner) => token_endpoint(inner, rules, now),
         Exchange::NotSent(why) => Verdict {
             outcome: Outcome::Failure(Code::Rejected),
             kind: Kind::RequestMapping,
@@ -284,6 +307,74 @@ pub fn classify(exchange: &Exchange, rules: &Rules, now: jiff::Timestamp) -> Ver
             receipt: None,
             poll_url: None,
         },
+    }
+}
+
+/// What the token endpoint (a login or OAuth2's `token_url`) said instead of giving a token:
+/// about the credentials, not the item. A refusal (any 4xx but 429, a body without a token) is
+/// 02 — or 03 when it says the user does not exist — and pauses sending until the credentials
+/// are mended; a 429 waits its `Retry-After`; a 5xx or a transport failure keeps its own code
+/// but opens the circuit like an unreachable endpoint (`policy::Circuit::judge`), so no item
+/// spends an attempt on it.
+fn token_endpoint(inner: &Exchange, rules: &Rules, now: jiff::Timestamp) -> Verdict {
+    const WHERE: &str = "o servidor de tokens (api.auth.token_url ou login_url)";
+    match inner {
+        Exchange::Response(response) => {
+            let status = response.status;
+            let said = extract_message(&response.body, response.content_type.as_deref());
+            let folded = fold(&String::from_utf8_lossy(&response.body));
+            let user_unknown = rules.user_not_found.iter().any(|pattern| folded.contains(pattern.as_str()));
+            let (code, what) = match status {
+                429 => (Code::RateLimited, "pediu para esperar (HTTP 429)".to_owned()),
+                500..=599 => (Code::Generic, format!("falhou (HTTP {status})")),
+                _ if user_unknown => {
+                    (Code::UserNotFound, format!("não reconhece o usuário ou cliente (HTTP {status})"))
+                }
+                200..=299 => (Code::InvalidPassword, format!("respondeu {status} sem um token")),
+                _ => (
+                    Code::InvalidPassword,
+                    format!(
+                        "recusou as credenciais (HTTP {status}): confira api.auth.client_id e o segredo (ou o usuário e a senha), e api.auth.scope"
+                    ),
+                ),
+            };
+            Verdict {
+                outcome: Outcome::Failure(code),
+                kind: Kind::TokenHttp(status),
+                http_status: Some(status),
+                message: Some(one_line(&match said {
+                    Some(said) => format!("{WHERE} {what}: {said}"),
+                    None => format!("{WHERE} {what}"),
+                })),
+                retry_after: (status == 429).then(|| {
+                    retry_after(response.retry_after.as_deref(), now).unwrap_or(DEFAULT_RETRY_AFTER)
+                }),
+                receipt: None,
+                poll_url: None,
+            }
+        }
+        Exchange::Transport(TransportFailure::InvalidResponse(detail))
+            if detail.starts_with("o servidor de tokens") =>
+        {
+            Verdict {
+                outcome: Outcome::Failure(Code::InvalidPassword),
+                kind: Kind::TokenHttp(200),
+                http_status: None,
+                message: Some(detail.clone()),
+                retry_after: None,
+                receipt: None,
+                poll_url: None,
+            }
+        }
+        Exchange::Transport(failure) => {
+            let verdict = transport(failure);
+            Verdict {
+                kind: Kind::TokenUnreachable,
+                message: verdict.message.map(|message| one_line(&format!("{WHERE}: {message}"))),
+                ..verdict
+            }
+        }
+        other => classify(other, rules, now),
     }
 }
 
@@ -303,6 +394,17 @@ pub fn classify_poll(exchange: &Exchange, rules: &Rules, now: jiff::Timestamp) -
         _ => classify(exchange, rules, now),
     }
 }
+
+/// What a refusal of the client certificate means, for the messages of both ways it comes (a TLS
+/// alert, or nginx's HTTP 400 page after the handshake).
+pub const CLIENT_CERTIFICATE: &str = "o servidor da API exige um certificado de cliente (TLS mútuo) e recusou o \
+     enviado, ou a falta dele: confira api.client_certificate (validade, senha, se é o certificado que o \
+     fornecedor cadastrou)";
+
+/// The titles nginx (and servers that copy it) answers with, in a 400, when the client
+/// certificate is missing or fails verification.
+const CLIENT_CERTIFICATE_PAGES: [&str; 3] =
+    ["no required ssl certificate was sent", "the ssl certificate error", "ssl certificate error"];
 
 /// A proxy's 407, in a response or as its answer to `CONNECT`.
 pub const PROXY_AUTH: &str = "o proxy exige autenticação (HTTP 407) ou recusou a informada: confira api.proxy_user e \
@@ -338,6 +440,9 @@ fn transport(failure: &TransportFailure) -> Verdict {
         }
         TransportFailure::Tls { certificate: false, detail } => {
             (Code::Tls, Kind::TlsHandshake, format!("falha na negociação TLS: {detail}"))
+        }
+        TransportFailure::ClientCertificate(detail) => {
+            (Code::Tls, Kind::ClientCertificate, format!("{CLIENT_CERTIFICATE}: {detail}"))
         }
         TransportFailure::ResponseTimeout => {
             (Code::Timeout, Kind::ReadTimeout, "a API não respondeu dentro de api.request_timeout".into())
@@ -518,6 +623,16 @@ fn read_response(response: &Response, rules: &Rules, now: jiff::Timestamp) -> Ve
         407 => {
             verdict(Outcome::Failure(Code::ConnectionRefused), Kind::ProxyAuth, Some(PROXY_AUTH.to_owned()))
         }
+        400 if message
+            .as_deref()
+            .is_some_and(|text| CLIENT_CERTIFICATE_PAGES.iter().any(|page| fold(text).contains(page))) =>
+        {
+            verdict(
+                Outcome::Failure(Code::Tls),
+                Kind::ClientCertificate,
+                Some(format!("{CLIENT_CERTIFICATE} (HTTP 400: {})", message.as_deref().unwrap_or(""))),
+            )
+        }
         400..=499 => verdict(Outcome::Failure(Code::Rejected), kind, message),
         _ => verdict(Outcome::Failure(Code::Generic), kind, message),
     }
@@ -582,15 +697,25 @@ pub fn extract_message(body: &[u8], content_type: Option<&str>) -> Option<String
     message.map(|message| one_line(&message)).filter(|message| !message.is_empty())
 }
 
-/// `{"errors":[{"key","message"}]}`, `{"message","code"}`, `{"error":true,"errorMessage",…}`.
+/// The most field errors of a problem details answer kept in a message.
+const MAX_FIELD_ERRORS: usize = 5;
+
+/// `{"errors":[{"key","message"}]}`, `{"message","code"}`, `{"error":true,"errorMessage",…}`,
+/// and RFC 9457 problem details (`{"type","title","status","detail"}`, with the field errors of
+/// `errors`, `validation` or `invalid-params`: field and message, the first few).
 fn from_json_envelope(value: &Value) -> Option<String> {
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    if let Some(problem) = problem_details(value) {
+        return Some(problem);
+    }
     if let Some(errors) = value.get("errors").and_then(Value::as_array) {
         let parts: Vec<String> = errors
             .iter()
             .filter_map(|error| {
-                let message = error.get("message").and_then(Value::as_str)?;
-                Some(match error.get("key").and_then(Value::as_str) {
+                let field =
+                    |keys: &[&str]| keys.iter().find_map(|key| error.get(*key).and_then(Value::as_str));
+                let message = field(&["message", "errorMessage", "description", "detail"])?;
+                Some(match field(&["key", "field", "location"]) {
                     Some(key) => format!("{key}: {message}"),
                     None => message.to_owned(),
                 })
@@ -607,6 +732,66 @@ fn from_json_envelope(value: &Value) -> Option<String> {
         });
     }
     text("message").or_else(|| text("error_description")).or_else(|| text("error")).or_else(|| text("detail"))
+}
+
+/// An RFC 9457 problem (it has `title` or `detail`, and `type` or `status`): the `detail` (else
+/// the `title`) and the field errors, which say what is wrong where the detail is generic.
+fn problem_details(value: &Value) -> Option<String> {
+    let text = |value: &Value, key: &str| {
+        value
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(str::to_owned)
+    };
+    let headline = text(value, "detail").or_else(|| text(value, "title"))?;
+    if value.get("type").is_none() && value.get("status").is_none() {
+        return None;
+    }
+    let listed = ["errors", "validation", "invalid-params", "invalid_params", "violations", "fields"]
+        .iter()
+        .find_map(|key| value.get(*key).and_then(Value::as_array));
+    let mut fields: Vec<String> = listed
+        .into_iter()
+        .flatten()
+        .filter_map(|error| {
+            let message = ["message", "reason", "detail", "title", "description"]
+                .iter()
+                .find_map(|key| text(error, key));
+            let field =
+                ["field", "name", "pointer", "path", "key", "propertyPath", "param", "location", "loc"]
+                    .iter()
+                    .find_map(|key| {
+                        text(error, key).or_else(|| {
+                            // Prism and FastAPI write where as a list: ["body", "reason"].
+                            let parts: Vec<String> = error
+                                .get(*key)?
+                                .as_array()?
+                                .iter()
+                                .map(|part| match part {
+                                    Value::String(part) => part.clone(),
+                                    other => other.to_string(),
+                                })
+                                .collect();
+                            (!parts.is_empty()).then(|| parts.join("."))
+                        })
+                    })
+                    .map(|field| field.trim_start_matches("#/").trim_start_matches('/').replace('/', "."));
+            match (field, message) {
+                (Some(field), Some(message)) => Some(format!("{field}: {message}")),
+                (None, Some(message)) => Some(message),
+                (Some(field), None) => Some(field),
+                (None, None) => error.as_str().map(str::to_owned),
+            }
+        })
+        .collect();
+    let more = fields.len().saturating_sub(MAX_FIELD_ERRORS);
+    fields.truncate(MAX_FIELD_ERRORS);
+    if more > 0 {
+        fields.push(format!("e mais {more}"));
+    }
+    Some(if fields.is_empty() { headline } else { format!("{headline} ({})", fields.join("; ")) })
 }
 
 /// The `<title>` of an HTML page, else its text without tags.

@@ -44,6 +44,10 @@ pub struct Config {
     /// `[[source]]`: commands polled for cancellations (`source.rs`).
     #[serde(rename = "source", skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
+    /// `[secrets]`: where each `{secret:NAME}` comes from — a file readable only by the service.
+    /// A name not listed is the systemd credential of that name (`LoadCredential=NAME:…`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 /// The most `[[source]]` entries.
@@ -101,6 +105,22 @@ pub struct ApiConfig {
     /// A PEM bundle of extra CA certificates, for APIs behind a private CA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The client certificate an API that requires mutual TLS checks: a PKCS#12 file
+    /// (`.p12`/`.pfx`, with its password in `client_certificate_password_file`) or a PEM
+    /// certificate (with its key in `client_key`, or in the same file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<PathBuf>,
+    /// The password of a PKCS#12 `client_certificate`, in a file only the service reads (or the
+    /// systemd credential `api-certificate-password`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate_password_file: Option<PathBuf>,
+    /// The PEM private key of a PEM `client_certificate`, when it is in a file of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+    /// A URL `extrator check` asks with the credentials (GET) to learn whether they are
+    /// accepted; without it, `check` tests the credentials only where they are obtained (a token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_url: Option<String>,
     /// Extra headers sent with every request.
     pub headers: BTreeMap<String, String>,
     /// An HTTP proxy for every request (`http://proxy.empresa:3128`); none when absent. The
@@ -132,6 +152,10 @@ impl Default for ApiConfig {
             async_poll_interval: HumanDuration::secs(30),
             async_max_wait: HumanDuration::secs(3_600),
             ca_file: None,
+            client_certificate: None,
+            client_certificate_password_file: None,
+            client_key: None,
+            check_url: None,
             headers: BTreeMap::new(),
             proxy: None,
             proxy_user: None,
@@ -156,6 +180,45 @@ pub enum AuthMode {
     /// POST the user and the password (as `user_field`/`password_field`) to `login_url`, then
     /// send the returned token (`token_field`) as Bearer.
     Login,
+    /// OAuth2 client credentials (RFC 6749 §4.4): POST `grant_type=client_credentials` to
+    /// `token_url` with the client authenticated, then send the `access_token` as Bearer until
+    /// `expires_in` (less a margin) or a 401.
+    #[serde(rename = "oauth2")]
+    OAuth2,
+}
+
+impl AuthMode {
+    /// The mode as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Basic => "basic",
+            AuthMode::Login => "login",
+            AuthMode::OAuth2 => "oauth2",
+        }
+    }
+}
+
+/// How the login request carries the credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginFormat {
+    /// A JSON object.
+    #[default]
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+}
+
+/// How an OAuth2 client proves who it is to the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (`client_secret_basic`, the RFC's default).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
+    Body,
 }
 
 /// `[api.auth]`.
@@ -179,6 +242,28 @@ pub struct AuthConfig {
     /// The field of the login response that holds the token; dots go into objects
     /// (`"data.access_token"`).
     pub token_field: String,
+    /// How the login request is encoded: `json` (default) or `form`.
+    pub format: LoginFormat,
+    /// OAuth2: the token endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// OAuth2: the client id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// OAuth2: a file with the client secret, readable only by the service (or the systemd
+    /// credential `api-client-secret`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// OAuth2: the scope asked for, if the server wants one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// OAuth2: the `audience` some servers want (Auth0, for one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// OAuth2: `basic` (default) or `body`.
+    pub client_auth: ClientAuth,
+    /// OAuth2: more fields of the token request's form (`resource = "…"`).
+    pub token_form: BTreeMap<String, String>,
     /// Fragments of a 401/403/404 body that mean "the user does not exist" (code 03), compared
     /// without regard to case or accents.
     pub user_not_found_patterns: Vec<String>,
@@ -198,6 +283,14 @@ impl Default for AuthConfig {
             user_field: "user".to_owned(),
             password_field: "password".to_owned(),
             token_field: "token".to_owned(),
+            format: LoginFormat::Json,
+            token_url: None,
+            client_id: None,
+            client_secret_file: None,
+            scope: None,
+            audience: None,
+            client_auth: ClientAuth::Basic,
+            token_form: BTreeMap::new(),
             // The vendor's error guide writes 03 as "Usuário informado não foi encontrado".
             user_not_found_patterns: [
                 "usuário informado não foi encontrado",
@@ -793,17 +886,40 @@ fn secret_warnings(config: &Config) -> Vec<String> {
         }
         _ => {}
     }
+    if auth.mode == AuthMode::OAuth2 && auth.token_url.as_deref().is_some_and(plain) {
+        warnings.push(
+            "api.auth.token_url usa http:// com OAuth2: o segredo do cliente e o token vão pela rede sem \
+             criptografia; use https://"
+                .to_owned(),
+        );
+    }
+    let mut files: Vec<(&str, &Path)> = Vec::new();
     if auth.mode != AuthMode::None
         && let Some(path) = &auth.password_file
-        && let Some(who) = who_else_reads(path)
     {
-        warnings.push(format!(
-            "o arquivo de senha {} pode ser lido por {who}: deixe-o só para root e o serviço \
-             (chown root:extrator {}; chmod 0640 {})",
-            path.display(),
-            path.display(),
-            path.display()
-        ));
+        files.push(("o arquivo de senha", path));
+    }
+    if auth.mode == AuthMode::OAuth2
+        && let Some(path) = &auth.client_secret_file
+    {
+        files.push(("o arquivo do segredo do cliente OAuth2", path));
+    }
+    for path in [&config.api.client_certificate_password_file, &config.api.client_key].into_iter().flatten() {
+        files.push(("o arquivo", path));
+    }
+    for path in config.secrets.values() {
+        files.push(("o arquivo de segredo", path));
+    }
+    for (what, path) in files {
+        if let Some(who) = who_else_reads(path) {
+            warnings.push(format!(
+                "{what} {} pode ser lido por {who}: deixe-o só para root e o serviço \
+                 (chown root:extrator {}; chmod 0640 {})",
+                path.display(),
+                path.display(),
+                path.display()
+            ));
+        }
     }
     warnings
 }
@@ -924,11 +1040,17 @@ impl Config {
             );
         }
         let auth = &api.auth;
-        if auth.mode != AuthMode::None {
+        if matches!(auth.mode, AuthMode::Basic | AuthMode::Login) {
             if auth.user.as_deref().is_none_or(|user| user.trim().is_empty()) {
-                return fail("api.auth.user", "é obrigatório quando api.auth.mode não é \"none\"".to_owned());
+                return fail(
+                    "api.auth.user",
+                    "é obrigatório com api.auth.mode = \"basic\" ou \"login\"".to_owned(),
+                );
             }
-            if auth.password.is_none() && auth.password_file.is_none() && !has_systemd_credential() {
+            if auth.password.is_none()
+                && auth.password_file.is_none()
+                && !has_systemd_credential("api-password")
+            {
                 return fail(
                     "api.auth.password_file",
                     "informe a senha: api.auth.password_file, a credencial systemd `api-password` \
@@ -966,6 +1088,108 @@ impl Config {
                     format!(
                         "\"{}\" não é um campo: use nomes separados por ponto, como \"data.token\"",
                         auth.token_field
+                    ),
+                );
+            }
+        }
+        if auth.mode == AuthMode::OAuth2 {
+            match &auth.token_url {
+                None => {
+                    return fail(
+                        "api.auth.token_url",
+                        "é obrigatória com api.auth.mode = \"oauth2\": o endereço do servidor de tokens \
+                         (por exemplo \"https://auth.exemplo.com.br/oauth/token\")"
+                            .to_owned(),
+                    );
+                }
+                Some(url) => check_url("api.auth.token_url", url)?,
+            }
+            if auth.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+                return fail("api.auth.client_id", "é obrigatório com api.auth.mode = \"oauth2\"".to_owned());
+            }
+            if auth.client_secret_file.is_none() && !has_systemd_credential("api-client-secret") {
+                return fail(
+                    "api.auth.client_secret_file",
+                    "informe o arquivo com o segredo do cliente OAuth2 (legível só pelo serviço), ou a \
+                     credencial systemd api-client-secret"
+                        .to_owned(),
+                );
+            }
+            for key in ["grant_type", "client_id", "client_secret"] {
+                if auth.token_form.contains_key(key) {
+                    return fail(
+                        &format!("api.auth.token_form.{key}"),
+                        "o extrator envia este campo sozinho: tire-o de [api.auth.token_form]".to_owned(),
+                    );
+                }
+            }
+        } else if let Some((key, _)) = [
+            ("api.auth.token_url", auth.token_url.is_some()),
+            ("api.auth.client_id", auth.client_id.is_some()),
+            ("api.auth.client_secret_file", auth.client_secret_file.is_some()),
+            ("api.auth.scope", auth.scope.is_some()),
+            ("api.auth.audience", auth.audience.is_some()),
+            ("api.auth.token_form", !auth.token_form.is_empty()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set)
+        {
+            return fail(key, "só vale com api.auth.mode = \"oauth2\"".to_owned());
+        }
+        match (&api.client_certificate, &api.client_key, &api.client_certificate_password_file) {
+            (None, Some(_), _) => {
+                return fail(
+                    "api.client_key",
+                    "é a chave de api.client_certificate: informe o certificado".to_owned(),
+                );
+            }
+            (None, _, Some(_)) => {
+                return fail(
+                    "api.client_certificate_password_file",
+                    "é a senha de api.client_certificate: informe o certificado".to_owned(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(url) = &api.check_url {
+            check_url("api.check_url", url)?;
+        }
+        if auth.mode != AuthMode::None {
+            let named = |names: Vec<&String>, section: &str| {
+                names
+                    .into_iter()
+                    .find(|name| name.eq_ignore_ascii_case("authorization"))
+                    .map(|name| format!("{section}.{name}"))
+            };
+            if let Some(key) = named(api.headers.keys().collect(), "api.headers")
+                .or_else(|| named(api.request.headers.keys().collect(), "api.request.headers"))
+            {
+                return fail(
+                    &key,
+                    format!(
+                        "com api.auth.mode = \"{}\" o extrator já envia o cabeçalho Authorization: tire-o daqui \
+                         (dois Authorization na mesma requisição são recusados ou mal lidos pelas APIs)",
+                        auth.mode.as_str()
+                    ),
+                );
+            }
+        }
+        for name in self.secrets.keys() {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return fail(
+                    &format!("secrets.{name}"),
+                    "o nome de um segredo tem só letras, dígitos, `_` e `-`".to_owned(),
+                );
+            }
+        }
+        if let Some(status_url) = &api.response.status_url {
+            let target = api.request.url.as_ref().map_or_else(|| api.url.clone(), |url| url.0.fixed_prefix());
+            if origin(&status_url.0.fixed_prefix()) != origin(&target) {
+                return fail(
+                    "api.response.status_url",
+                    format!(
+                        "deve estar no mesmo servidor da API ({}): as credenciais nunca vão para outro lugar",
+                        origin(&target)
                     ),
                 );
             }
@@ -1141,9 +1365,15 @@ fn decimal(value: f64) -> String {
 }
 
 /// True when systemd handed the service an `api-password` credential.
-fn has_systemd_credential() -> bool {
-    std::env::var_os("CREDENTIALS_DIRECTORY")
-        .is_some_and(|dir| Path::new(&dir).join("api-password").is_file())
+fn has_systemd_credential(name: &str) -> bool {
+    std::env::var_os("CREDENTIALS_DIRECTORY").is_some_and(|dir| Path::new(&dir).join(name).is_file())
+}
+
+/// `scheme://host[:port]` of a URL (lower case), to compare origins.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
 }
 
 /// A URL must be `http://` or `https://` with a host.

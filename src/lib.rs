@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod page;
 pub mod policy;
 pub mod safe_fs;
+pub mod secrets;
 pub mod simulator;
 pub mod source;
 pub mod spool;

@@ -50,6 +50,7 @@ pub struct Metrics {
     circuit_state: Family<Labels, Gauge>,
     circuit_code: Family<Labels, Gauge>,
     last_success: Gauge<f64, AtomicU64>,
+    certificate_expiry: Gauge<f64, AtomicU64>,
     spool_files: Family<Labels, Counter>,
     database_errors: Counter,
     reloads: Family<Labels, Counter>,
@@ -115,6 +116,13 @@ impl Metrics {
             Unit::Seconds,
             last_success.clone(),
         );
+        let certificate_expiry = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "client_certificate_expiry_timestamp",
+            "Quando vence o certificado de cliente (api.client_certificate), em segundos Unix (0 sem certificado)",
+            Unit::Seconds,
+            certificate_expiry.clone(),
+        );
         let spool_files = Family::<Labels, Counter>::default();
         registry.register(
             "spool_files",
@@ -174,6 +182,7 @@ impl Metrics {
             circuit_state,
             circuit_code,
             last_success,
+            certificate_expiry,
             spool_files,
             database_errors,
             reloads,
@@ -225,6 +234,11 @@ impl Metrics {
         if seconds >= self.last_success.get() {
             self.last_success.set(seconds);
         }
+    }
+
+    /// The client certificate in use (at start and after a reload), if any.
+    pub fn set_certificate(&self, expires_at: Option<jiff::Timestamp>) {
+        self.certificate_expiry.set(expires_at.map_or(0.0, |at| at.as_second() as f64));
     }
 
     /// A pass over the spool ended.

@@ -444,6 +444,12 @@ impl Circuit {
                 self.gate = Gate::RateLimited { until };
                 Judged { counts: false, forgive: Vec::new() }
             }
+            // The token endpoint failing (5xx, no answer) is not the item's: it is an endpoint
+            // down, as a refused connection is.
+            Retry::Item if verdict.kind.is_token() => {
+                self.open(code, now, settings, probe, false);
+                Judged { counts: false, forgive: Vec::new() }
+            }
             Retry::Item if probe => {
                 let again = self.last_probe == Some((item, code));
                 self.last_probe = Some((item, code));

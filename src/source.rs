@@ -39,7 +39,7 @@ pub struct Source {
     /// The `environment_file`'s variables: only in the command's environment.
     environment: Vec<(String, String)>,
     /// Masks their values in what the command prints, as `api::Redactor` masks the API's secrets.
-    redactor: crate::api::Redactor,
+    redactor: crate::secrets::Redactor,
 }
 
 impl std::fmt::Debug for Source {
@@ -116,7 +116,8 @@ impl Source {
             }
             None => Vec::new(),
         };
-        let redactor = crate::api::Redactor::new(environment.iter().map(|(_, value)| value.clone()));
+        let redactor =
+            crate::secrets::Redactor::of_secrets(environment.iter().map(|(_, value)| value.as_str()));
         Ok(Source { config: config.clone(), environment, redactor })
     }
 
@@ -300,7 +301,7 @@ async fn read_excerpt(mut reader: impl AsyncRead + Unpin, limit: usize) -> Vec<u
 /// skipped, `export ` is allowed, a value may be quoted. Read as a secret file (bounded, never a
 /// FIFO: `read_small_text`). An error names the file and the line, never a value.
 pub fn read_environment(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = crate::api::auth::read_small_text(path, "source.environment_file")?;
+    let text = crate::secrets::read_small_text(path, "source.environment_file")?;
     let mut variables = BTreeMap::new();
     let at = |number: usize, what: &str| {
         format!("source.environment_file {}, linha {}: {what}", path.display(), number + 1)
@@ -346,7 +347,8 @@ mod tests {
             ..SourceConfig::default()
         };
         let environment = vec![("ORACLE_CONN".to_owned(), "usuario/S3nh4@db".to_owned())];
-        let redactor = crate::api::Redactor::new(environment.iter().map(|(_, value)| value.clone()));
+        let redactor =
+            crate::secrets::Redactor::of_secrets(environment.iter().map(|(_, value)| value.as_str()));
         Source { config, environment, redactor }
     }
 

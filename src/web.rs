@@ -50,10 +50,9 @@ pub fn bind(config: &Config) -> Result<Option<Listener>, Failure> {
     let credentials = match &config.metrics.password_file {
         None => None,
         Some(path) => {
-            let password = crate::api::auth::read_secret(path, "metrics.password_file")
+            let password = crate::secrets::read_secret(path, "metrics.password_file")
                 .map_err(|message| Failure { exit_code: crate::failure::EXIT_CONFIG, message })?;
-            let encoded =
-                crate::api::auth::basic_forms(&config.metrics.user, password.expose()).swap_remove(0);
+            let encoded = crate::secrets::basic_forms(&config.metrics.user, password.expose()).swap_remove(0);
             Some(crate::config::Secret::new(format!("Basic {encoded}")))
         }
     };

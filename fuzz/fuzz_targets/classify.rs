@@ -1,7 +1,7 @@
 //! Fuzzes the whole classification of an answer: an arbitrary status, content type,
 //! `Retry-After`, `Location` and body (HTML, JSON, plain text, invalid UTF-8), read by the built-in
-//! rules and by configured `[api.response]` rules, as a cancellation's answer and as a poll's,
-//! with the client's secret masking in front. Every answer gets a verdict, never a panic, and the
+//! rules and by configured `[api.response]` rules, as a cancellation's answer, a poll's and a
+//! token endpoint's, with the client's secret masking in front. Every answer gets a verdict, never a panic, and the
 //! message is one bounded line. Layout: 2 bytes status, 1 byte of choices (content type, rules,
 //! poll), 1 byte length of Retry-After, that many bytes, 1 byte length of Location, that many
 //! bytes, the rest is the body. Seeded with the HTML that once crashed the daemon
@@ -52,16 +52,20 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let rules = if choices & 4 == 0 { Rules::default() } else { configured().clone() };
     let body = rest.to_vec();
     // The client masks what it sent before anything reads the answer.
-    let redactor = Redactor::new(["S3nh4".to_owned(), "dXNlcjpTM25oNA==".to_owned()]);
+    let mut redactor = Redactor::of_secrets(["S3nh4"]);
+    redactor.add_basic("user", "S3nh4");
     let masked = redactor.redact(&String::from_utf8_lossy(&body), Some("token-x"));
     for body in [body, masked.into_bytes()] {
-        let exchange = Exchange::Response(Response {
+        let mut exchange = Exchange::Response(Response {
             status,
             content_type: content_type.clone(),
             retry_after: retry_after.clone(),
             location: location.clone(),
             body,
         });
+        if choices & 16 != 0 {
+            exchange = Exchange::TokenEndpoint(Box::new(exchange));
+        }
         let verdict = if choices & 8 == 0 {
             classify(&exchange, &rules, jiff::Timestamp::UNIX_EPOCH)
         } else {
@@ -74,6 +78,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         if let Some(receipt) = &verdict.receipt {
             assert!(receipt.chars().count() <= 120 && !receipt.chars().any(char::is_control), "{receipt:?}");
         }
-        let _ = extrator::classify::excerpt(if let Exchange::Response(response) = &exchange { &response.body } else { &[] });
+        let _ = extrator::classify::excerpt(match &exchange {
+            Exchange::Response(response) => &response.body,
+            _ => &[],
+        });
     }
 });

@@ -1,156 +1,333 @@
-//! Credentials: none, HTTP Basic, or a login that returns a Bearer token (cached, renewed once on
-//! a 401). The password comes from `password_file`, the systemd credential `api-password`, or the
-//! config, in that order, and is held only as a `Secret`.
+//! Credentials: none, HTTP Basic, a login that returns a token, or OAuth2 client credentials
+//! (RFC 6749 §4.4). A token (login or OAuth2) is cached in memory only, renewed before its
+//! `expires_in` runs out (less a margin) and once on a 401, and sent as Bearer. What a token
+//! endpoint answers when it refuses is about the credentials, never about the item: it comes
+//! back as `Exchange::TokenEndpoint`, which `classify` turns into 02/03 (or the transport's own
+//! code), so an item is never failed because a token could not be had.
+//!
+//! Passwords and client secrets come from a file, a systemd credential, or (the password only)
+//! the config, and are held only as `Secret`s (`secrets.rs`).
 
-use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::classify::{Exchange, TransportFailure};
-use crate::config::{AuthConfig, AuthMode, Secret};
+use crate::classify::Exchange;
+use crate::config::{AuthConfig, AuthMode, ClientAuth, LoginFormat, Secret};
+use crate::secrets;
 
 /// How requests are authenticated.
 pub enum Auth {
     None,
-    Basic { user: String, password: Secret },
-    Login { url: String, fields: LoginFields, user: String, password: Secret, token: Mutex<Option<Secret>> },
+    Basic {
+        user: String,
+        password: Secret,
+    },
+    /// A Bearer token from a login or an OAuth2 token endpoint.
+    Token(Box<TokenSource>),
 }
 
-/// Where the login request puts the credentials and where its answer has the token.
-pub struct LoginFields {
-    user: String,
-    password: String,
-    token: String,
+/// Where a token comes from, and the one in use.
+pub struct TokenSource {
+    grant: Grant,
+    cached: Mutex<Option<Cached>>,
+}
+
+/// A token in use, and when to get a new one before it expires.
+struct Cached {
+    token: Secret,
+    renew_at: Option<Instant>,
+}
+
+/// How a token is obtained.
+enum Grant {
+    /// POST the user and password (JSON or form) to `url`; the token at `token_field`.
+    Login {
+        url: String,
+        format: LoginFormat,
+        user_field: String,
+        password_field: String,
+        token_field: String,
+        user: String,
+        password: Secret,
+    },
+    /// OAuth2 client credentials.
+    OAuth2 {
+        url: String,
+        client_id: String,
+        secret: Secret,
+        client_auth: ClientAuth,
+        form: Vec<(String, String)>,
+    },
+}
+
+/// How long before `expires_in` runs out a token is renewed: a tenth of its life, between 5 s
+/// and a minute (a request in flight must not carry a token that expires on the way).
+fn margin(expires_in: Duration) -> Duration {
+    (expires_in / 10).clamp(Duration::from_secs(5), Duration::from_secs(60)).min(expires_in / 2)
 }
 
 impl Auth {
     /// Reads the credentials the config points at.
     pub fn new(config: &AuthConfig) -> Result<Auth, String> {
         let user = || config.user.clone().unwrap_or_default();
+        let token = |grant| Auth::Token(Box::new(TokenSource { grant, cached: Mutex::new(None) }));
         Ok(match config.mode {
             AuthMode::None => Auth::None,
             AuthMode::Basic => Auth::Basic { user: user(), password: password(config)? },
-            AuthMode::Login => Auth::Login {
+            AuthMode::Login => token(Grant::Login {
                 url: config.login_url.clone().unwrap_or_default(),
-                fields: LoginFields {
-                    user: config.user_field.clone(),
-                    password: config.password_field.clone(),
-                    token: config.token_field.clone(),
-                },
+                format: config.format,
+                user_field: config.user_field.clone(),
+                password_field: config.password_field.clone(),
+                token_field: config.token_field.clone(),
                 user: user(),
                 password: password(config)?,
-                token: Mutex::new(None),
-            },
+            }),
+            AuthMode::OAuth2 => {
+                let secret = secrets::from_file_or_credential(
+                    config.client_secret_file.as_deref(),
+                    "api.auth.client_secret_file",
+                    "api-client-secret",
+                )?
+                .ok_or_else(|| {
+                    "api.auth.client_secret_file: informe o segredo do cliente OAuth2 (um arquivo legível só \
+                     pelo serviço, ou a credencial systemd api-client-secret)"
+                        .to_owned()
+                })?;
+                let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
+                if let Some(scope) = &config.scope {
+                    form.push(("scope".to_owned(), scope.clone()));
+                }
+                if let Some(audience) = &config.audience {
+                    form.push(("audience".to_owned(), audience.clone()));
+                }
+                form.extend(config.token_form.iter().map(|(key, value)| (key.clone(), value.clone())));
+                token(Grant::OAuth2 {
+                    url: config.token_url.clone().unwrap_or_default(),
+                    client_id: config.client_id.clone().unwrap_or_default(),
+                    secret,
+                    client_auth: config.client_auth,
+                    form,
+                })
+            }
         })
     }
 
-    /// Every form in which this sends a secret, for `Redactor`: the password as it is and as a
-    /// JSON string (the login body), and the Basic header's base64 of `user:password`.
-    pub fn secret_forms(&self) -> Vec<String> {
+    /// A redactor for the secrets this sends: the password or client secret (in any encoding),
+    /// and the Basic header's base64 of `user:password` (or `client_id:secret`).
+    pub fn redactor(&self) -> secrets::Redactor {
+        let mut redactor = secrets::Redactor::default();
         match self {
-            Auth::None => Vec::new(),
+            Auth::None => {}
             Auth::Basic { user, password } => {
-                let mut forms = password_forms(password.expose());
-                forms.extend(basic_forms(user, password.expose()));
-                forms
+                redactor.add_secret(password.expose());
+                redactor.add_basic(user, password.expose());
             }
-            Auth::Login { password, .. } => password_forms(password.expose()),
+            Auth::Token(source) => match &source.grant {
+                Grant::Login { password, .. } => redactor.add_secret(password.expose()),
+                Grant::OAuth2 { client_id, secret, .. } => {
+                    redactor.add_secret(secret.expose());
+                    redactor.add_basic(client_id, secret.expose());
+                    redactor.add_basic(&form_encoded(client_id), &form_encoded(secret.expose()));
+                }
+            },
         }
+        redactor
     }
 
-    /// The Bearer token in use, if any (it changes with each login).
+    /// The Bearer token in use, if any (it changes with each renewal).
     pub async fn current_token(&self) -> Option<String> {
         match self {
-            Auth::Login { token, .. } => token.lock().await.as_ref().map(|token| token.expose().to_owned()),
+            Auth::Token(source) => {
+                source.cached.lock().await.as_ref().map(|cached| cached.token.expose().to_owned())
+            }
             _ => None,
         }
     }
 
-    /// Whether a 401 may be a stale token worth one fresh login.
+    /// Whether a 401 may be a stale token worth one fresh one.
     pub fn renews_on_401(&self) -> bool {
-        matches!(self, Auth::Login { .. })
+        matches!(self, Auth::Token(_))
     }
 
-    /// Adds the credentials to a request. For `login`, logs in first when there is no token (or
-    /// `fresh` asks for a new one); a failed login is returned as the exchange to classify.
+    /// Whether this mode gets a token from an endpoint (`check` can test the credentials there).
+    pub fn token_endpoint(&self) -> Option<&str> {
+        match self {
+            Auth::Token(source) => Some(match &source.grant {
+                Grant::Login { url, .. } | Grant::OAuth2 { url, .. } => url,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Adds the credentials to a request, and says which token it carries. A token is obtained
+    /// first when there is none, when it is about to expire, or when the API `refused` the one in
+    /// use (a 401) and no other request has renewed it meanwhile; a token endpoint that refuses
+    /// is returned as `Exchange::TokenEndpoint`, to be classified.
     pub async fn apply(
         &self,
         request: reqwest::RequestBuilder,
         http: &reqwest::Client,
         request_timeout: Duration,
-        fresh: bool,
-    ) -> Result<reqwest::RequestBuilder, Exchange> {
+        refused: Option<&Secret>,
+    ) -> Result<(reqwest::RequestBuilder, Option<Secret>), Exchange> {
         match self {
-            Auth::None => Ok(request),
-            Auth::Basic { user, password } => Ok(request.basic_auth(user, Some(password.expose()))),
-            Auth::Login { url, fields, user, password, token } => {
-                let mut cached = token.lock().await;
-                if fresh || cached.is_none() {
-                    *cached = None;
-                    let mut body = serde_json::Map::new();
-                    body.insert(fields.user.clone(), Value::from(user.as_str()));
-                    body.insert(fields.password.clone(), Value::from(password.expose()));
-                    let exchange = super::perform(http.post(url).json(&body), request_timeout).await;
-                    *cached = Some(token_from(&exchange, &fields.token)?);
-                }
-                let bearer = cached.as_ref().map(Secret::expose).unwrap_or_default();
-                Ok(request.bearer_auth(bearer))
+            Auth::None => Ok((request, None)),
+            Auth::Basic { user, password } => Ok((request.basic_auth(user, Some(password.expose())), None)),
+            Auth::Token(source) => {
+                let token = source.token(http, request_timeout, refused, false).await?;
+                Ok((request.bearer_auth(token.expose()), Some(token)))
             }
+        }
+    }
+
+    /// Obtains a token now (for `check`): `Ok` with how long it lasts, or the refusal.
+    pub async fn obtain(
+        &self,
+        http: &reqwest::Client,
+        request_timeout: Duration,
+    ) -> Result<Option<Duration>, Exchange> {
+        match self {
+            Auth::Token(source) => {
+                source.token(http, request_timeout, None, true).await?;
+                let cached = source.cached.lock().await;
+                Ok(cached
+                    .as_ref()
+                    .and_then(|cached| cached.renew_at)
+                    .map(|at| at.saturating_duration_since(Instant::now())))
+            }
+            _ => Ok(None),
         }
     }
 }
 
-/// A password as sent in a login body: itself, and JSON-escaped when that differs.
-pub fn password_forms(password: &str) -> Vec<String> {
-    let mut forms = vec![password.to_owned()];
-    let escaped = serde_json::to_string(password).unwrap_or_default();
-    let escaped = escaped.trim_matches('"');
-    if escaped != password {
-        forms.push(escaped.to_owned());
+impl TokenSource {
+    /// The token to send: the cached one while it is good (not expiring, not the one the API
+    /// `refused`), else a new one; `fresh` asks for a new one regardless (`check`).
+    async fn token(
+        &self,
+        http: &reqwest::Client,
+        request_timeout: Duration,
+        refused: Option<&Secret>,
+        fresh: bool,
+    ) -> Result<Secret, Exchange> {
+        let mut cached = self.cached.lock().await;
+        let stale = cached.as_ref().is_none_or(|cached| {
+            cached.renew_at.is_some_and(|at| Instant::now() >= at)
+                || refused.is_some_and(|refused| refused.expose() == cached.token.expose())
+        });
+        if fresh || stale {
+            *cached = None;
+            let asked = Instant::now();
+            let exchange = super::perform(self.request(http), request_timeout).await;
+            let (token, expires_in) =
+                self.read(&exchange).map_err(|exchange| Exchange::TokenEndpoint(Box::new(exchange)))?;
+            let renew_at = expires_in.map(|expires_in| asked + expires_in.saturating_sub(margin(expires_in)));
+            *cached = Some(Cached { token, renew_at });
+        }
+        Ok(cached.as_ref().map(|cached| cached.token.clone()).unwrap_or_else(|| Secret::new(String::new())))
     }
-    forms
-}
 
-/// The base64 of a Basic header's `user:password`, with and without its padding.
-pub fn basic_forms(user: &str, password: &str) -> Vec<String> {
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let unpadded = encoded.trim_end_matches('=').to_owned();
-    vec![encoded, unpadded]
-}
-
-/// The token of a successful login, or the exchange that explains why there is none.
-fn token_from(exchange: &Exchange, field: &str) -> Result<Secret, Exchange> {
-    let Exchange::Response(response) = exchange else { return Err(exchange.clone()) };
-    if !(200..300).contains(&response.status) {
-        return Err(exchange.clone());
+    /// The token request.
+    fn request(&self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+        match &self.grant {
+            Grant::Login { url, format, user_field, password_field, user, password, .. } => {
+                let request = http.post(url);
+                match format {
+                    LoginFormat::Json => {
+                        let mut body = serde_json::Map::new();
+                        body.insert(user_field.clone(), Value::from(user.as_str()));
+                        body.insert(password_field.clone(), Value::from(password.expose()));
+                        request.json(&body)
+                    }
+                    LoginFormat::Form => request
+                        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(
+                            form_urlencoded::Serializer::new(String::new())
+                                .append_pair(user_field, user)
+                                .append_pair(password_field, password.expose())
+                                .finish(),
+                        ),
+                }
+            }
+            Grant::OAuth2 { url, client_id, secret, client_auth, form } => {
+                let mut body = form_urlencoded::Serializer::new(String::new());
+                for (key, value) in form {
+                    body.append_pair(key, value);
+                }
+                let mut request = http.post(url).header(reqwest::header::ACCEPT, "application/json");
+                match client_auth {
+                    // RFC 6749 §2.3.1: the id and secret are form-encoded, then go in Basic.
+                    ClientAuth::Basic => {
+                        request =
+                            request.basic_auth(form_encoded(client_id), Some(form_encoded(secret.expose())));
+                    }
+                    ClientAuth::Body => {
+                        body.append_pair("client_id", client_id)
+                            .append_pair("client_secret", secret.expose());
+                    }
+                }
+                request
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body.finish())
+            }
+        }
     }
-    serde_json::from_slice::<Value>(&response.body)
-        .ok()
-        .and_then(|value| {
-            field.split('.').try_fold(&value, |inside, name| inside.get(name))?.as_str().map(str::to_owned)
-        })
-        .map(Secret::new)
-        .ok_or_else(|| {
-            Exchange::Transport(TransportFailure::Other(format!(
-                "o login respondeu {} sem o campo \"{field}\" (confira api.auth.token_field)",
+
+    /// The token (and its `expires_in`) of a successful answer, or the exchange that explains
+    /// why there is none.
+    fn read(&self, exchange: &Exchange) -> Result<(Secret, Option<Duration>), Exchange> {
+        let Exchange::Response(response) = exchange else { return Err(exchange.clone()) };
+        if !(200..300).contains(&response.status) {
+            return Err(exchange.clone());
+        }
+        let field = match &self.grant {
+            Grant::Login { token_field, .. } => token_field.as_str(),
+            Grant::OAuth2 { .. } => "access_token",
+        };
+        let body = serde_json::from_slice::<Value>(&response.body).ok();
+        let token = body
+            .as_ref()
+            .and_then(|value| field.split('.').try_fold(value, |inside, name| inside.get(name)))
+            .and_then(Value::as_str)
+            .filter(|token| !token.is_empty());
+        let Some(token) = token else {
+            let hint = match &self.grant {
+                Grant::Login { .. } => "confira api.auth.token_field",
+                Grant::OAuth2 { .. } => {
+                    "confira api.auth.token_url: a resposta não é a de um servidor OAuth2"
+                }
+            };
+            return Err(Exchange::Transport(crate::classify::TransportFailure::InvalidResponse(format!(
+                "o servidor de tokens respondeu {} sem o campo \"{field}\" ({hint})",
                 response.status
-            )))
-        })
+            ))));
+        };
+        let expires_in = body
+            .as_ref()
+            .and_then(|value| value.get("expires_in"))
+            .and_then(|value| value.as_u64().or_else(|| value.as_str()?.trim().parse().ok()))
+            .filter(|seconds| *seconds > 0)
+            .map(Duration::from_secs);
+        Ok((Secret::new(token.to_owned()), expires_in))
+    }
+}
+
+/// A value as `application/x-www-form-urlencoded` writes it.
+fn form_encoded(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// The password: `password_file`, else the systemd credential, else `password`.
 fn password(config: &AuthConfig) -> Result<Secret, String> {
-    if let Some(path) = &config.password_file {
-        return read_secret(path, "api.auth.password_file");
-    }
-    if let Some(directory) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        let path = Path::new(&directory).join("api-password");
-        if path.is_file() {
-            return read_secret(&path, "a credencial systemd api-password");
-        }
+    if let Some(password) = secrets::from_file_or_credential(
+        config.password_file.as_deref(),
+        "api.auth.password_file",
+        "api-password",
+    )? {
+        return Ok(password);
     }
     config.password.clone().ok_or_else(|| {
         "api.auth.password_file: informe a senha (password_file, a credencial systemd api-password ou password)"
@@ -158,67 +335,15 @@ fn password(config: &AuthConfig) -> Result<Secret, String> {
     })
 }
 
-/// The largest secret file read: a password or token is a line, not a file's worth.
-const MAX_SECRET_BYTES: u64 = 64 * 1024;
-
-/// A secret file's content without its trailing newline, not empty (`read_small_text`).
-pub fn read_secret(path: &Path, what: &str) -> Result<Secret, String> {
-    let text = read_small_text(path, what)?;
-    let secret = text.trim_end_matches(['\n', '\r']);
-    if secret.is_empty() {
-        return Err(format!("{what}: {} está vazio", path.display()));
-    }
-    Ok(Secret::new(secret.to_owned()))
-}
-
-/// A small UTF-8 file that holds secrets (a password, an environment file). Only a regular file
-/// is read (opened without blocking, so a FIFO cannot hang the daemon), and at most
-/// `MAX_SECRET_BYTES`: a path such as `/dev/zero` is refused, not read for ever. Errors name
-/// `what` and the path, never the content.
-pub fn read_small_text(path: &Path, what: &str) -> Result<String, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let cannot = |detail: String| format!("{what}: não foi possível ler {}: {detail}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|error| cannot(crate::text::io_error(&error)))?;
-    let meta = file.metadata().map_err(|error| cannot(crate::text::io_error(&error)))?;
-    if !meta.is_file() {
-        return Err(cannot("não é um arquivo comum (um dispositivo, FIFO ou diretório)".to_owned()));
-    }
-    let too_big = || cannot(format!("tem mais de {} KiB: não parece uma senha", MAX_SECRET_BYTES / 1024));
-    if meta.len() > MAX_SECRET_BYTES {
-        return Err(too_big());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|error| cannot(crate::text::io_error(&error)))?;
-    if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(too_big());
-    }
-    String::from_utf8(bytes).map_err(|_| cannot("não está em UTF-8".to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_secret_is_a_small_regular_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("senha");
-        std::fs::write(&good, "S3nh4\n").unwrap();
-        assert_eq!(read_secret(&good, "teste").unwrap().expose(), "S3nh4");
-        let error = read_secret(Path::new("/dev/zero"), "api.auth.password_file").err().unwrap();
-        assert!(error.contains("não é um arquivo comum"), "{error}");
-        let big = dir.path().join("grande");
-        std::fs::write(&big, vec![b'x'; 70_000]).unwrap();
-        assert!(read_secret(&big, "teste").err().unwrap().contains("não parece uma senha"));
-        let fifo = dir.path().join("fifo");
-        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-        assert!(read_secret(&fifo, "teste").err().unwrap().contains("não é um arquivo comum"));
+    fn a_token_is_renewed_a_tenth_of_its_life_early_within_bounds() {
+        assert_eq!(margin(Duration::from_secs(3_600)), Duration::from_secs(60));
+        assert_eq!(margin(Duration::from_secs(300)), Duration::from_secs(30));
+        assert_eq!(margin(Duration::from_secs(20)), Duration::from_secs(5));
+        assert_eq!(margin(Duration::from_secs(6)), Duration::from_secs(3), "never more than half its life");
     }
 }

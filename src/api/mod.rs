@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod resolver;
+pub mod tls;
 
 use std::error::Error as StdError;
 use std::time::{Duration, Instant};
@@ -27,38 +28,7 @@ use crate::store::ItemRow;
 /// One attempt's exchange, classified: what the dispatcher decides the item's fate from.
 pub use crate::dispatch::Exchanged as Attempt;
 
-/// Masks the secrets this client sends, in every form it sends them, in text that came back
-/// from the other side: an API, a WAF or a proxy that echoes the request must not put the
-/// password, its base64 or the token into a record, a log line or an excerpt.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    /// Longest first, so a form never survives inside another's mask.
-    forms: Vec<String>,
-}
-
-/// What a secret is replaced with.
-pub const MASK: &str = "***";
-
-impl Redactor {
-    /// A redactor for these forms (too short ones would mask ordinary text, and are ignored).
-    pub fn new(forms: impl IntoIterator<Item = String>) -> Redactor {
-        let mut forms: Vec<String> = forms.into_iter().filter(|form| form.chars().count() >= 4).collect();
-        forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
-        forms.dedup();
-        Redactor { forms }
-    }
-
-    /// `text` with every secret form, and `extra` (the current token), masked.
-    pub fn redact(&self, text: &str, extra: Option<&str>) -> String {
-        let mut text = text.to_owned();
-        for form in self.forms.iter().map(String::as_str).chain(extra.filter(|token| token.len() >= 4)) {
-            if text.contains(form) {
-                text = text.replace(form, MASK);
-            }
-        }
-        text
-    }
-}
+pub use crate::secrets::{MASK, Redactor};
 
 /// A client built from the config. Cheap to share: reqwest pools connections inside.
 pub struct Client {
@@ -70,6 +40,10 @@ pub struct Client {
     /// `api.proxy`, named in the message of every failure before a response.
     proxy: Option<String>,
     redactor: Redactor,
+    /// `api.check_url`, for `extrator check`.
+    check_url: Option<String>,
+    /// The client certificate's expiry and subject, when mutual TLS is configured.
+    certificate: Option<(jiff::Timestamp, String)>,
 }
 
 impl Client {
@@ -77,13 +51,24 @@ impl Client {
     /// password cannot be used.
     pub fn new(config: &Config) -> Result<Client, String> {
         let api = &config.api;
+        let plan = RequestPlan::new(api, api.request_zone()?);
+        // The secrets `{secret:NAME}` names, in the request and in `[api.headers]`.
+        let mut names: Vec<String> = plan.secret_names().map(str::to_owned).collect();
+        for value in api.headers.values() {
+            names.extend(crate::secrets::placeholders(value).map(str::to_owned));
+        }
+        let named = crate::secrets::named(&config.secrets, names.iter().map(String::as_str))?;
+        let mut redactor = Redactor::of_secrets(named.values().map(|secret| secret.expose()));
         let mut headers = HeaderMap::new();
         for (name, value) in &api.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
+            let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("api.headers: \"{name}\" não é um nome de cabeçalho HTTP válido"))?;
-            let value = HeaderValue::from_str(value)
+            let value =
+                crate::secrets::fill(value, &named).map_err(|why| format!("api.headers.{name}: {why}"))?;
+            let mut value = HeaderValue::from_str(&value)
                 .map_err(|_| format!("api.headers.{name}: o valor tem caracteres não permitidos"))?;
-            headers.insert(name, value);
+            value.set_sensitive(true);
+            headers.insert(header, value);
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -92,14 +77,13 @@ impl Client {
             .connect_timeout(api.connect_timeout.get())
             .dns_resolver(std::sync::Arc::new(GetAddrInfo { timeout: api.connect_timeout.get() }))
             .no_proxy();
-        let mut secrets = Vec::new();
         if let Some(url) = &api.proxy {
             let mut proxy = reqwest::Proxy::all(url)
                 .map_err(|_| format!("api.proxy: \"{url}\" não é uma URL de proxy válida"))?;
             if let (Some(user), Some(path)) = (&api.proxy_user, &api.proxy_password_file) {
-                let password = auth::read_secret(path, "api.proxy_password_file")?;
-                secrets.extend(auth::password_forms(password.expose()));
-                secrets.extend(auth::basic_forms(user, password.expose()));
+                let password = crate::secrets::read_secret(path, "api.proxy_password_file")?;
+                redactor.add_secret(password.expose());
+                redactor.add_basic(user, password.expose());
                 proxy = proxy.basic_auth(user, password.expose());
             }
             builder = builder.proxy(proxy);
@@ -117,18 +101,33 @@ impl Client {
             })?;
             builder = builder.tls_certs_merge(certificates);
         }
-        let http =
-            builder.build().map_err(|error| format!("não foi possível criar o cliente HTTP: {error}"))?;
+        let certificate = tls::load(api)?;
+        let certificate = certificate.map(|certificate| {
+            builder = std::mem::take(&mut builder).identity(certificate.identity);
+            (certificate.not_after, certificate.subject)
+        });
+        let http = builder.build().map_err(|error| {
+            let causes: Vec<String> = causes(&error).iter().skip(1).map(ToString::to_string).collect();
+            let detail = if causes.is_empty() { error.to_string() } else { causes.join(": ") };
+            match &certificate {
+                Some(_) => {
+                    format!("api.client_certificate: o certificado de cliente não pôde ser usado ({detail})")
+                }
+                None => format!("não foi possível criar o cliente HTTP: {detail}"),
+            }
+        })?;
         let auth = Auth::new(&api.auth)?;
-        secrets.extend(auth.secret_forms());
+        let redactor = redactor.and(&auth.redactor());
         Ok(Client {
             http,
-            plan: RequestPlan::new(api, api.request_zone()?),
+            plan: plan.with_secrets(named),
             request_timeout: api.request_timeout.get(),
             auth,
             rules: Rules::from_config(config),
             proxy: api.proxy.clone(),
-            redactor: Redactor::new(secrets),
+            redactor,
+            check_url: api.check_url.clone(),
+            certificate,
         })
     }
 
@@ -137,13 +136,21 @@ impl Client {
     pub async fn send(&self, item: &ItemRow) -> Attempt {
         let started_at = jiff::Timestamp::now();
         let clock = Instant::now();
-        let polling =
-            item.poll_url.as_deref().filter(|_| self.rules.response.async_poll == AsyncPoll::Location);
+        let polling = match self.rules.response.async_poll {
+            AsyncPoll::Location => item.poll_url.clone().map(Ok),
+            AsyncPoll::Get if item.processing_since.is_some() => self.plan.status_url(item),
+            AsyncPoll::Get | AsyncPoll::Resend => None,
+        };
         let (exchange, verdict) = match polling {
-            Some(url) => {
-                let exchange = self.redacted(self.authenticated(|| self.http.get(url)).await).await;
+            Some(Ok(url)) => {
+                let exchange = self.redacted(self.authenticated(|| self.http.get(&url)).await).await;
                 let mut verdict = classify::classify_poll(&exchange, &self.rules, jiff::Timestamp::now());
-                self.follow_location(&exchange, url, &mut verdict);
+                self.follow_location(&exchange, &url, &mut verdict);
+                (exchange, verdict)
+            }
+            Some(Err(error)) => {
+                let exchange = Exchange::NotSent(error.to_string());
+                let verdict = self.classify(&exchange);
                 (exchange, verdict)
             }
             None => match self.plan.render(item) {
@@ -162,6 +169,10 @@ impl Client {
         };
         let excerpt = match &exchange {
             Exchange::Response(response) => classify::excerpt(&response.body),
+            Exchange::TokenEndpoint(inner) => match inner.as_ref() {
+                Exchange::Response(response) => classify::excerpt(&response.body),
+                _ => None,
+            },
             Exchange::Transport(_) | Exchange::NotSent(_) => None,
         };
         Attempt { started_at, duration: clock.elapsed(), verdict, excerpt }
@@ -171,6 +182,9 @@ impl Client {
     /// `Location`), before anything reads it: the message, the receipt and the excerpt are made
     /// from the masked text.
     async fn redacted(&self, exchange: Exchange) -> Exchange {
+        if let Exchange::TokenEndpoint(inner) = exchange {
+            return Exchange::TokenEndpoint(Box::new(Box::pin(self.redacted(*inner)).await));
+        }
         let Exchange::Response(mut response) = exchange else { return exchange };
         let token = self.auth.current_token().await;
         let body = String::from_utf8_lossy(&response.body);
@@ -185,12 +199,14 @@ impl Client {
 
     /// Sends `request()` with the credentials; with login, once more with a fresh token on a 401.
     async fn authenticated(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Exchange {
-        let mut exchange = self.with_credentials(request(), false).await;
+        let (mut exchange, used) = self.with_credentials(request(), None).await;
         if self.auth.renews_on_401()
+            && let Some(used) = used
             && matches!(&exchange, Exchange::Response(response) if response.status == 401)
         {
-            // The token may have expired: log in again, once.
-            exchange = self.with_credentials(request(), true).await;
+            // The token may have expired or been revoked: a new one, once (shared by the
+            // requests that met the same 401 together).
+            exchange = self.with_credentials(request(), Some(used)).await.0;
         }
         exchange
     }
@@ -249,6 +265,38 @@ impl Client {
         self.classify(&self.redacted(exchange).await)
     }
 
+    /// The client certificate's expiry and subject, when one is configured.
+    pub fn certificate(&self) -> Option<(jiff::Timestamp, &str)> {
+        self.certificate.as_ref().map(|(not_after, subject)| (*not_after, subject.as_str()))
+    }
+
+    /// The token endpoint (a login or OAuth2), when the credentials are exchanged for a token.
+    pub fn token_endpoint(&self) -> Option<&str> {
+        self.auth.token_endpoint()
+    }
+
+    /// Obtains a token now (for `check`): how long it lasts, or why there is none (classified:
+    /// 02/03, or the transport's code).
+    pub async fn obtain_token(&self) -> Result<Option<Duration>, Verdict> {
+        match self.auth.obtain(&self.http, self.request_timeout).await {
+            Ok(life) => Ok(life),
+            Err(exchange) => {
+                Err(self.classify(&self.redacted(Exchange::TokenEndpoint(Box::new(exchange))).await))
+            }
+        }
+    }
+
+    /// `api.check_url`, if configured.
+    pub fn check_url(&self) -> Option<&str> {
+        self.check_url.as_deref()
+    }
+
+    /// A GET of `url` with the credentials (for `check`'s `api.check_url`).
+    pub async fn get_with_credentials(&self, url: &str) -> Verdict {
+        let exchange = self.authenticated(|| self.http.get(url)).await;
+        self.classify(&self.redacted(exchange).await)
+    }
+
     /// The URL requests go to, rendered for the sample item (the fixed part if that fails).
     pub fn sample_url(&self) -> String {
         self.plan
@@ -266,12 +314,17 @@ impl Client {
     }
 
     /// Adds the credentials (logging in first when needed) and performs the request.
-    async fn with_credentials(&self, request: reqwest::RequestBuilder, fresh_login: bool) -> Exchange {
-        let request = match self.auth.apply(request, &self.http, self.request_timeout, fresh_login).await {
-            Ok(request) => request,
-            Err(exchange) => return exchange,
-        };
-        perform(request, self.request_timeout).await
+    /// Performs `request` with the credentials; the token it carried, if one. `refused` is a
+    /// token the API refused: a new one is obtained unless another request already did.
+    async fn with_credentials(
+        &self,
+        request: reqwest::RequestBuilder,
+        refused: Option<crate::config::Secret>,
+    ) -> (Exchange, Option<crate::config::Secret>) {
+        match self.auth.apply(request, &self.http, self.request_timeout, refused.as_ref()).await {
+            Ok((request, token)) => (perform(request, self.request_timeout).await, token),
+            Err(exchange) => (exchange, None),
+        }
     }
 }
 
@@ -432,6 +485,28 @@ fn tls_failure(error: &rustls::Error) -> TransportFailure {
             }
             other => certificate(&format!("{other:?}")),
         },
+        rustls::Error::AlertReceived(alert) if client_certificate_alert(*alert) => {
+            TransportFailure::ClientCertificate(format!(
+                "o servidor encerrou a negociação com o alerta TLS {alert:?}"
+            ))
+        }
         other => TransportFailure::Tls { certificate: false, detail: other.to_string() },
     }
+}
+
+/// The TLS alerts a server sends when it wants a client certificate it did not get, or refuses
+/// the one it got.
+fn client_certificate_alert(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as Alert;
+    matches!(
+        alert,
+        Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::CertificateExpired
+            | Alert::CertificateRevoked
+            | Alert::CertificateUnknown
+            | Alert::UnsupportedCertificate
+            | Alert::UnknownCA
+            | Alert::AccessDenied
+    )
 }

@@ -372,3 +372,84 @@ fn html_with_any_text_never_panics() {
         assert_eq!(verdict.code().map(crate::codes::Code::as_str), Some("99"), "{body}");
     }
 }
+
+/// What a token endpoint says instead of a token, classified.
+fn token(exchange: Exchange) -> Verdict {
+    classify(&Exchange::TokenEndpoint(Box::new(exchange)), &patterns(), now())
+}
+
+#[test]
+fn a_token_endpoint_that_refuses_is_about_the_credentials_never_the_item() {
+    let refused = token(response(
+        401,
+        r#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+    ));
+    assert_eq!((refused.code(), refused.kind), (Some(Code::InvalidPassword), Kind::TokenHttp(401)));
+    let message = refused.message.unwrap();
+    assert!(
+        message.contains("servidor de tokens") && message.contains("client authentication failed"),
+        "{message}"
+    );
+    // A 400 (invalid_scope, unauthorized_client…) is the credentials' or the config's, not 07.
+    let scope = token(response(400, r#"{"error":"invalid_scope"}"#));
+    assert_eq!(scope.code(), Some(Code::InvalidPassword));
+    let unknown = token(response(401, r#"{"message":"Usuário informado não foi encontrado"}"#));
+    assert_eq!(unknown.code(), Some(Code::UserNotFound));
+    let down = token(response(503, "<html><title>503 Service Unavailable</title></html>"));
+    assert_eq!((down.code(), down.kind), (Some(Code::Generic), Kind::TokenHttp(503)));
+    assert!(down.kind.is_token());
+    let slow = token(Exchange::Transport(TransportFailure::ResponseTimeout));
+    assert_eq!((slow.code(), slow.kind), (Some(Code::Timeout), Kind::TokenUnreachable));
+    assert!(slow.message.unwrap().starts_with("o servidor de tokens"));
+    let refused_tcp = token(Exchange::Transport(TransportFailure::ConnectRefused));
+    assert_eq!(refused_tcp.code(), Some(Code::ConnectionRefused));
+    let limited = token(with(429, "", |response| response.retry_after = Some("30".into())));
+    assert_eq!(
+        (limited.code(), limited.retry_after),
+        (Some(Code::RateLimited), Some(Duration::from_secs(30)))
+    );
+    assert_eq!(Kind::TokenHttp(401).to_string(), "token_http_401");
+}
+
+#[test]
+fn problem_details_keep_the_field_errors() {
+    let prism = r#"{"type":"https://stoplight.io/prism/errors#UNPROCESSABLE_ENTITY","title":"Invalid request","status":422,"detail":"Your request is not valid","validation":[{"location":["body","reason"],"severity":"Error","code":"type","message":"Request body property reason must be string"}]}"#;
+    let verdict = classify(&response(422, prism), &patterns(), now());
+    assert_eq!(verdict.code(), Some(Code::Rejected));
+    assert_eq!(
+        verdict.message.as_deref(),
+        Some("Your request is not valid (body.reason: Request body property reason must be string)")
+    );
+    let rfc = r#"{"type":"about:blank","title":"Bad Request","status":400,"detail":"Dados inválidos","invalid-params":[{"name":"motivo","reason":"obrigatório"},{"name":"loja","reason":"deve ser número"}]}"#;
+    assert_eq!(
+        classify(&response(400, rfc), &patterns(), now()).message.as_deref(),
+        Some("Dados inválidos (motivo: obrigatório; loja: deve ser número)")
+    );
+    let many: Vec<String> = (0..9).map(|n| format!(r#"{{"field":"f{n}","message":"m"}}"#)).collect();
+    let spring = format!(r#"{{"title":"Erro","status":400,"errors":[{}]}}"#, many.join(","));
+    let message = classify(&response(400, &spring), &patterns(), now()).message.unwrap();
+    assert!(message.ends_with("f4: m; e mais 4)"), "bounded: {message}");
+    let title_only = r#"{"type":"x","title":"Pedido não encontrado","status":404}"#;
+    assert_eq!(
+        classify(&response(404, title_only), &patterns(), now()).message.as_deref(),
+        Some("Pedido não encontrado")
+    );
+}
+
+#[test]
+fn a_server_that_wants_a_client_certificate_is_06_not_07() {
+    let nginx = "<html>\r\n<head><title>400 No required SSL certificate was sent</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n</body></html>";
+    let verdict = classify(
+        &with(400, nginx, |response| response.content_type = Some("text/html".into())),
+        &patterns(),
+        now(),
+    );
+    assert_eq!((verdict.code(), verdict.kind), (Some(Code::Tls), Kind::ClientCertificate));
+    assert!(verdict.message.unwrap().contains("api.client_certificate"));
+    let alert = classify(
+        &Exchange::Transport(TransportFailure::ClientCertificate("alerta CertificateRequired".into())),
+        &patterns(),
+        now(),
+    );
+    assert_eq!((alert.code(), alert.kind), (Some(Code::Tls), Kind::ClientCertificate));
+}

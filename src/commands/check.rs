@@ -58,18 +58,27 @@ pub fn run(config_path: &Path) -> CommandOutcome {
         );
     }
     let sources_ok = runtime.block_on(sources_step(&config));
-    if runtime.block_on(network_steps(&config, &client)) && sources_ok {
-        println!("Tudo certo: o extrator consegue falar com a API.");
-        Ok(())
-    } else {
-        Err(Failure::failed("o diagnóstico encontrou um problema (veja acima)"))
+    match runtime.block_on(network_steps(&config, &client)) {
+        Some(true) if sources_ok => {
+            println!("Tudo certo: o extrator consegue falar com a API, e ela aceita as credenciais.");
+            Ok(())
+        }
+        Some(false) if sources_ok => {
+            println!(
+                "A conexão com a API funciona, mas as credenciais não foram verificadas (veja acima): \
+                 nenhum passo falhou."
+            );
+            Ok(())
+        }
+        _ => Err(Failure::failed("o diagnóstico encontrou um problema (veja acima)")),
     }
 }
 
 /// The request the mapping builds for a sample item, as `extrator preview` shows it.
 fn request_step(config: &Config) -> bool {
     let plan = match config.api.request_zone() {
-        Ok(zone) => crate::mapping::RequestPlan::new(&config.api, zone),
+        // Secrets are shown as ***, as `preview` shows them.
+        Ok(zone) => crate::mapping::RequestPlan::new(&config.api, zone).masked(),
         Err(message) => {
             fail_line("requisição", &message);
             return false;
@@ -179,12 +188,13 @@ async fn sources_step(config: &Config) -> bool {
     ok
 }
 
-/// DNS → TCP → TLS → credentials → harmless request; stops at the first failure.
-async fn network_steps(config: &Config, client: &Client) -> bool {
+/// DNS → TCP → TLS → credentials → harmless request; stops at the first failure. `None` when a
+/// step failed, else whether the credentials were seen accepted.
+async fn network_steps(config: &Config, client: &Client) -> Option<bool> {
     let target = client.sample_url();
     let Ok(url) = reqwest::Url::parse(&target) else {
         fail_line("URL", &format!("a URL \"{target}\" não pôde ser interpretada"));
-        return false;
+        return None;
     };
     // Through a proxy, the server resolves and reaches the proxy; the proxy reaches the API.
     let proxy = config.api.proxy.as_deref().and_then(|proxy| reqwest::Url::parse(proxy).ok());
@@ -203,18 +213,22 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
     let addresses = match resolved {
         Ok(Ok(Ok(addresses))) => addresses,
         Ok(Ok(Err(crate::api::DnsFailure::NoName))) => {
-            return fail_code("DNS", Code::UnknownHost, &format!("o nome {host} não existe no DNS"));
+            return fail(fail_code("DNS", Code::UnknownHost, &format!("o nome {host} não existe no DNS")));
         }
         Ok(Ok(Err(crate::api::DnsFailure::Unavailable))) => {
-            return fail_code(
+            return fail(fail_code(
                 "DNS",
                 Code::UnknownHost,
                 &format!("nenhum servidor DNS respondeu ao resolver {host}"),
-            );
+            ));
         }
-        Ok(Ok(Err(other))) => return fail_code("DNS", Code::UnknownHost, &format!("{host}: {other}")),
+        Ok(Ok(Err(other))) => return fail(fail_code("DNS", Code::UnknownHost, &format!("{host}: {other}"))),
         Ok(Err(_)) | Err(_) => {
-            return fail_code("DNS", Code::UnknownHost, &format!("{host}: o DNS não respondeu a tempo"));
+            return fail(fail_code(
+                "DNS",
+                Code::UnknownHost,
+                &format!("{host}: o DNS não respondeu a tempo"),
+            ));
         }
     };
     let shown: Vec<String> = addresses.iter().map(|address| address.ip().to_string()).collect();
@@ -236,46 +250,43 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
     match (connected, last_error) {
         (Some(target), _) => pass("TCP", &format!("conectou em {target}")),
         (None, Some((target, Some(error)))) => {
-            return fail_code(
+            return fail(fail_code(
                 "TCP",
                 Code::ConnectionRefused,
                 &format!("{target}: {}", crate::text::io_error(&error)),
-            );
+            ));
         }
         (None, _) => {
-            return fail_code(
+            return fail(fail_code(
                 "TCP",
                 Code::Timeout,
                 &format!("porta {port}: sem resposta em {}", crate::text::rounded(timeout)),
-            );
+            ));
         }
     }
 
     let bare = client.probe_get(false).await;
     if url.scheme() == "https" {
         if let Some(code) = transport_code(&bare) {
-            return fail_code("TLS", code, bare.message.as_deref().unwrap_or(""));
+            return fail(fail_code("TLS", code, bare.message.as_deref().unwrap_or("")));
         }
         pass("TLS", "certificado verificado");
     }
 
-    let answered = if config.api.auth.mode == AuthMode::None {
-        pass("credenciais", "sem autenticação (api.auth.mode = \"none\")");
-        bare
-    } else {
-        let answered = client.probe_get(true).await;
-        if let Some(code @ (Code::InvalidPassword | Code::UserNotFound)) = answered.code() {
-            return fail_code("credenciais", code, answered.message.as_deref().unwrap_or(""));
+    if let Some((not_after, subject)) = client.certificate() {
+        let (expiry, close) = crate::api::tls::describe_expiry(not_after, jiff::Timestamp::now());
+        let line = format!("{} — {expiry}", crate::text::terminal_safe(subject));
+        if close {
+            println!("⚠ certificado de cliente: {line}");
+        } else {
+            pass("certificado de cliente", &line);
         }
-        let mode = match config.api.auth.mode {
-            AuthMode::None => "none",
-            AuthMode::Basic => "basic",
-            AuthMode::Login => "login",
-        };
-        pass("credenciais", &format!("aceitas pela API (api.auth.mode = \"{mode}\")"));
-        answered
-    };
+    }
 
+    let (answered, verified) = match credentials_step(config, client, bare).await {
+        Ok(answered) => answered,
+        Err(()) => return None,
+    };
     let status = answered.http_status.map_or_else(|| "—".to_owned(), |status| status.to_string());
     let harmful = match answered.outcome {
         // A GET may be refused (405, 400: 07) or rate-limited (08) where the POST works. Anything
@@ -286,10 +297,85 @@ async fn network_steps(config: &Config, client: &Client) -> bool {
         _ => None,
     };
     if let Some(code) = harmful {
-        return fail_code("requisição de teste", code, answered.message.as_deref().unwrap_or(""));
+        return fail(fail_code("requisição de teste", code, answered.message.as_deref().unwrap_or("")));
     }
     pass("requisição de teste", &format!("GET {target} respondeu {status} (um GET não cancela nada)"));
-    true
+    if !verified {
+        println!(
+            "⚠ credenciais não verificadas: a API respondeu ao teste sem avaliar as credenciais. Para \
+             verificá-las, informe em api.check_url um endereço da API que exija autenticação (GET)."
+        );
+    }
+    Some(verified)
+}
+
+/// A failed step's result (its lines are printed already).
+fn fail(_: bool) -> Option<bool> {
+    None
+}
+
+/// The credentials, for real: a token obtained (login, OAuth2), then a GET with them — of
+/// `api.check_url` when set, else of the request's URL. `Ok` with the answer to the GET and
+/// whether the credentials were seen accepted (a 2xx with them, or a token); `Err` after printing
+/// the failure.
+async fn credentials_step(config: &Config, client: &Client, bare: Verdict) -> Result<(Verdict, bool), ()> {
+    if config.api.auth.mode == AuthMode::None {
+        pass("credenciais", "sem autenticação (api.auth.mode = \"none\")");
+        return Ok((bare, true));
+    }
+    let mode = config.api.auth.mode.as_str();
+    let mut verified = false;
+    if let Some(endpoint) = client.token_endpoint() {
+        match client.obtain_token().await {
+            Ok(life) => {
+                let life = life.map_or_else(String::new, |life| {
+                    format!(", renovado daqui a {}", crate::text::rounded(life))
+                });
+                pass(
+                    "credenciais",
+                    &format!(
+                        "token obtido em {} (api.auth.mode = \"{mode}\"{life})",
+                        crate::text::terminal_safe(endpoint)
+                    ),
+                );
+                verified = true;
+            }
+            Err(verdict) => {
+                let code = verdict.code().unwrap_or(Code::InvalidPassword);
+                fail_code("credenciais", code, verdict.message.as_deref().unwrap_or(""));
+                return Err(());
+            }
+        }
+    }
+    let (answered, probed) = match client.check_url() {
+        Some(url) => (client.get_with_credentials(url).await, crate::text::terminal_safe(url).into_owned()),
+        None => (client.probe_get(true).await, client.sample_url()),
+    };
+    if let Some(code @ (Code::InvalidPassword | Code::UserNotFound)) = answered.code() {
+        fail_code("credenciais", code, answered.message.as_deref().unwrap_or(""));
+        return Err(());
+    }
+    if answered.http_status.is_some_and(|status| (200..300).contains(&status)) {
+        pass(
+            "credenciais",
+            &format!(
+                "aceitas pela API: GET {probed} com elas respondeu {}",
+                answered.http_status.unwrap_or(200)
+            ),
+        );
+        verified = true;
+    } else if client.check_url().is_some() {
+        let status =
+            answered.http_status.map_or_else(|| "sem resposta".to_owned(), |status| format!("HTTP {status}"));
+        fail_line(
+            "credenciais",
+            &format!(
+                "api.check_url ({probed}) respondeu {status} com as credenciais: não foi possível verificá-las"
+            ),
+        );
+        return Err(());
+    }
+    Ok((answered, verified))
 }
 
 /// The code of a failure that happened before any HTTP response, if that is what it was.

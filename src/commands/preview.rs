@@ -27,7 +27,8 @@ pub fn run(config_path: &Path, args: &PreviewArgs) -> Outcome {
     let loaded = load_config(config_path)?;
     let config = &loaded.config;
     let zone = config.api.request_zone().map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
-    let plan = RequestPlan::new(&config.api, zone);
+    // Secrets are never read here: each `{secret:NAME}` shows as ***.
+    let plan = RequestPlan::new(&config.api, zone).masked();
     let (item, which) = pick(config, &plan, args.order.as_deref())?;
     let request = plan.render(&item).map_err(|error| {
         Failure::failed(format!(
@@ -70,7 +71,13 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
     let mut lines = vec![format!("{} {}", request.method.as_str(), terminal_safe(&request.url))];
     let header = |name: &str, value: &str| format!("{name}: {}", terminal_safe(value));
     for (name, value) in &request.headers {
-        lines.push(header(name, value));
+        // A fixed credential written in [api.request.headers] (a "Bearer …") is masked too.
+        let shown = if looks_secret(name, plan.idempotency_header()) && value != crate::secrets::MASK {
+            masked_credential(value)
+        } else {
+            value.clone()
+        };
+        lines.push(header(name, &shown));
     }
     if let Some(body) = &request.body {
         lines.push(header("Content-Type", body.content_type));
@@ -86,10 +93,23 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
             "Authorization: Bearer *** (token obtido em {}, mascarado)",
             terminal_safe(auth.login_url.as_deref().unwrap_or(""))
         )),
+        AuthMode::OAuth2 => lines.push(format!(
+            "Authorization: Bearer *** (token OAuth2 obtido em {} pelo cliente {}, mascarado)",
+            terminal_safe(auth.token_url.as_deref().unwrap_or("")),
+            terminal_safe(auth.client_id.as_deref().unwrap_or(""))
+        )),
     }
     for (name, value) in &config.api.headers {
-        let shown = if looks_secret(name, plan.idempotency_header()) { "***" } else { value.as_str() };
-        lines.push(header(name, shown));
+        let masks: std::collections::BTreeMap<String, crate::config::Secret> =
+            crate::secrets::placeholders(value)
+                .map(|name| (name.to_owned(), crate::config::Secret::new(crate::secrets::MASK.to_owned())))
+                .collect();
+        let shown = if looks_secret(name, plan.idempotency_header()) {
+            crate::secrets::MASK.to_owned()
+        } else {
+            crate::secrets::fill(value, &masks).unwrap_or_else(|_| crate::secrets::MASK.to_owned())
+        };
+        lines.push(header(name, &shown));
     }
     lines.push(header("User-Agent", crate::api::USER_AGENT));
     if let Some(body) = &request.body {
@@ -97,6 +117,16 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
         lines.push(terminal_safe(&String::from_utf8_lossy(&body.bytes)).into_owned());
     }
     lines
+}
+
+/// A credential header's value as shown: its scheme word kept (`Bearer ***`), the rest masked.
+fn masked_credential(value: &str) -> String {
+    match value.split_once(' ') {
+        Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphabetic()) => {
+            format!("{scheme} {}", crate::secrets::MASK)
+        }
+        _ => crate::secrets::MASK.to_owned(),
+    }
 }
 
 /// Whether a fixed header (`[api.headers]`) probably carries a credential (an API key, a token).

@@ -134,6 +134,10 @@ fn render(snapshot: &Snapshot, sources: &[SourceRow], liveness: Liveness, now: j
     {
         table.row(vec!["Envio:".into(), gate]);
     }
+    if let Some(expires_at) = snapshot.daemon.as_ref().and_then(|daemon| daemon.certificate_expires_at) {
+        let (expiry, _) = crate::api::tls::describe_expiry(expires_at, now);
+        table.row(vec!["Certificado:".into(), format!("o certificado de cliente {expiry}")]);
+    }
     table.row(vec!["Itens:".into(), counts.join(" · ")]);
     table.row(vec!["Falhas em 24h:".into(), failures]);
     table.row(vec!["Pendente mais antigo:".into(), moment(snapshot.oldest_pending)]);
@@ -179,6 +183,7 @@ mod tests {
             heartbeat_at: beat,
             stopped_at: stopped.then_some(beat),
             gate: None,
+            certificate_expires_at: None,
         }
     }
 

@@ -167,6 +167,26 @@ impl Daemon {
             .collect();
     }
 
+    /// Says how the client certificate stands (the log, `/metrics`, the daemon's row for
+    /// `status`), at start and after each reload.
+    fn certificate_in_use(&mut self) {
+        let certificate =
+            self.client.certificate().map(|(expires_at, subject)| (expires_at, subject.to_owned()));
+        self.metrics.set_certificate(certificate.as_ref().map(|(expires_at, _)| *expires_at));
+        if let Some((expires_at, subject)) = &certificate {
+            let (expiry, close) = crate::api::tls::describe_expiry(*expires_at, jiff::Timestamp::now());
+            let subject = crate::text::terminal_safe(subject).into_owned();
+            if close {
+                tracing::warn!("certificado de cliente ({subject}): {expiry}");
+            } else {
+                tracing::info!("certificado de cliente ({subject}): {expiry}");
+            }
+        }
+        let expires_at = certificate.map(|(expires_at, _)| expires_at);
+        let recorded = self.writer.alone(move |store| store.set_certificate(expires_at));
+        self.spawn_write(recorded);
+    }
+
     /// Serves `/metrics` and the status page on this listener while running.
     pub fn with_listener(mut self, listener: Option<crate::web::Listener>) -> Daemon {
         self.listener = listener;
@@ -202,6 +222,7 @@ impl Daemon {
             tokio::time::interval(self.notifier.watchdog_every().unwrap_or(Duration::from_secs(3_600)));
         // Ready before the first tick's chores: counting a million pending items for the status
         // line is not part of being up. The first tick comes at once and fills the line in.
+        self.certificate_in_use();
         let status = self.status_line();
         self.notifier.ready(&status);
         tracing::info!(message_id = %Message::Started.id(), "pronto: {status}");
@@ -730,6 +751,7 @@ impl Daemon {
         }
         self.metrics.reload(true);
         self.client = Arc::new(client);
+        self.certificate_in_use();
         // The rows of sources removed go (a failure here is only a stale line in `status`).
         let names: Vec<String> = sources.iter().map(|source| source.config.name.clone()).collect();
         let kept = self.writer.alone(move |store| store.keep_sources(&names).map(drop));

@@ -10,7 +10,6 @@ use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::Value;
 
 use super::template::{Template, Use};
-use crate::store::ItemRow;
 
 /// One node of the body template.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +58,7 @@ impl BodyNode {
     /// for, which its object then leaves out.
     pub fn render<'t>(
         &'t self,
-        item: &ItemRow,
-        zone: &jiff::tz::TimeZone,
+        input: &super::template::Input<'_>,
     ) -> Result<Option<Rendered<'t>>, RenderError> {
         let inside = |part: String| {
             move |mut error: RenderError| {
@@ -72,7 +70,7 @@ impl BodyNode {
             BodyNode::Table(entries) => {
                 let mut object = Vec::with_capacity(entries.len());
                 for (key, node) in entries {
-                    if let Some(value) = node.render(item, zone).map_err(inside(key.clone()))? {
+                    if let Some(value) = node.render(input).map_err(inside(key.clone()))? {
                         object.push((key.as_str(), value));
                     }
                 }
@@ -81,14 +79,14 @@ impl BodyNode {
             BodyNode::Array(nodes) => {
                 let mut array = Vec::with_capacity(nodes.len());
                 for (index, node) in nodes.iter().enumerate() {
-                    if let Some(value) = node.render(item, zone).map_err(inside(format!("[{index}]")))? {
+                    if let Some(value) = node.render(input).map_err(inside(format!("[{index}]")))? {
                         array.push(value);
                     }
                 }
                 Rendered::Array(array)
             }
             BodyNode::Template(template) => match template
-                .render_value(item, zone)
+                .render_value(input)
                 .map_err(|message| RenderError { path: Vec::new(), message })?
             {
                 Some(value) => Rendered::Value(value),
@@ -299,7 +297,10 @@ mod tests {
         item.customer = None;
         item.extra = serde_json::from_str(r#"{"loja": 7}"#).ok();
         item.cancelled_at = "2026-11-22T10:30:00-03:00".into();
-        let rendered = node.render(&item, &jiff::tz::TimeZone::UTC).unwrap().unwrap();
+        let rendered = node
+            .render(&crate::mapping::template::Input::new(&item, &jiff::tz::TimeZone::UTC))
+            .unwrap()
+            .unwrap();
         let text = serde_json::to_string(&rendered).unwrap();
         assert_eq!(
             text,
@@ -314,7 +315,8 @@ mod tests {
         let node = body("[body.itens]\nlista = [\"{order:number}\"]\n");
         let mut item = crate::mapping::sample_item(std::iter::empty());
         item.order = "A-1".into();
-        let error = node.render(&item, &jiff::tz::TimeZone::UTC).unwrap_err();
+        let error =
+            node.render(&crate::mapping::template::Input::new(&item, &jiff::tz::TimeZone::UTC)).unwrap_err();
         assert_eq!(error.key(), "api.request.body.itens.lista[0]");
         assert!(error.message.contains("não é um número"), "{error:?}");
     }

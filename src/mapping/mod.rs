@@ -153,6 +153,19 @@ impl UrlTemplate {
                  servidor ou na porta (o servidor da API é fixo na configuração)"
             ));
         }
+        // A secret may go in the query (an `apikey=`), never in the path, where servers, proxies
+        // and logs write it down in clear.
+        let query_at = text.find('?');
+        for placeholder in template.placeholders() {
+            if matches!(placeholder.field, Field::Secret(_))
+                && query_at.is_none_or(|query| text.find(&placeholder.written).is_some_and(|at| at < query))
+            {
+                return Err(format!(
+                    "\"{text}\": {} só pode estar na consulta da URL (depois do `?`), nunca no caminho",
+                    placeholder.written
+                ));
+            }
+        }
         Ok(UrlTemplate(template))
     }
 }
@@ -241,6 +254,10 @@ pub struct RequestPlan {
     headers: Vec<(String, Template)>,
     idempotency_header: Option<String>,
     zone: jiff::tz::TimeZone,
+    /// The values of the `{secret:NAME}` placeholders (`with_secrets`), or their masks.
+    secrets: BTreeMap<String, crate::config::Secret>,
+    /// `api.response.status_url`, with `async_poll = "get"`.
+    status_url: Option<Template>,
 }
 
 /// The body of a plan.
@@ -305,7 +322,60 @@ impl RequestPlan {
             headers: request.headers.iter().map(|(name, value)| (name.clone(), value.0.clone())).collect(),
             idempotency_header: (!idempotency.is_empty()).then(|| idempotency.to_owned()),
             zone,
+            secrets: BTreeMap::new(),
+            status_url: api.response.status_url.as_ref().map(|url| url.0.clone()),
         }
+    }
+
+    /// The URL an item's status is read from with `async_poll = "get"`; `None` without one.
+    pub fn status_url(&self, item: &ItemRow) -> Option<Result<String, MappingError>> {
+        let template = self.status_url.as_ref()?;
+        let input = template::Input { item, zone: &self.zone, secrets: &self.secrets };
+        let fail = |message: String| MappingError { key: "api.response.status_url".to_owned(), message };
+        if let Some(missing) = template.missing(&input) {
+            let why = if matches!(missing.field, Field::Receipt) {
+                "a API ainda não deu um protocolo ao pedido ({receipt}): confira api.response.receipt_path"
+                    .to_owned()
+            } else {
+                format!("o pedido não tem valor para {}, que a URL usa", missing.written)
+            };
+            return Some(Err(fail(why)));
+        }
+        Some(
+            template
+                .render_text(&input, |value, text| text.extend(utf8_percent_encode(value, URL_VALUE)))
+                .map_err(fail),
+        )
+    }
+
+    /// The plan with the values of its `{secret:NAME}` placeholders (read at the edge).
+    pub fn with_secrets(mut self, secrets: BTreeMap<String, crate::config::Secret>) -> RequestPlan {
+        self.secrets = secrets;
+        self
+    }
+
+    /// The plan with every secret shown as `***` (`preview`, `check`): what is sent, masked.
+    pub fn masked(mut self) -> RequestPlan {
+        let names: Vec<String> = self.secret_names().map(str::to_owned).collect();
+        self.secrets = names
+            .into_iter()
+            .map(|name| (name, crate::config::Secret::new(crate::secrets::MASK.to_owned())))
+            .collect();
+        self
+    }
+
+    /// The names of the secrets the request uses, each once.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        let mut templates: Vec<&Template> = vec![&self.url];
+        templates.extend(self.headers.iter().map(|(_, template)| template));
+        templates.extend(self.status_url.iter());
+        if let PlanBody::Template(node) = &self.body {
+            templates.extend(node.templates().into_iter().map(|(_, template)| template));
+        }
+        let mut names: Vec<&str> = templates.into_iter().flat_map(Template::secret_names).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter()
     }
 
     /// The method.
@@ -327,7 +397,8 @@ impl RequestPlan {
     /// placeholder, a value does not fit its type, or a header would carry what HTTP forbids.
     pub fn render(&self, item: &ItemRow) -> Result<RenderedRequest, MappingError> {
         let fail = |key: &str, message: String| MappingError { key: key.to_owned(), message };
-        if let Some(missing) = self.url.missing(item) {
+        let input = template::Input { item, zone: &self.zone, secrets: &self.secrets };
+        if let Some(missing) = self.url.missing(&input) {
             return Err(fail(
                 "api.request.url",
                 format!("o pedido não tem valor para {}, que a URL usa", missing.written),
@@ -335,7 +406,7 @@ impl RequestPlan {
         }
         let url = self
             .url
-            .render_text(item, &self.zone, |value, text| text.extend(utf8_percent_encode(value, URL_VALUE)))
+            .render_text(&input, |value, text| text.extend(utf8_percent_encode(value, URL_VALUE)))
             .map_err(|why| fail("api.request.url", why))?;
         let mut headers = Vec::with_capacity(self.headers.len() + 1);
         if let Some(name) = &self.idempotency_header {
@@ -343,11 +414,10 @@ impl RequestPlan {
         }
         for (name, template) in &self.headers {
             let key = || format!("api.request.headers.{name}");
-            if template.lone_placeholder().is_some() && template.missing(item).is_some() {
+            if template.lone_placeholder().is_some() && template.missing(&input).is_some() {
                 continue;
             }
-            let value =
-                template.render_text(item, &self.zone, template::as_is).map_err(|why| fail(&key(), why))?;
+            let value = template.render_text(&input, template::as_is).map_err(|why| fail(&key(), why))?;
             if !header_text_is_valid(&value) {
                 return Err(fail(
                     &key(),
@@ -367,7 +437,7 @@ impl RequestPlan {
             }),
             PlanBody::Template(node) => {
                 let rendered = node
-                    .render(item, &self.zone)
+                    .render(&input)
                     .map_err(|error| MappingError { key: error.key(), message: error.message })?
                     .unwrap_or(body::Rendered::Object(Vec::new()));
                 Some(match self.format {

@@ -16,6 +16,10 @@ pub enum AsyncPoll {
     Resend,
     /// GET the URL the 202 gave in its `Location` header every `api.async_poll_interval`.
     Location,
+    /// GET `status_url` (a template: the item's fields and `{receipt}`) every
+    /// `api.async_poll_interval`, read by the same rules (`success_values`, `failure_values`,
+    /// `processing_values`): an API that answers "pendente" and exposes the status elsewhere.
+    Get,
 }
 
 /// `[api.response]`.
@@ -38,6 +42,9 @@ pub struct ResponseConfig {
     pub receipt_path: Option<JsonPath>,
     /// How a 202 is followed.
     pub async_poll: AsyncPoll,
+    /// With `async_poll = "get"`: the status's URL, on the API's own server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_url: Option<super::UrlTemplate>,
 }
 
 /// What the configured status says about a 2xx answer.
@@ -121,6 +128,28 @@ impl ResponseConfig {
             }
             _ => {}
         }
+        match (self.async_poll, &self.status_url) {
+            (AsyncPoll::Get, None) => {
+                return Some((
+                    "api.response.status_url",
+                    "com async_poll = \"get\" informe a URL onde a API mostra o status do cancelamento \
+                     (por exemplo \"https://api.exemplo.com.br/v1/cancelamentos/{receipt}\")"
+                        .to_owned(),
+                ));
+            }
+            (AsyncPoll::Get, Some(_)) if self.status_path.is_none() => {
+                return Some((
+                    "api.response.status_path",
+                    "com async_poll = \"get\" informe onde a resposta da consulta traz o status, e os valores \
+                     (success_values, failure_values, processing_values)"
+                        .to_owned(),
+                ));
+            }
+            (AsyncPoll::Resend | AsyncPoll::Location, Some(_)) => {
+                return Some(("api.response.status_url", "só vale com async_poll = \"get\"".to_owned()));
+            }
+            _ => {}
+        }
         for (index, (key, values)) in lists.iter().enumerate() {
             for value in values.iter() {
                 if value.trim().is_empty() {
@@ -156,6 +185,7 @@ mod tests {
             message_paths: vec![JsonPath::parse("data.mensagem").unwrap(), JsonPath::parse("erro").unwrap()],
             receipt_path: Some(JsonPath::parse("data.protocolo").unwrap()),
             async_poll: AsyncPoll::Resend,
+            status_url: None,
         }
     }
 

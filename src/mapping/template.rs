@@ -8,7 +8,9 @@
 //! `boolean`), which only a value that is one placeholder and nothing else can take, or, for
 //! `cancelled_at`, a date format: `rfc3339` (as the ERP wrote it), `utc`, `epoch`, `epoch_ms`, or
 //! a pattern of `dd`, `mm`, `aaaa` (or `yyyy`), `HH`, `MM`, `SS` and separators. `{{` and `}}`
-//! are literal braces.
+//! are literal braces. Two placeholders read values that are not the item's: `{secret:NAME}`, a
+//! secret the config names (`[secrets]`, resolved at the edge and handed in with `Input`), and
+//! `{receipt}`, the receipt the API gave the item (for `api.response.status_url`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -18,8 +20,27 @@ use serde_json::{Map, Value};
 use crate::store::ItemRow;
 
 /// The names a placeholder may use, for error messages.
-const FIELD_NAMES: &str =
-    "order, branch, reason, cancelled_at, customer, idempotency_key, extra, extra.CAMPO";
+const FIELD_NAMES: &str = "order, branch, reason, cancelled_at, customer, idempotency_key, extra, extra.CAMPO, receipt, secret:NOME";
+
+/// What a template renders from: the item, the time zone of date patterns, and the secrets
+/// `{secret:NAME}` names (their values, or a mask for `preview`).
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub item: &'a ItemRow,
+    pub zone: &'a jiff::tz::TimeZone,
+    pub secrets: &'a std::collections::BTreeMap<String, crate::config::Secret>,
+}
+
+/// No secrets.
+static NO_SECRETS: std::collections::BTreeMap<String, crate::config::Secret> =
+    std::collections::BTreeMap::new();
+
+impl<'a> Input<'a> {
+    /// An item in a time zone, with no secrets.
+    pub fn new(item: &'a ItemRow, zone: &'a jiff::tz::TimeZone) -> Input<'a> {
+        Input { item, zone, secrets: &NO_SECRETS }
+    }
+}
 
 /// An item field a placeholder reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +53,10 @@ pub enum Field {
     IdempotencyKey,
     /// `extra` itself (empty path) or a value inside it (`extra.loja`, `extra.canal.nome`).
     Extra(Vec<String>),
+    /// The API's receipt for the item (`receipt_path`), once it gave one.
+    Receipt,
+    /// A secret from `[secrets]` (or the systemd credential of that name), by name.
+    Secret(String),
 }
 
 /// What a placeholder turns its field into.
@@ -236,8 +261,7 @@ impl Template {
     /// nothing. `write` appends a placeholder's value to the text (percent-encoded in a URL).
     pub fn render_text(
         &self,
-        item: &ItemRow,
-        zone: &jiff::tz::TimeZone,
+        input: &Input<'_>,
         write: impl Fn(&str, &mut String),
     ) -> Result<String, String> {
         let mut text = String::with_capacity(self.source.len() + 16);
@@ -245,7 +269,7 @@ impl Template {
             match part {
                 Part::Literal(literal) => text.push_str(literal),
                 Part::Placeholder(placeholder) => {
-                    if let Some(value) = placeholder.text(item, zone)? {
+                    if let Some(value) = placeholder.text(input)? {
                         write(&value, &mut text);
                     }
                 }
@@ -255,16 +279,24 @@ impl Template {
     }
 
     /// Whether every placeholder of the template has a value for `item`; the first that does not.
-    pub fn missing<'t>(&'t self, item: &ItemRow) -> Option<&'t Placeholder> {
-        self.placeholders().find(|placeholder| placeholder.raw(item).is_none())
+    pub fn missing<'t>(&'t self, input: &Input<'_>) -> Option<&'t Placeholder> {
+        self.placeholders().find(|placeholder| placeholder.raw(input).is_none())
+    }
+
+    /// The names of the secrets the template uses.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.placeholders().filter_map(|placeholder| match &placeholder.field {
+            Field::Secret(name) => Some(name.as_str()),
+            _ => None,
+        })
     }
 
     /// The template as a body value for `item`: a lone placeholder keeps (or takes) its type and
     /// is `None` when the item has no such value; anything else is a text.
-    pub fn render_value(&self, item: &ItemRow, zone: &jiff::tz::TimeZone) -> Result<Option<Value>, String> {
+    pub fn render_value(&self, input: &Input<'_>) -> Result<Option<Value>, String> {
         match self.lone_placeholder() {
-            Some(placeholder) => placeholder.value(item, zone),
-            None => self.render_text(item, zone, as_is).map(|text| Some(Value::String(text))),
+            Some(placeholder) => placeholder.value(input),
+            None => self.render_text(input, as_is).map(|text| Some(Value::String(text))),
         }
     }
 }
@@ -295,6 +327,21 @@ impl Placeholder {
             Some((name, modifier)) => (name.trim(), Some(modifier)),
             None => (inside.trim(), None),
         };
+        if name == "secret" {
+            let secret = modifier.unwrap_or_default().trim();
+            if secret.is_empty() || !secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(format!(
+                    "{written}: o nome do segredo vai depois de `secret:` e tem só letras, dígitos, `_` e `-` \
+                     (por exemplo {{secret:chave_api}})"
+                ));
+            }
+            return Ok(Placeholder {
+                field: Field::Secret(secret.to_owned()),
+                modifier: Modifier::Plain,
+                written,
+            });
+        }
         let field = match name {
             "order" => Field::Order,
             "branch" => Field::Branch,
@@ -302,6 +349,7 @@ impl Placeholder {
             "cancelled_at" => Field::CancelledAt,
             "customer" => Field::Customer,
             "idempotency_key" => Field::IdempotencyKey,
+            "receipt" => Field::Receipt,
             "extra" => Field::Extra(Vec::new()),
             "" => return Err(format!("marcador vazio {written}: use um de {FIELD_NAMES}")),
             other => match other.strip_prefix("extra.") {
@@ -338,7 +386,8 @@ impl Placeholder {
     }
 
     /// The field's raw value, `None` when the item has none.
-    fn raw<'i>(&self, item: &'i ItemRow) -> Option<Raw<'i>> {
+    fn raw<'i>(&self, input: &Input<'i>) -> Option<Raw<'i>> {
+        let item = input.item;
         Some(match &self.field {
             Field::Order => Raw::Text(&item.order),
             Field::Branch => Raw::Text(&item.branch),
@@ -346,6 +395,8 @@ impl Placeholder {
             Field::CancelledAt => Raw::Text(&item.cancelled_at),
             Field::Customer => Raw::Text(item.customer.as_deref()?),
             Field::IdempotencyKey => Raw::Text(&item.idempotency_key),
+            Field::Receipt => Raw::Text(item.receipt.as_deref()?),
+            Field::Secret(name) => Raw::Text(input.secrets.get(name)?.expose()),
             Field::Extra(path) if path.is_empty() => Raw::Object(item.extra.as_ref()?),
             Field::Extra(path) => {
                 let (first, rest) = path.split_first()?;
@@ -360,14 +411,10 @@ impl Placeholder {
     }
 
     /// The text form of the placeholder for `item`, `None` when the item has no such value.
-    pub fn text<'i>(
-        &self,
-        item: &'i ItemRow,
-        zone: &jiff::tz::TimeZone,
-    ) -> Result<Option<Cow<'i, str>>, String> {
-        let Some(raw) = self.raw(item) else { return Ok(None) };
+    pub fn text<'i>(&self, input: &Input<'i>) -> Result<Option<Cow<'i, str>>, String> {
+        let Some(raw) = self.raw(input) else { return Ok(None) };
         if let Modifier::Date(format) = &self.modifier {
-            return format.render(&item.cancelled_at, zone).map(Some);
+            return format.render(&input.item.cancelled_at, input.zone).map(Some);
         }
         Ok(Some(match raw {
             Raw::Text(text) => Cow::Borrowed(text),
@@ -378,19 +425,19 @@ impl Placeholder {
     }
 
     /// The JSON value of a lone placeholder for `item`, `None` when the item has no such value.
-    fn value(&self, item: &ItemRow, zone: &jiff::tz::TimeZone) -> Result<Option<Value>, String> {
-        let Some(raw) = self.raw(item) else { return Ok(None) };
+    fn value(&self, input: &Input<'_>) -> Result<Option<Value>, String> {
+        let Some(raw) = self.raw(input) else { return Ok(None) };
         let value = match (&self.modifier, raw) {
             (Modifier::Plain, Raw::Json(value)) => value.clone(),
             (Modifier::Plain, Raw::Object(object)) => Value::Object(object.clone()),
             (Modifier::Date(DateFormat::Epoch | DateFormat::EpochMillis), _) => {
-                let text = self.text(item, zone)?.unwrap_or_default();
+                let text = self.text(input)?.unwrap_or_default();
                 Value::Number(text.parse::<i64>().map_err(|_| format!("data inválida \"{text}\""))?.into())
             }
             (Modifier::Number, Raw::Json(Value::Number(number))) => Value::Number(number.clone()),
             (Modifier::Boolean, Raw::Json(Value::Bool(flag))) => Value::Bool(*flag),
             (Modifier::Number, _) => {
-                let text = self.text(item, zone)?.unwrap_or_default();
+                let text = self.text(input)?.unwrap_or_default();
                 number(&text).ok_or_else(|| {
                     format!(
                         "o valor \"{}\" de {} não é um número",
@@ -400,7 +447,7 @@ impl Placeholder {
                 })?
             }
             (Modifier::Boolean, _) => {
-                let text = self.text(item, zone)?.unwrap_or_default();
+                let text = self.text(input)?.unwrap_or_default();
                 Value::Bool(boolean(&text).ok_or_else(|| {
                     format!(
                         "o valor \"{}\" de {} não é verdadeiro/falso (use true/false, 1/0, s/n, sim/não)",
@@ -409,7 +456,7 @@ impl Placeholder {
                     )
                 })?)
             }
-            _ => Value::String(self.text(item, zone)?.unwrap_or_default().into_owned()),
+            _ => Value::String(self.text(input)?.unwrap_or_default().into_owned()),
         };
         Ok(Some(value))
     }
@@ -539,7 +586,7 @@ mod tests {
     }
 
     fn value(source: &str) -> Result<Option<Value>, String> {
-        Template::parse(source, Use::Value)?.render_value(&item(), &utc())
+        Template::parse(source, Use::Value)?.render_value(&Input::new(&item(), &utc()))
     }
 
     #[test]
@@ -569,7 +616,9 @@ mod tests {
         assert_eq!(value("{{literal}} {customer}.").unwrap(), Some(Value::from("{literal} .")));
         let template = Template::parse("/p/{order}/c", Use::Text).unwrap();
         let encoded = template
-            .render_text(&item(), &utc(), |value, text| text.push_str(&value.replace('/', "%2F")))
+            .render_text(&Input::new(&item(), &utc()), |value, text| {
+                text.push_str(&value.replace('/', "%2F"))
+            })
             .unwrap();
         assert_eq!(encoded, "/p/12%2F34/c");
         assert_eq!(template.fixed_prefix(), "/p/");
@@ -581,7 +630,7 @@ mod tests {
         let render = |format: &str, zone: &jiff::tz::TimeZone| {
             Template::parse(&format!("{{cancelled_at:{format}}}"), Use::Text)
                 .unwrap()
-                .render_text(&item(), zone, as_is)
+                .render_text(&Input::new(&item(), zone), as_is)
                 .unwrap()
         };
         assert_eq!(render("rfc3339", &utc()), "2026-11-22T10:30:05-03:00");

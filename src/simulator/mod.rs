@@ -116,13 +116,18 @@ impl Received {
     }
 }
 
+/// Decides whether a request carries acceptable credentials.
+pub type Authorizer = Arc<dyn Fn(&Received) -> bool + Send + Sync>;
+
 /// State shared by the connections.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Shared {
     scenario: Mutex<Scenario>,
     received: Mutex<Vec<Received>>,
     /// When set, a request whose `Authorization` differs gets a 401 (to test credentials).
     authorization: Mutex<Option<String>>,
+    /// When set, a request this refuses gets a 401 (a token issued elsewhere, an API key).
+    authorize: Mutex<Option<Authorizer>>,
     /// Requests seen per order, to pick the n-th behavior without scanning `received`.
     seen: Mutex<HashMap<String, usize>>,
     /// When set, requests are checked as this API checks them.
@@ -136,6 +141,7 @@ impl Shared {
             scenario: Mutex::new(scenario),
             received: Mutex::new(Vec::new()),
             authorization: Mutex::new(None),
+            authorize: Mutex::new(None),
             seen: Mutex::new(HashMap::new()),
             contract: Mutex::new(None),
         })
@@ -172,6 +178,13 @@ impl Shared {
         }
     }
 
+    /// Requires credentials `accept` approves from now on (others get a 401).
+    pub fn authorize_with(&self, accept: impl Fn(&Received) -> bool + Send + Sync + 'static) {
+        if let Ok(mut authorize) = self.authorize.lock() {
+            *authorize = Some(Arc::new(accept));
+        }
+    }
+
     /// Records a request and picks its behavior.
     fn answer(&self, mut request: Received) -> Behavior {
         let judged = self
@@ -189,10 +202,15 @@ impl Shared {
             Some(contract::Verdict::Accept(order)) => request.order = order,
             None => {}
         }
+        if request.order.is_none() {
+            request.order = self.order_in_url(&request);
+        }
         let required = self.authorization.lock().ok().and_then(|required| required.clone());
-        if let Some(required) = required
-            && request.header("authorization") != Some(required.as_str())
-        {
+        let authorize = self.authorize.lock().ok().and_then(|authorize| authorize.clone());
+        let refused = required
+            .is_some_and(|required| request.header("authorization") != Some(required.as_str()))
+            || authorize.is_some_and(|accept| !accept(&request));
+        if refused {
             if let Ok(mut received) = self.received.lock() {
                 received.push(request);
             }
@@ -228,6 +246,35 @@ impl Shared {
         }
         received.push(request);
         behavior
+    }
+}
+
+impl Shared {
+    /// The order a request's path or query names (a `DELETE /pedidos/N`, a status
+    /// `GET /status/N?x=1`), when its body names none: one the scenario knows, else the last
+    /// path segment that is a number.
+    fn order_in_url(&self, request: &Received) -> Option<String> {
+        let scenario = self.scenario.lock().ok()?;
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        let decode = |part: &str| percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
+        let parts: Vec<String> = path
+            .split('/')
+            .map(decode)
+            .chain(form_urlencoded::parse(query.as_bytes()).map(|(_, value)| value.into_owned()))
+            .collect();
+        // A known order anywhere, else the last path segment that is a number.
+        parts.iter().find(|part| scenario.by_order.contains_key(*part)).cloned().or_else(|| {
+            path.split('/')
+                .rev()
+                .map(decode)
+                .find(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+        })
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("received", &self.count()).finish_non_exhaustive()
     }
 }
 
@@ -344,7 +391,15 @@ async fn read_request<C: Connection>(stream: &mut C, buffer: &mut Vec<u8>) -> Op
     buffer.drain(..total);
     let order = serde_json::from_str::<Value>(&body)
         .ok()
-        .and_then(|value| value.get("order").and_then(Value::as_str).map(str::to_owned));
+        .and_then(|value| value.get("order").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            let form = headers.iter().any(|(name, value)| {
+                name == "content-type" && value.starts_with("application/x-www-form-urlencoded")
+            });
+            form.then(|| form_urlencoded::parse(body.as_bytes()).find(|(key, _)| key == "order"))
+                .flatten()
+                .map(|(_, value)| value.into_owned())
+        });
     Some(Received { method, path, headers, body, order, received_at: std::time::Instant::now() })
 }
 

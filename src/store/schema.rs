@@ -121,8 +121,10 @@ pub const MIGRATIONS: &[&str] = &[
     // or a release lands only on the claim it belongs to. A record delayed past its lease (a
     // slow commit) can then never touch the item's next claim, which the lease state alone
     // (`state = 'in_flight'`) could not tell apart.
+    // The daemon's client certificate's expiry (mutual TLS), for `status` and the page.
     r#"
     ALTER TABLE items ADD COLUMN lease_token INTEGER;
+    ALTER TABLE daemon ADD COLUMN certificate_expires_at INTEGER;
     "#,
 ];
 

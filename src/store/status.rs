@@ -18,6 +18,8 @@ pub struct DaemonRow {
     pub stopped_at: Option<jiff::Timestamp>,
     /// The circuit breaker's state in pt-BR, as last described by the daemon.
     pub gate: Option<String>,
+    /// When the client certificate it uses expires (mutual TLS), if it uses one.
+    pub certificate_expires_at: Option<jiff::Timestamp>,
 }
 
 /// When the oldest pending item was queued: the partial index `items_pending_since` (migration
@@ -89,7 +91,8 @@ impl Store {
     fn read_daemon_row(&self) -> rusqlite::Result<Option<DaemonRow>> {
         self.conn
             .query_row(
-                "SELECT pid, version, started_at, heartbeat_at, stopped_at, gate FROM daemon WHERE id = 1",
+                "SELECT pid, version, started_at, heartbeat_at, stopped_at, gate, certificate_expires_at \
+                 FROM daemon WHERE id = 1",
                 [],
                 |row| {
                     Ok(DaemonRow {
@@ -99,6 +102,7 @@ impl Store {
                         heartbeat_at: from_millis(row.get(3)?),
                         stopped_at: row.get::<_, Option<i64>>(4)?.map(from_millis),
                         gate: row.get(5)?,
+                        certificate_expires_at: row.get::<_, Option<i64>>(6)?.map(from_millis),
                     })
                 },
             )
@@ -230,6 +234,17 @@ impl Store {
             )
             .map(drop)
             .map_err(|e| self.error("registrar o início do serviço", e))
+    }
+
+    /// The client certificate's expiry the daemon uses from now on (at start and reload).
+    pub fn set_certificate(&mut self, expires_at: Option<jiff::Timestamp>) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE daemon SET certificate_expires_at = ?1 WHERE id = 1",
+                [expires_at.map(to_millis)],
+            )
+            .map(drop)
+            .map_err(|e| self.error("registrar o certificado do serviço", e))
     }
 
     /// The daemon's proof of life, written from its working loop, with the circuit's state.

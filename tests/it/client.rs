@@ -221,10 +221,12 @@ fn basic_and_login_auth_send_the_credentials() {
     let login_request = login.shared.received().pop().unwrap();
     let body: serde_json::Value = serde_json::from_str(&login_request.body).unwrap();
     assert_eq!(body, serde_json::json!({"login": "integrador", "senha": "S3nh4-Teste"}));
-    // A login answer without the token names the setting to check.
+    // A login answer without the token names the setting to check; it is the credentials'
+    // setting, so 02 (sending pauses until it is mended), never an item's failure.
     config.api.auth.token_field = "data.token".into();
     let attempt = send(&config, "5");
-    assert_eq!(attempt.verdict.code().map(extrator::codes::Code::as_str), Some("99"));
+    assert_eq!(attempt.verdict.code().map(extrator::codes::Code::as_str), Some("02"));
+    assert_eq!(attempt.verdict.kind.to_string(), "token_http_200");
     let message = attempt.verdict.message.clone().unwrap_or_default();
     assert!(message.contains("\"data.token\"") && message.contains("api.auth.token_field"), "{message}");
     config.api.auth.token_field = "data.access_token".into();
@@ -234,7 +236,7 @@ fn basic_and_login_auth_send_the_credentials() {
         default: Behavior::json(401, r#"{"message":"bad"}"#),
         ..Scenario::default()
     });
-    expect(&send(&config, "3"), Some("02"), "http_401", Some(401), "bad");
+    expect(&send(&config, "3"), Some("02"), "token_http_401", Some(401), "bad");
 }
 
 /// A TLS server on loopback with `certificate` and `key` (PEM), serving the simulator.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "test helpers: a panic is how a test reports failure")]
 
 mod architecture;
+mod auth;
 mod check;
 mod client;
 mod config;
@@ -15,6 +16,7 @@ mod enqueue;
 mod explain;
 mod mapping;
 mod metrics;
+mod mtls;
 mod page;
 mod privilege;
 mod proxy;
@@ -26,4 +28,5 @@ mod systemd;
 mod torture;
 mod trouble;
 mod util;
+mod vendors;
 mod views;

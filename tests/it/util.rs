@@ -302,3 +302,57 @@ pub fn http_get(address: &str, path: &str, authorization: Option<&str>) -> Optio
     let status = head.split(' ').nth(1)?.parse().ok()?;
     Some((status, head.to_owned(), body.to_owned()))
 }
+
+/// The npm tools and OpenAPI documents `scripts/test-tools` installs (`target/test-tools`), for
+/// a test that needs them (`what`, for the message). In CI they must be there (CI installs them):
+/// their absence fails the test. Elsewhere it skips, saying how to install them.
+pub fn test_tools(what: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools");
+    let installed = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|entry| entry.file_name().to_string_lossy().starts_with(".installed-"))
+        })
+        .unwrap_or(false);
+    if installed && has_command("node") {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("CI").is_none(), "CI must run {what}: run scripts/test-tools first");
+    eprintln!("SKIPPED {what}: needs node and scripts/test-tools (not in CI, so skipping)");
+    None
+}
+
+/// A process the test started, stopped when dropped: SIGTERM (so a server such as nginx stops
+/// its workers too), then SIGKILL if it is still there after 5 s.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `wait_until`, saying `context()` (the daemon's log, say) when it times out.
+#[track_caller]
+pub fn wait_until_or(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}\n{}", context());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
