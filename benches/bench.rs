@@ -257,6 +257,32 @@ fn enqueue_rates(url: &str) -> (f64, f64) {
     (per_process, batch as f64 / start.elapsed().as_secs_f64())
 }
 
+/// With the service stopped: 1,000 `enqueue` processes writing the database directly, timed per
+/// 200, with the -wal's size after each 200 (it must stay bounded, and the time flat).
+fn direct_enqueues(url: &str, bin: &Path) {
+    let install = Install::new(url, 4, "5s").with_binary(bin);
+    let wal = install.dir.path().join("fila.db-wal");
+    println!("1,000 direct enqueues (service stopped) by {}, per 200:", bin.display());
+    for round in 0..5 {
+        let start = Instant::now();
+        for order in 0..200 {
+            let order = (round * 200 + order).to_string();
+            let status = install
+                .command(&["enqueue", "--order", &order, "--branch", "1", "--reason", "bench"])
+                .status();
+            assert!(status.unwrap().success());
+        }
+        let took = start.elapsed().as_secs_f64();
+        let size = std::fs::metadata(&wal).map(|meta| meta.len()).unwrap_or(0);
+        println!(
+            "  round {}: {:.2} ms per enqueue, -wal {:.1} MB",
+            round + 1,
+            1000.0 * took / 200.0,
+            size as f64 / 1e6
+        );
+    }
+}
+
 /// Fills a database with `count` pending items quickly (one SQL statement).
 fn pending_database(dir: &Path, count: usize) -> PathBuf {
     let path = dir.join(format!("pendentes-{count}.db"));
@@ -891,6 +917,14 @@ fn main() {
             return;
         };
         baseline_cost(&api, Path::new(&baseline));
+        return;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("direct") {
+        // With BENCH_BASELINE, that build first: the same 1,000 against the previous commit.
+        if let Some(baseline) = std::env::var_os("BENCH_BASELINE") {
+            direct_enqueues(&url, Path::new(&baseline));
+        }
+        direct_enqueues(&url, &binary());
         return;
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("auth") {

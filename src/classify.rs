@@ -511,7 +511,7 @@ fn read_response(response: &Response, rules: &Rules, now: jiff::Timestamp) -> Ve
     }
     .filter(|message| !message.is_empty());
     let receipt = match (&json, status) {
-        (Ok(Some(value)), 200..=299) => rules.response.receipt(value),
+        (Ok(Some(_)), 200..=299) => rules.response.receipt(&response.body),
         _ => None,
     };
     let verdict = |outcome: Outcome, kind: Kind, message: Option<String>| Verdict {

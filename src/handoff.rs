@@ -6,7 +6,12 @@
 //!
 //! The exchange: the client writes the batch as JSON lines and shuts its side down; the server
 //! answers one JSON object, `{"ok": true, "outcomes": [...]}` or `{"ok": false, "message": …}`.
-//! Both sides bound what they read and how long they wait.
+//! Both sides bound what they read and how long they wait, so no client — idle, slow or
+//! hostile — can hold the socket: the daemon drops a client that has not sent its whole batch
+//! within `READ_TIMEOUT` and answers "busy" at once when its slots are taken; `enqueue` connects
+//! without blocking on a full backlog and waits a bounded time for the answer, and in every one
+//! of those cases writes the batch to the spool instead (durably: intake is idempotent, so a
+//! batch that did get in is "já na fila" there).
 //!
 //! Who may connect is decided by the kernel, on the socket's mode and group (the unit's
 //! `PrivateUsers=` maps other accounts to `nobody`, so the daemon cannot check a peer's groups
@@ -25,13 +30,21 @@ use crate::item::{NewItem, State};
 use crate::store::{EnqueueOutcome, Origin, StoreError};
 use crate::writer::Writer;
 
-/// How long either side waits for the other to send.
-const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the daemon gives a client to send its whole batch: `enqueue` writes it at once, and
+/// 4 MiB over a local socket take milliseconds; a client idle longer is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long the client waits for the daemon's answer (a large batch takes seconds to commit).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the daemon waits to write its answer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The most connections served at once; more wait their turn.
+/// How long `enqueue` waits to connect when the socket's backlog is full.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long `enqueue` waits for the daemon's answer (a large batch takes a second or two to
+/// validate and commit); past it, the batch goes to the spool.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most connections served at once; more are answered "busy" at once.
 const MAX_CONNECTIONS: usize = 4;
 
 /// The largest batch handed over the socket: tens of thousands of cancellations. A larger one
@@ -46,6 +59,9 @@ struct Answer {
     /// The refusal is the database's trouble (locked, full disk), not the batch's.
     #[serde(default)]
     transient: bool,
+    /// Every connection slot is taken: try the spool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    busy: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     message: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -73,6 +89,8 @@ pub enum Handed {
     Unavailable(String),
     /// No daemon listens (no socket, or nobody behind it): nothing was sent.
     NoDaemon,
+    /// The daemon is there but busy (its connections taken, its backlog full): nothing queued.
+    Busy(String),
     /// This account may not use the socket.
     Denied,
     /// The exchange broke after the batch was sent: it may or may not be queued.
@@ -90,14 +108,41 @@ pub fn json_lines(items: &[NewItem]) -> Vec<u8> {
     lines
 }
 
-/// A connection to the daemon at `socket`, or why there is none (`Handed::NoDaemon` or
-/// `Handed::Denied`). A connection closed without sending anything is a probe: the daemon
-/// answers nothing to it.
+/// A connection to the daemon at `socket`, or why there is none (`Handed::NoDaemon`,
+/// `Handed::Denied`, or `Handed::Busy` when its backlog stays full for `CONNECT_TIMEOUT`: a
+/// blocking connect would wait for ever). A connection closed without sending anything is a
+/// probe: the daemon answers nothing to it.
 pub fn connect(socket: &Path) -> Result<std::os::unix::net::UnixStream, Handed> {
-    std::os::unix::net::UnixStream::connect(socket).map_err(|error| match error.kind() {
-        std::io::ErrorKind::PermissionDenied => Handed::Denied,
-        _ => Handed::NoDaemon,
-    })
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|_| Handed::NoDaemon)?;
+    let address = SocketAddrUnix::new(socket).map_err(|_| Handed::NoDaemon)?;
+    let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        match rustix::net::connect(&fd, &address) {
+            Ok(()) => break,
+            // The backlog is full: the daemon is there, but busy.
+            Err(rustix::io::Errno::AGAIN) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(rustix::io::Errno::AGAIN) => {
+                return Err(Handed::Busy(format!(
+                    "a fila de conexões do socket continuou cheia por {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => return Err(Handed::Denied),
+            Err(_) => return Err(Handed::NoDaemon),
+        }
+    }
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(false).map_err(|_| Handed::NoDaemon)?;
+    Ok(stream)
 }
 
 /// Sends a batch (`json_lines`, at most `MAX_BATCH_BYTES`) to the daemon at `socket` and waits
@@ -108,7 +153,7 @@ pub fn hand(socket: &Path, request: &[u8]) -> Handed {
         Err(why) => return why,
     };
     let sent = stream
-        .set_write_timeout(Some(EXCHANGE_TIMEOUT))
+        .set_write_timeout(Some(READ_TIMEOUT))
         .and_then(|()| stream.write_all(request))
         .and_then(|()| stream.shutdown(std::net::Shutdown::Write));
     if let Err(error) = sent {
@@ -121,11 +166,19 @@ pub fn hand(socket: &Path, request: &[u8]) -> Handed {
         .set_read_timeout(Some(ANSWER_TIMEOUT))
         .and_then(|()| (&mut stream).take(limit).read_to_end(&mut answer));
     if let Err(error) = read {
-        return Handed::Broken(crate::text::io_error(&error));
+        return Handed::Broken(match error.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                format!("sem resposta em {} s", ANSWER_TIMEOUT.as_secs())
+            }
+            _ => crate::text::io_error(&error),
+        });
     }
     let Ok(answer) = serde_json::from_slice::<Answer>(&answer) else {
         return Handed::Broken("o serviço fechou a conexão sem responder".to_owned());
     };
+    if answer.busy {
+        return Handed::Busy(answer.message.unwrap_or_default());
+    }
     if !answer.ok {
         let message = answer.message.unwrap_or_default();
         return if answer.transient { Handed::Unavailable(message) } else { Handed::Refused(message) };
@@ -188,14 +241,31 @@ pub async fn serve(listener: tokio::net::UnixListener, writer: Writer, queued: A
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let (writer, queued) = (writer.clone(), queued.clone());
-        connections.spawn(async move {
-            serve_one(stream, writer, &queued).await;
-            drop(permit);
-        });
+        match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                connections.spawn(async move {
+                    serve_one(stream, writer, &queued).await;
+                    drop(permit);
+                });
+            }
+            // Never wait for a slot here: a full accept queue is what leaves `enqueue` blocked.
+            Err(_) => {
+                connections.spawn(answer_busy(stream));
+            }
+        }
         while connections.try_join_next().is_some() {}
     }
+}
+
+/// Tells a client every slot is taken (it writes to the spool instead), without reading it.
+async fn answer_busy(mut stream: tokio::net::UnixStream) {
+    let answer = Answer {
+        busy: true,
+        ..refused(format!("o serviço já atende {MAX_CONNECTIONS} entregas pelo socket"))
+    };
+    let bytes = serde_json::to_vec(&answer).unwrap_or_default();
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await;
 }
 
 /// One connection: read the batch (bounded in size and time), validate, queue, answer.
@@ -203,10 +273,11 @@ async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &
     let peer = stream.peer_cred().ok().and_then(|cred| cred.pid()).unwrap_or(0);
     let mut request = Vec::new();
     let limit = u64::try_from(MAX_BATCH_BYTES + 1).unwrap_or(u64::MAX);
-    let read =
-        tokio::time::timeout(EXCHANGE_TIMEOUT, (&mut stream).take(limit).read_to_end(&mut request)).await;
+    let read = tokio::time::timeout(READ_TIMEOUT, (&mut stream).take(limit).read_to_end(&mut request)).await;
     let answer = match read {
-        Err(_) => refused("a entrada não chegou inteira a tempo (60 s)".to_owned()),
+        // An idle client: dropped, so it holds no slot; nobody reads an answer.
+        Err(_) if request.is_empty() => return,
+        Err(_) => refused(format!("a entrada não chegou inteira a tempo ({} s)", READ_TIMEOUT.as_secs())),
         Ok(Err(error)) => refused(format!("erro ao ler a entrada: {}", crate::text::io_error(&error))),
         // A probe (`connect` and close): nobody reads an answer.
         Ok(Ok(0)) => return,
@@ -217,7 +288,7 @@ async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &
         Ok(Ok(_)) => queue(request, writer, peer, queued).await,
     };
     let bytes = serde_json::to_vec(&answer).unwrap_or_default();
-    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, stream.write_all(&bytes)).await;
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await;
 }
 
 /// Validates a batch (on the blocking pool: up to `MAX_BATCH_BYTES` of JSON) and queues it
@@ -246,6 +317,7 @@ async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync
             Answer {
                 ok: true,
                 transient: false,
+                busy: false,
                 message: None,
                 outcomes: outcomes
                     .into_iter()
@@ -268,5 +340,5 @@ async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync
 
 /// A refusal with its pt-BR reason.
 fn refused(message: String) -> Answer {
-    Answer { ok: false, transient: false, message: Some(message), outcomes: Vec::new() }
+    Answer { ok: false, transient: false, busy: false, message: Some(message), outcomes: Vec::new() }
 }

@@ -123,7 +123,7 @@ enum Values<'b> {
     },
     Stream {
         bytes: &'b [u8],
-        stream: serde_json::StreamDeserializer<'b, serde_json::de::SliceRead<'b>, Value>,
+        stream: serde_json::StreamDeserializer<'b, serde_json::de::SliceRead<'b>, Strict>,
         lines: LineCounter,
         record: usize,
     },
@@ -145,7 +145,7 @@ impl<'b> Values<'b> {
         }
         Ok(Values::Stream {
             bytes,
-            stream: serde_json::Deserializer::from_slice(bytes).into_iter::<Value>(),
+            stream: serde_json::Deserializer::from_slice(bytes).into_iter::<Strict>(),
             lines: LineCounter::default(),
             record: 0,
         })
@@ -163,15 +163,15 @@ impl Iterator for Values<'_> {
                 let offset = (raw.get().as_ptr() as usize).saturating_sub(bytes.as_ptr() as usize);
                 let location = Location { record: index + 1, line: lines.line_of(bytes, offset) };
                 Some(
-                    serde_json::from_str(raw.get())
-                        .map(|value| (location, value))
+                    serde_json::from_str::<Strict>(raw.get())
+                        .map(|Strict(value)| (location, value))
                         .map_err(|e| syntax_error(&e)),
                 )
             }
             Values::Stream { bytes, stream, lines, record } => {
                 let start = stream.byte_offset();
                 let value = match stream.next()? {
-                    Ok(value) => value,
+                    Ok(Strict(value)) => value,
                     Err(error) => return Some(Err(syntax_error(&error))),
                 };
                 let begin = bytes[start..]
@@ -182,6 +182,82 @@ impl Iterator for Values<'_> {
                 Some(Ok((Location { record: *record, line: lines.line_of(bytes, begin) }, value)))
             }
         }
+    }
+}
+
+/// A JSON value read refusing an object that has the same key twice (serde_json would keep the
+/// last one silently: `{"order": "1", "order": "2"}` must not queue order 2 without a word).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Strict, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+/// Builds a `Value` as serde_json's own visitor does, checking each object's keys.
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("um valor JSON")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(Strict(value)) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(Value::Array(values))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "o campo {} aparece duas vezes no mesmo objeto",
+                    crate::text::quoted(&key)
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -228,7 +304,10 @@ fn syntax_error(error: &serde_json::Error) -> IntakeError {
     ];
     let message = translations.iter().find(|(prefix, _)| english.starts_with(prefix)).map_or_else(
         || {
-            if english.contains("UTF-8") || english.contains("utf-8") {
+            if error.is_data() {
+                // Our own refusal while reading (a key written twice): pt-BR already.
+                english.to_owned()
+            } else if english.contains("UTF-8") || english.contains("utf-8") {
                 "o conteúdo não é texto UTF-8".to_owned()
             } else {
                 format!("erro de sintaxe ({english})")

@@ -21,6 +21,22 @@ pub struct NewItem {
     pub extra: Option<Map<String, Value>>,
 }
 
+/// The fields in which two versions of one order differ (`cancelled_at` as an instant, `extra`
+/// as JSON), in the intake's names.
+pub fn differing_fields(a: &NewItem, b: &NewItem) -> Vec<&'static str> {
+    let instant = |at: &Option<String>| at.as_deref().map(|at| parse_rfc3339(at).ok());
+    [
+        ("branch", a.branch != b.branch),
+        ("reason", a.reason != b.reason),
+        ("cancelled_at", instant(&a.cancelled_at) != instant(&b.cancelled_at)),
+        ("customer", a.customer != b.customer),
+        ("extra", a.extra != b.extra),
+    ]
+    .into_iter()
+    .filter_map(|(name, differs)| differs.then_some(name))
+    .collect()
+}
+
 /// The lifecycle of an item (SPEC 2). Stored as the lower-case English name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -119,8 +135,9 @@ pub fn from_json(record: &Value) -> Result<NewItem, FieldError> {
         });
     };
     if let Some(unknown) = fields.keys().find(|key| !FIELDS.contains(&key.as_str())) {
+        let unknown: String = unknown.chars().take(crate::text::QUOTED_CHARS).collect();
         return Err(field_error(
-            unknown,
+            &unknown,
             format!("campo desconhecido; os campos válidos são: {}", FIELDS.join(", ")),
         ));
     }
@@ -128,7 +145,10 @@ pub fn from_json(record: &Value) -> Result<NewItem, FieldError> {
     if !order.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
         return Err(field_error(
             "order",
-            format!("\"{order}\" tem caracteres não permitidos (use letras, dígitos, - _ . /)"),
+            format!(
+                "{} tem caracteres não permitidos (use letras, dígitos, - _ . /)",
+                crate::text::quoted(&order)
+            ),
         ));
     }
     let branch = required(fields, "branch", key_text)?;
@@ -215,14 +235,28 @@ fn timestamp_text(value: &Value) -> Result<String, String> {
     let Value::String(text) = value else {
         return Err(format!("esperava data e hora RFC 3339 entre aspas, encontrei {}", kind_of(value)));
     };
-    parse_rfc3339(text)?;
+    let instant = parse_rfc3339(text)?;
+    if !(EARLIEST_CANCELLATION..=LATEST_CANCELLATION).contains(&instant.as_second()) {
+        return Err(format!(
+            "{} está fora do intervalo aceito (de 2000 a 2100): confira a data do ERP",
+            crate::text::quoted(text.trim())
+        ));
+    }
     Ok(text.trim().to_owned())
 }
+
+/// The earliest `cancelled_at` taken (2000-01-01T00:00:00Z), in Unix seconds.
+const EARLIEST_CANCELLATION: i64 = 946_684_800;
+/// The latest (2100-01-01T00:00:00Z).
+const LATEST_CANCELLATION: i64 = 4_102_444_800;
 
 /// Parses an RFC 3339 instant; the offset is required, since the ERP's clock is local.
 pub fn parse_rfc3339(text: &str) -> Result<jiff::Timestamp, String> {
     text.trim().parse::<jiff::Timestamp>().map_err(|_| {
-        format!("\"{text}\" não é data e hora RFC 3339 com fuso, por exemplo \"2026-11-22T10:30:00-03:00\"")
+        format!(
+            "{} não é data e hora RFC 3339 com fuso, por exemplo \"2026-11-22T10:30:00-03:00\"",
+            crate::text::quoted(text)
+        )
     })
 }
 

@@ -167,7 +167,62 @@ pub struct Redactor {
 /// The shortest secret masked: shorter ones would mask ordinary text.
 const MIN_SECRET_CHARS: usize = 4;
 
+/// Whether a fixed header (`[api.headers]`, `[api.request.headers]`) probably carries a
+/// credential (an API key, a token): by its name; never the idempotency header.
+pub fn looks_secret(name: &str, idempotency_header: Option<&str>) -> bool {
+    if idempotency_header.is_some_and(|idempotency| idempotency.eq_ignore_ascii_case(name)) {
+        return false;
+    }
+    let name = name.to_ascii_lowercase();
+    ["authorization", "token", "secret", "senha", "password", "key", "chave", "cookie", "auth"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// A credential header's value as shown: its scheme word kept (`Bearer ***`), the rest masked.
+pub fn masked_credential(value: &str) -> String {
+    match value.split_once(' ') {
+        Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphabetic()) => format!("{scheme} {MASK}"),
+        _ => MASK.to_owned(),
+    }
+}
+
+/// The fixed text a credential header's value carries, as the redactor must know it: each stretch
+/// between placeholders (their secrets are known by name), whole and without a scheme word
+/// (`Bearer abc…` → `abc…` too).
+fn fixed_credentials(value: &str) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut rest = value;
+    loop {
+        let (piece, after) = match rest.find('{') {
+            Some(open) => (&rest[..open], rest[open..].find('}').map(|close| &rest[open + close + 1..])),
+            None => (rest, None),
+        };
+        let piece = piece.trim();
+        pieces.push(piece.to_owned());
+        if let Some((scheme, credential)) = piece.split_once(' ')
+            && scheme.chars().all(|c| c.is_ascii_alphabetic())
+        {
+            pieces.push(credential.trim().to_owned());
+        }
+        match after {
+            Some(after) => rest = after,
+            None => return pieces,
+        }
+    }
+}
+
 impl Redactor {
+    /// Masks the fixed credential in a header the config writes (`X-Api-Key = "…"`,
+    /// `Authorization = "Bearer …"`), when its name says it is one.
+    pub fn add_fixed_header(&mut self, name: &str, value: &str, idempotency_header: Option<&str>) {
+        if looks_secret(name, idempotency_header) {
+            for piece in fixed_credentials(value) {
+                self.add_secret(&piece);
+            }
+        }
+    }
+
     /// A redactor for these secrets.
     pub fn of_secrets<'s>(secrets: impl IntoIterator<Item = &'s str>) -> Redactor {
         let mut redactor = Redactor::default();
@@ -267,37 +322,51 @@ fn mask_secret(text: &str, secret: &str) -> String {
 /// the ways it may come back: itself; JSON's `\uXXXX` (a surrogate pair beyond the BMP), `\/`,
 /// `\"`, `\\`, `\n`…; its UTF-8 bytes each as itself or `%HH`; `+` for a space; `&#NN;`,
 /// `&#xHH;` or a named entity for the characters HTML escapes.
-pub fn secret_at(text: &[u8], mut at: usize, secret: &str) -> Option<usize> {
-    for c in secret.chars() {
-        at = char_at(text, at, c)?;
+pub fn secret_at(text: &[u8], at: usize, secret: &str) -> Option<usize> {
+    // A character may match in more than one way from the same place (`\\` is a backslash
+    // itself, or the start of JSON's `\\\\`; `%` itself or `%25`): each is tried, depth first,
+    // on a stack of its own (a secret may be a 64 KiB token: no recursion).
+    let first = secret.chars().next()?;
+    let ends = char_ends(text, at, first);
+    if ends.iter().all(Option::is_none) {
+        return None;
     }
-    Some(at)
+    let mut pending: Vec<(usize, usize)> =
+        ends.iter().flatten().map(|&end| (first.len_utf8(), end)).collect();
+    while let Some((matched, end)) = pending.pop() {
+        let Some(c) = secret[matched..].chars().next() else { return Some(end) };
+        pending.extend(char_ends(text, end, c).iter().flatten().map(|&next| (matched + c.len_utf8(), next)));
+    }
+    None
 }
 
-/// Where character `c` ends when it starts at `at`, in any of the encodings of `secret_at`.
-fn char_at(text: &[u8], at: usize, c: char) -> Option<usize> {
-    let rest = text.get(at..)?;
+/// Where character `c` ends when it starts at `at`, in each of the encodings of `secret_at`
+/// that match there (at most one per way).
+fn char_ends(text: &[u8], at: usize, c: char) -> [Option<usize>; 4] {
+    let mut ends = [None; 4];
+    let Some(rest) = text.get(at..) else { return ends };
     let mut utf8 = [0_u8; 4];
     let encoded = c.encode_utf8(&mut utf8).as_bytes();
-    // Its bytes, each as itself or percent-encoded.
+    // Its bytes, each as itself or percent-encoded (`%` itself is tried both ways, below).
     let mut end = at;
     let mut bytes_match = true;
     for byte in encoded {
-        if text.get(end) == Some(byte) {
+        if text.get(end) == Some(byte) && *byte != b'%' {
             end += 1;
-        } else if text.get(end) == Some(&b'%') && hex_byte(text.get(end + 1..end + 3)?) == Some(*byte) {
+        } else if text.get(end) == Some(&b'%') && text.get(end + 1..end + 3).and_then(hex_byte) == Some(*byte)
+        {
             end += 3;
         } else {
             bytes_match = false;
             break;
         }
     }
-    if bytes_match {
-        return Some(end);
-    }
-    if c == ' ' && rest.first() == Some(&b'+') {
-        return Some(at + 1);
-    }
+    ends[0] = bytes_match.then_some(end);
+    ends[1] = match c {
+        '%' if rest.first() == Some(&b'%') => Some(at + 1),
+        ' ' if rest.first() == Some(&b'+') => Some(at + 1),
+        _ => None,
+    };
     if rest.first() == Some(&b'\\') {
         let short = match c {
             '/' => Some(b'/'),
@@ -311,39 +380,49 @@ fn char_at(text: &[u8], at: usize, c: char) -> Option<usize> {
             _ => None,
         };
         if short.is_some() && rest.get(1).copied() == short {
-            return Some(at + 2);
+            ends[2] = Some(at + 2);
         }
-        let mut units = [0_u16; 2];
-        let mut end = at;
-        for unit in c.encode_utf16(&mut units) {
-            let escape = text.get(end..end + 6)?;
-            if escape[0] != b'\\' || escape[1] != b'u' || hex_u16(&escape[2..6])? != *unit {
-                return None;
-            }
-            end += 6;
-        }
-        return Some(end);
+        ends[3] = unicode_escape_end(text, at, c);
     }
     if rest.first() == Some(&b'&') {
-        let close = rest.iter().take(12).position(|byte| *byte == b';')?;
-        let entity = std::str::from_utf8(&rest[1..close]).ok()?;
-        let decoded = match entity {
-            "quot" => Some('"'),
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "apos" => Some('\''),
-            _ => entity.strip_prefix('#').and_then(|number| {
-                let value = match number.strip_prefix(['x', 'X']) {
-                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                    None => number.parse().ok()?,
-                };
-                char::from_u32(value)
-            }),
-        };
-        return (decoded == Some(c)).then_some(at + close + 1);
+        ends[2] = entity_end(rest, c).map(|length| at + length);
     }
-    None
+    ends
+}
+
+/// Where `c` written as JSON `\uXXXX` escapes (a surrogate pair beyond the BMP) ends.
+fn unicode_escape_end(text: &[u8], at: usize, c: char) -> Option<usize> {
+    let mut units = [0_u16; 2];
+    let mut end = at;
+    for unit in c.encode_utf16(&mut units) {
+        let escape = text.get(end..end + 6)?;
+        if escape[0] != b'\\' || escape[1] != b'u' || hex_u16(&escape[2..6])? != *unit {
+            return None;
+        }
+        end += 6;
+    }
+    Some(end)
+}
+
+/// The length of the HTML entity for `c` at the start of `rest` (`&amp;`, `&#NN;`, `&#xHH;`).
+fn entity_end(rest: &[u8], c: char) -> Option<usize> {
+    let close = rest.iter().take(12).position(|byte| *byte == b';')?;
+    let entity = std::str::from_utf8(&rest[1..close]).ok()?;
+    let decoded = match entity {
+        "quot" => Some('"'),
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "apos" => Some('\''),
+        _ => entity.strip_prefix('#').and_then(|number| {
+            let value = match number.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => number.parse().ok()?,
+            };
+            char::from_u32(value)
+        }),
+    };
+    (decoded == Some(c)).then_some(close + 1)
 }
 
 /// Two hex digits (either case) as a byte.
@@ -359,6 +438,34 @@ fn hex_u16(digits: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_character_that_is_also_the_start_of_its_own_escape_is_tried_both_ways() {
+        // Found by the `redact` fuzz target: `\` taken as itself left JSON's `\\` unmatched.
+        let redactor = Redactor::of_secrets(["S3nh4-\"Forte\"\\x", "taxa-100%-fixa"]);
+        for echoed in [r#"S3nh4-\"Forte\"\\x"#, "S3nh4-%22Forte%22%5Cx", "taxa-100%25-fixa", "taxa-100%-fixa"]
+        {
+            let masked = redactor.redact(&format!("eco: {echoed} fim"), None);
+            assert_eq!(masked, "eco: *** fim", "{echoed}");
+        }
+    }
+
+    #[test]
+    fn fixed_headers_that_look_like_credentials_are_masked_in_echoes() {
+        assert!(looks_secret("X-Api-Key", Some("Idempotency-Key")));
+        assert!(looks_secret("x-auth-token", None));
+        assert!(!looks_secret("Idempotency-Key", Some("Idempotency-Key")));
+        assert!(!looks_secret("X-Empresa", None));
+        let mut redactor = Redactor::default();
+        redactor.add_fixed_header("X-Api-Key", "chave-fixa-123456", None);
+        redactor.add_fixed_header("Authorization", "Bearer tok-fixo-98765 {secret:extra}", None);
+        redactor.add_fixed_header("X-Empresa", "empresa-visivel-1", None);
+        let echoed = "{\"headers\":{\"x-api-key\":\"chave-fixa-123456\",\"authorization\":\"tok-fixo-98765\",\
+                      \"x-empresa\":\"empresa-visivel-1\"}}";
+        let masked = redactor.redact(echoed, None);
+        assert!(!masked.contains("chave-fixa") && !masked.contains("tok-fixo"), "{masked}");
+        assert!(masked.contains("empresa-visivel-1"), "{masked}");
+    }
 
     #[test]
     fn a_secret_is_a_small_regular_file() {

@@ -5,8 +5,11 @@
 //!
 //! A run: the program (no shell) as the service user, in a process group of its own, stdin
 //! closed, an environment of `PATH`, `LANG` and the `environment_file`'s variables only; stdout
-//! read up to `MAX_OUTPUT`, stderr's first `STDERR_EXCERPT` bytes kept. Past `timeout`, or past
-//! the output bound, the whole group is killed and nothing is imported. The output is parsed by
+//! read up to `MAX_OUTPUT`, stderr's first bytes kept, masked, then cut to `STDERR_EXCERPT`. Past
+//! `timeout`, or past the output bound, the run is killed and nothing is imported. When the run
+//! ends, every process it started dies with it — the group, and those that left it, found by the
+//! `RUN_MARK` variable each inherits; a command that exited while a child it left behind still
+//! holds its output open is taken as finished after `PIPE_GRACE`, not reported as a timeout. The output is parsed by
 //! `intake` after `Source::adapt` maps the command's field names onto ours; an order already
 //! queued is left as it was (its first version wins: the ERP may edit a cancelled order's text
 //! after we took it, and that must not stop the source). The `environment_file`'s values are
@@ -21,14 +24,26 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::config::SourceConfig;
+use crate::intake::Location;
 use crate::item::NewItem;
 
 /// The most a run may print; more is refused (and the command killed). A quarter of the spool's
 /// bound: a run's rows are all held as items until they are queued, and "the last N days" of
 /// cancellations is tens of thousands of rows at most.
 pub const MAX_OUTPUT: usize = 16 * 1024 * 1024;
-/// How much of stderr is kept to show why a run failed.
+/// How much of stderr is shown to say why a run failed (after masking: a secret cut in half
+/// by the bound would no longer be recognised).
 pub const STDERR_EXCERPT: usize = 2 * 1024;
+/// The longest explanation of a failed run kept in `sources.error`, shown and logged.
+pub const MAX_MESSAGE: usize = 4 * 1024;
+/// How much of stderr is read and masked before it is cut to `STDERR_EXCERPT`.
+const STDERR_READ: usize = 16 * 1024;
+/// How long the pipes may stay open after the command exited (a child it left behind still
+/// holding them) before what is left of the run is killed.
+const PIPE_GRACE: Duration = Duration::from_secs(1);
+/// The variable that marks every process of a run, daemonized ones included (`setsid`, `ssh
+/// -f`), so that the run's end finds them all: `<daemon pid>-<run number>`.
+pub const RUN_MARK: &str = "EXTRATOR_FONTE_EXECUCAO";
 /// The `PATH` the command sees.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -61,6 +76,12 @@ pub enum RunError {
     TooLarge,
     /// Its output is not cancellations in the intake format.
     Output(String),
+    /// One order printed twice with different content (a JOIN that repeats rows): which order,
+    /// where, and the fields that differ.
+    Duplicate { order: String, first: Location, second: Location, fields: Vec<&'static str> },
+    /// It exited, but a process it left behind — one that escaped the kill — still holds its
+    /// output open.
+    Held,
 }
 
 impl RunError {
@@ -72,6 +93,8 @@ impl RunError {
             RunError::Timeout(_) => "timeout",
             RunError::TooLarge => "too_large",
             RunError::Output(_) => "output",
+            RunError::Duplicate { .. } => "duplicate",
+            RunError::Held => "held",
         }
     }
 }
@@ -95,6 +118,19 @@ impl std::fmt::Display for RunError {
                 MAX_OUTPUT / (1024 * 1024)
             ),
             RunError::Output(why) => write!(f, "a saída do comando não é uma lista de cancelamentos: {why}"),
+            RunError::Held => write!(
+                f,
+                "o comando terminou, mas um processo que ele deixou em segundo plano mantém a saída aberta \
+                 e não pôde ser encerrado; nada foi enfileirado"
+            ),
+            RunError::Duplicate { order, first, second, fields } => write!(
+                f,
+                "o pedido {} aparece duas vezes com conteúdos diferentes ({first} e {second}; difere em {}): \
+                 nada desta execução foi enfileirado; corrija o comando para imprimir cada pedido uma vez \
+                 (um JOIN que repete linhas?)",
+                crate::text::terminal_safe(&crate::text::quoted(order)),
+                fields.join(", ")
+            ),
         }
     }
 }
@@ -142,14 +178,20 @@ impl Source {
         if printed.iter().all(u8::is_ascii_whitespace) {
             return Ok(Output { rows: 0, items: Vec::new() });
         }
-        let mut items = Vec::new();
+        let mut records = Vec::new();
         let rows = crate::intake::check_document_with(
             printed,
             |value| self.adapt(value),
-            |record| items.push(record.item),
+            |record| records.push(record),
         )
         .map_err(|error| {
             RunError::Output(crate::text::terminal_safe(&self.mask(&error.to_string())).into_owned())
+        })?;
+        let items = distinct(records).map_err(|mut error| {
+            if let RunError::Duplicate { order, .. } = &mut error {
+                *order = self.mask(order);
+            }
+            error
         })?;
         Ok(Output { rows, items })
     }
@@ -177,6 +219,7 @@ impl Source {
         let Some((program, arguments)) = self.config.command.split_first() else {
             return Err(RunError::Start("nenhum programa em source.command".to_owned()));
         };
+        let mark = Run::next_mark();
         let mut command = tokio::process::Command::new(program);
         command
             .args(arguments)
@@ -184,6 +227,7 @@ impl Source {
             .env("PATH", PATH)
             .env("LANG", "C.UTF-8")
             .envs(self.environment.iter().map(|(name, value)| (name, value)))
+            .env(RUN_MARK, &mark)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -192,39 +236,57 @@ impl Source {
         let mut child = command
             .spawn()
             .map_err(|error| RunError::Start(format!("{}: {}", program, crate::text::io_error(&error))))?;
-        // The group is killed however this ends: done, timed out, too much output, or this task
-        // dropped (the daemon stopping).
-        let group = Group(child.id());
+        // Everything the run started is killed however this ends: done, timed out, too much
+        // output, or this task dropped (the daemon stopping).
+        let run = Run { group: child.id(), mark };
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(RunError::Start("sem saída padrão".to_owned()));
         };
         let timeout = self.config.timeout.get();
-        let work = async {
-            let (printed, complaint) = tokio::join!(
+        let reading = async {
+            tokio::join!(
                 async {
                     let printed = read_bounded(stdout, MAX_OUTPUT).await;
                     if printed.is_none() {
                         // Too much: stop it now rather than read what is left.
-                        group.kill();
+                        run.kill();
                     }
                     printed
                 },
-                read_excerpt(stderr, STDERR_EXCERPT)
-            );
-            (printed, complaint, child.wait().await)
+                read_excerpt(stderr, STDERR_READ)
+            )
         };
-        let (printed, complaint, status) = match tokio::time::timeout(timeout, work).await {
-            Ok(finished) => finished,
-            Err(_) => return Err(RunError::Timeout(timeout)),
+        let mut reading = std::pin::pin!(reading);
+        // `timeout` bounds the command; once it has exited, its leftovers get `PIPE_GRACE`.
+        let finished = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                status = child.wait() => (status, None),
+                both = &mut reading => (child.wait().await, Some(both)),
+            }
+        })
+        .await;
+        let Ok((status, read)) = finished else { return Err(RunError::Timeout(timeout)) };
+        let (printed, complaint) = match read {
+            Some(both) => both,
+            // The command exited with a pipe still open: a child it left behind holds it. What
+            // the command printed is all there; the leftovers are killed, not waited for.
+            None => match tokio::time::timeout(PIPE_GRACE, &mut reading).await {
+                Ok(both) => both,
+                Err(_) => {
+                    run.kill();
+                    tokio::time::timeout(PIPE_GRACE, &mut reading).await.map_err(|_| RunError::Held)?
+                }
+            },
         };
-        // One line: what the command said, its lines joined, masked, escaped.
+        // One line: what the command said, its lines joined, masked, then cut, then escaped.
         let complaint = String::from_utf8_lossy(&complaint)
             .lines()
             .map(str::trim)
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
             .join(" | ");
-        let complaint = crate::text::terminal_safe(&self.mask(&complaint)).into_owned();
+        let complaint = crate::text::cut(&self.mask(&complaint), STDERR_EXCERPT);
+        let complaint = crate::text::terminal_safe(&complaint).into_owned();
         let Some(printed) = printed else { return Err(RunError::TooLarge) };
         match status {
             Ok(status) if status.success() => Ok(printed),
@@ -232,6 +294,31 @@ impl Source {
             Err(error) => Err(RunError::Start(crate::text::io_error(&error))),
         }
     }
+}
+
+/// A run's records with repeated rows folded into one: the same order twice with the same
+/// content is one item (a query may repeat a row harmlessly); with different content the run is
+/// refused whole, naming the order and both places — which version is right is the ERP's to say.
+fn distinct(records: Vec<crate::intake::Record>) -> Result<Vec<NewItem>, RunError> {
+    let mut seen: std::collections::HashMap<String, (Location, usize)> = std::collections::HashMap::new();
+    let mut items: Vec<NewItem> = Vec::with_capacity(records.len());
+    for record in records {
+        if let Some((first, index)) = seen.get(&record.item.order) {
+            let fields = crate::item::differing_fields(&items[*index], &record.item);
+            if fields.is_empty() {
+                continue;
+            }
+            return Err(RunError::Duplicate {
+                order: record.item.order,
+                first: *first,
+                second: record.location,
+                fields,
+            });
+        }
+        seen.insert(record.item.order.clone(), (record.location, items.len()));
+        items.push(record.item);
+    }
+    Ok(items)
 }
 
 /// "código de saída 1", "sinal 9".
@@ -244,24 +331,64 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// A run's process group (the command and everything it started, unless it left the group),
-/// killed when this is dropped.
-struct Group(Option<u32>);
+/// A run's processes: its process group, and every process carrying its `RUN_MARK` (those
+/// that left the group: `setsid`, a daemon's double fork). All are killed when this is dropped.
+/// A process that both leaves the group and clears its environment escapes this; under the
+/// unit, systemd still kills it with the service (`KillMode=control-group`).
+struct Run {
+    group: Option<u32>,
+    mark: String,
+}
 
-impl Group {
-    /// Kills the group, if it is still there.
+impl Run {
+    /// A mark no other run of any daemon on this machine shares: the pid and a counter.
+    fn next_mark() -> String {
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}-{run}", std::process::id())
+    }
+
+    /// Kills the group and every marked process, if still there.
     fn kill(&self) {
-        let pid = self.0.and_then(|pid| i32::try_from(pid).ok()).and_then(rustix::process::Pid::from_raw);
+        use rustix::process::{Pid, Signal};
+        let pid = self.group.and_then(|pid| i32::try_from(pid).ok()).and_then(Pid::from_raw);
         if let Some(pid) = pid {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        }
+        // A marked process may fork while it is being looked for: look again until none is left
+        // (a few rounds at most; each kill is final).
+        for _ in 0..5 {
+            let marked = marked_processes(&self.mark);
+            if marked.is_empty() {
+                break;
+            }
+            for pid in marked {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
         }
     }
 }
 
-impl Drop for Group {
+impl Drop for Run {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The processes whose environment holds `RUN_MARK=mark` (those this account may read: its own).
+fn marked_processes(mark: &str) -> Vec<rustix::process::Pid> {
+    let wanted = format!("{RUN_MARK}={mark}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let own = std::process::id();
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|environ| environ.split(|&byte| byte == 0).any(|entry| entry == wanted.as_bytes()))
+        })
+        .filter_map(|pid| rustix::process::Pid::from_raw(i32::try_from(pid).ok()?))
+        .collect()
 }
 
 /// Everything `reader` gives, or `None` once it passes `limit`.

@@ -141,6 +141,34 @@ pub fn truncate(text: &str, width: usize) -> String {
     cut
 }
 
+/// `text` cut to at most `bytes` bytes on a character boundary, with `…` when cut. Cut only
+/// after masking: half a secret is no longer recognised as one.
+pub fn cut(text: &str, bytes: usize) -> String {
+    if text.len() <= bytes {
+        return text.to_owned();
+    }
+    let mut end = bytes.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The longest stretch of a value quoted back in a message.
+pub const QUOTED_CHARS: usize = 200;
+
+/// A value from the input quoted in a message: whole, in quotes, when short; else its first
+/// `QUOTED_CHARS` characters and its length, so a 15 MB value never makes a 15 MB message.
+pub fn quoted(value: &str) -> String {
+    let count = value.chars().count();
+    if count <= QUOTED_CHARS {
+        format!("\"{value}\"")
+    } else {
+        let start: String = value.chars().take(QUOTED_CHARS).collect();
+        format!("\"{start}…\" ({count} caracteres)")
+    }
+}
+
 /// A table with a header row, printed with columns aligned by character count (so accented
 /// headers line up).
 pub struct Table {
@@ -223,6 +251,14 @@ mod tests {
     #[test]
     fn terminal_safe_lines_keeps_line_breaks_only() {
         assert_eq!(terminal_safe_lines("a\nb\r\n\u{1b}]0;x\u{7}"), "a\nb\\u{d}\n\\u{1b}]0;x\\u{7}");
+    }
+
+    #[test]
+    fn cut_is_bounded_in_bytes_on_a_character_boundary() {
+        assert_eq!(cut("curto", 10), "curto");
+        let long = "ção".repeat(1000);
+        let short = cut(&long, 100);
+        assert!(short.len() <= 100 && short.ends_with('…'), "{short}");
     }
 
     #[test]

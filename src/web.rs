@@ -4,10 +4,15 @@
 //!
 //! Bound before the daemon says READY, so a taken port is a clear error at start (`bind`), not a
 //! silent gap in the monitoring. With `metrics.password_file` (required off loopback) every route
-//! asks for HTTP Basic credentials; the password is read once at start and never logged. Served with hyper's HTTP/1 server on the daemon's runtime, and
-//! bounded so nobody who can reach the port can hurt the delivery: at most `MAX_CONNECTIONS`
-//! at once (more are closed at once), `HEADER_TIMEOUT` to send the request head, and
-//! `CONNECTION_TIMEOUT` for a whole connection. A scrape reads the queue's figures on a read-only
+//! asks for HTTP Basic credentials (the scheme in any case); the password is read once at start
+//! and never logged. On loopback, a request whose `Host` is a name other than `localhost` is
+//! refused: a page a browser loaded from elsewhere cannot reach it through DNS rebinding. Served
+//! with hyper's HTTP/1 server on the daemon's runtime, and bounded so nobody who can reach the
+//! port can hurt the delivery or blind the monitoring: at most `MAX_CONNECTIONS` at once — a new
+//! one takes the place of the oldest idle one (no request under way), or of the oldest of all
+//! once it is older than `BUSY_GRACE` — `HEADER_TIMEOUT` to send the request head, and
+//! `CONNECTION_TIMEOUT` for a whole connection. Holding connections open costs an attacker the
+//! connections, not the scrapes. A scrape reads the queue's figures on a read-only
 //! connection of its own, on the blocking pool — never through the writer thread, so a scrape
 //! never delays a claim or a record — one scrape at a time.
 
@@ -33,13 +38,18 @@ pub const MAX_CONNECTIONS: usize = 16;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one connection may last, keep-alive included.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection with a request under way keeps its place this long against newcomers (a scrape
+/// or a page takes milliseconds; a slow reader does not get to keep the slot).
+const BUSY_GRACE: Duration = Duration::from_secs(5);
 
 /// A bound listener and the credentials it asks for.
 #[derive(Debug)]
 pub struct Listener {
     pub socket: std::net::TcpListener,
-    /// The `Authorization` header value that opens it (`Basic base64(user:password)`), if any.
+    /// The base64 of `user:password` that opens it (HTTP Basic), if any.
     credentials: Option<crate::config::Secret>,
+    /// It listens on loopback: the `Host` must be `localhost` or an address.
+    loopback: bool,
 }
 
 /// Binds `[metrics] listen`, if set, and reads its password file: a port that cannot be had is
@@ -53,7 +63,7 @@ pub fn bind(config: &Config) -> Result<Option<Listener>, Failure> {
             let password = crate::secrets::read_secret(path, "metrics.password_file")
                 .map_err(|message| Failure { exit_code: crate::failure::EXIT_CONFIG, message })?;
             let encoded = crate::secrets::basic_forms(&config.metrics.user, password.expose()).swap_remove(0);
-            Some(crate::config::Secret::new(format!("Basic {encoded}")))
+            Some(crate::config::Secret::new(encoded))
         }
     };
     let cannot = |error: std::io::Error| {
@@ -77,13 +87,14 @@ pub fn bind(config: &Config) -> Result<Option<Listener>, Failure> {
     };
     let socket = std::net::TcpListener::bind(address).map_err(cannot)?;
     socket.set_nonblocking(true).map_err(cannot)?;
-    Ok(Some(Listener { socket, credentials }))
+    Ok(Some(Listener { socket, credentials, loopback: address.ip().is_loopback() }))
 }
 
 /// What the listener serves from.
 pub struct Site {
     metrics: Arc<Metrics>,
     credentials: Option<crate::config::Secret>,
+    loopback: bool,
     database: PathBuf,
     busy_timeout: Duration,
     /// The read-only connection, kept between scrapes; one scrape at a time uses it.
@@ -96,6 +107,7 @@ impl Site {
         Site {
             metrics,
             credentials: listener.credentials.clone(),
+            loopback: listener.loopback,
             database: config.queue.database.clone(),
             busy_timeout: config.queue.busy_timeout.get().min(Duration::from_secs(5)),
             reader: Mutex::new(None),
@@ -164,18 +176,78 @@ impl Site {
     /// comparison takes the same time wherever the first difference is.
     fn admits(&self, request: &Request<Incoming>) -> bool {
         let Some(expected) = &self.credentials else { return true };
-        let given =
+        let header =
             request.headers().get(hyper::header::AUTHORIZATION).map_or(&[][..], |value| value.as_bytes());
+        // RFC 9110: the scheme is case-insensitive ("basic" works as "Basic").
+        let given = match header.split_first_chunk::<6>() {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case(b"basic ") => rest.trim_ascii(),
+            _ => &[][..],
+        };
         let expected = expected.expose().as_bytes();
         given.len() == expected.len()
             && given.iter().zip(expected).fold(0_u8, |diff, (a, b)| diff | (a ^ b)) == 0
     }
+
+    /// Whether the request's `Host` may reach a loopback listener: `localhost` or an IP
+    /// address, any port (`ssh -L` picks its own). A name is what a DNS rebinding attack sends.
+    fn host_allowed(&self, request: &Request<Incoming>) -> bool {
+        if !self.loopback {
+            return true;
+        }
+        let Some(host) = request.headers().get(hyper::header::HOST).and_then(|value| value.to_str().ok())
+        else {
+            // HTTP/1.0 without a Host: no browser sends that.
+            return true;
+        };
+        host_is_local(host)
+    }
+}
+
+/// Whether a `Host` header names loopback: `localhost` or an IP address, with any port.
+fn host_is_local(host: &str) -> bool {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => {
+            return rest.split_once(']').is_some_and(|(ip, _)| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// An open connection, for the choice of which one gives its place to a newcomer.
+struct Open {
+    since: std::time::Instant,
+    /// A request is under way.
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// Which open connection to close for a newcomer when all places are taken: the oldest idle
+/// one, else the oldest of all once it is older than `BUSY_GRACE`; `None` when every one is
+/// busy and young (the newcomer is then closed).
+fn evict(open: &[(bool, std::time::Duration)]) -> Option<usize> {
+    open.iter()
+        .enumerate()
+        .filter(|(_, (busy, _))| !busy)
+        .max_by_key(|(_, (_, age))| *age)
+        .or_else(|| {
+            open.iter()
+                .enumerate()
+                .filter(|(_, (_, age))| *age >= BUSY_GRACE)
+                .max_by_key(|(_, (_, age))| *age)
+        })
+        .map(|(index, _)| index)
 }
 
 /// Serves until the task is dropped.
 pub async fn serve(listener: Listener, site: Arc<Site>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let Ok(listener) = tokio::net::TcpListener::from_std(listener.socket) else { return };
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut open: Vec<Open> = Vec::with_capacity(MAX_CONNECTIONS);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -185,23 +257,53 @@ pub async fn serve(listener: Listener, site: Arc<Site>) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
-        let site = site.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| answer(site.clone(), request));
+        while tasks.try_join_next().is_some() {}
+        open.retain(|connection| !connection.task.is_finished());
+        if open.len() >= MAX_CONNECTIONS {
+            let now = std::time::Instant::now();
+            let states: Vec<(bool, Duration)> = open
+                .iter()
+                .map(|connection| {
+                    (connection.busy.load(Ordering::Relaxed), now.duration_since(connection.since))
+                })
+                .collect();
+            match evict(&states) {
+                Some(index) => open.swap_remove(index).task.abort(),
+                None => continue,
+            }
+        }
+        let busy = Arc::new(AtomicBool::new(false));
+        let (site, flag) = (site.clone(), busy.clone());
+        let task = tasks.spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let (site, flag) = (site.clone(), flag.clone());
+                async move {
+                    flag.store(true, Ordering::Relaxed);
+                    let response = answer(site, request).await;
+                    flag.store(false, Ordering::Relaxed);
+                    response
+                }
+            });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
-            drop(slot);
         });
+        open.push(Open { since: std::time::Instant::now(), busy, task });
     }
 }
 
 /// One request's answer.
 async fn answer(site: Arc<Site>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     use hyper::header::{ALLOW, HeaderValue, WWW_AUTHENTICATE};
+    if !site.host_allowed(&request) {
+        return Ok(message(
+            StatusCode::MISDIRECTED_REQUEST,
+            "extrator: endereço não permitido",
+            "O painel no loopback só atende por http://localhost:PORTA/ ou pelo endereço IP (proteção contra DNS rebinding).",
+        ));
+    }
     if !site.admits(&request) {
         let mut response = message(
             StatusCode::UNAUTHORIZED,
@@ -290,4 +392,47 @@ fn respond(status: StatusCode, content_type: &'static str, body: String) -> Resp
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_localhost_and_addresses_reach_a_loopback_listener() {
+        for host in
+            ["localhost", "localhost:9845", "LOCALHOST:8080", "127.0.0.1:9845", "[::1]:9845", "10.0.0.5"]
+        {
+            assert!(host_is_local(host), "{host}");
+        }
+        for host in [
+            "evil.example.com",
+            "evil.example.com:9845",
+            "localhost.evil.com",
+            "127.0.0.1.nip.io",
+            "[evil]:1",
+        ] {
+            assert!(!host_is_local(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_newcomer_takes_the_place_of_the_oldest_idle_connection() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            evict(&[(true, s(1)), (false, s(3)), (false, s(9)), (true, s(20))]),
+            Some(2),
+            "the oldest idle"
+        );
+        assert_eq!(
+            evict(&[(true, s(1)), (true, s(8)), (true, s(2))]),
+            Some(1),
+            "all busy: the oldest past the grace"
+        );
+        assert_eq!(
+            evict(&[(true, s(1)), (true, s(2))]),
+            None,
+            "all busy and young: the newcomer waits its turn"
+        );
+    }
 }

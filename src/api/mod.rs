@@ -117,6 +117,13 @@ impl Client {
             }
         })?;
         let auth = Auth::new(&api.auth)?;
+        // Fixed credentials written in the config's headers are secrets too, when echoed.
+        for (name, value) in &api.headers {
+            redactor.add_fixed_header(name, value, plan.idempotency_header());
+        }
+        for (name, template) in &api.request.headers {
+            redactor.add_fixed_header(name, template.0.source(), plan.idempotency_header());
+        }
         let redactor = redactor.and(&auth.redactor());
         Ok(Client {
             http,
@@ -307,6 +314,9 @@ impl Client {
     /// The verdict on an exchange; with a proxy, failures before any response say so.
     fn classify(&self, exchange: &Exchange) -> Verdict {
         let mut verdict = classify::classify(exchange, &self.rules, jiff::Timestamp::now());
+        // The message is decoded from the masked body (JSON escapes, entities): masked again, so
+        // that no decoding can bring a secret back.
+        verdict.message = verdict.message.map(|message| self.redactor.redact(&message, None));
         if let (Some(proxy), Exchange::Transport(_)) = (&self.proxy, exchange) {
             verdict.message = verdict.message.map(|message| format!("{message} (via proxy {proxy})"));
         }

@@ -95,6 +95,10 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
                 format!("o serviço não conseguiu gravar agora ({detail}) e os enfileira na próxima passada");
             return to_spool(&queue.spool_dir, &lines, items.len(), &why);
         }
+        Handed::Busy(detail) => {
+            let why = format!("o serviço está ocupado ({detail}) e os enfileira na próxima passada");
+            return to_spool(&queue.spool_dir, &lines, items.len(), &why);
+        }
         Handed::Broken(detail) => {
             let why = format!(
                 "o serviço não respondeu ({detail}); um pedido que já tenha entrado aparece como \"já na fila\""

@@ -72,8 +72,10 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
     let header = |name: &str, value: &str| format!("{name}: {}", terminal_safe(value));
     for (name, value) in &request.headers {
         // A fixed credential written in [api.request.headers] (a "Bearer …") is masked too.
-        let shown = if looks_secret(name, plan.idempotency_header()) && value != crate::secrets::MASK {
-            masked_credential(value)
+        let shown = if crate::secrets::looks_secret(name, plan.idempotency_header())
+            && value != crate::secrets::MASK
+        {
+            crate::secrets::masked_credential(value)
         } else {
             value.clone()
         };
@@ -104,7 +106,7 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
             crate::secrets::placeholders(value)
                 .map(|name| (name.to_owned(), crate::config::Secret::new(crate::secrets::MASK.to_owned())))
                 .collect();
-        let shown = if looks_secret(name, plan.idempotency_header()) {
+        let shown = if crate::secrets::looks_secret(name, plan.idempotency_header()) {
             crate::secrets::MASK.to_owned()
         } else {
             crate::secrets::fill(value, &masks).unwrap_or_else(|_| crate::secrets::MASK.to_owned())
@@ -117,38 +119,4 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
         lines.push(terminal_safe(&String::from_utf8_lossy(&body.bytes)).into_owned());
     }
     lines
-}
-
-/// A credential header's value as shown: its scheme word kept (`Bearer ***`), the rest masked.
-fn masked_credential(value: &str) -> String {
-    match value.split_once(' ') {
-        Some((scheme, _)) if scheme.chars().all(|c| c.is_ascii_alphabetic()) => {
-            format!("{scheme} {}", crate::secrets::MASK)
-        }
-        _ => crate::secrets::MASK.to_owned(),
-    }
-}
-
-/// Whether a fixed header (`[api.headers]`) probably carries a credential (an API key, a token).
-fn looks_secret(name: &str, idempotency_header: Option<&str>) -> bool {
-    if idempotency_header.is_some_and(|idempotency| idempotency.eq_ignore_ascii_case(name)) {
-        return false;
-    }
-    let name = name.to_ascii_lowercase();
-    ["authorization", "token", "secret", "senha", "password", "key", "chave", "cookie", "auth"]
-        .iter()
-        .any(|word| name.contains(word))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fixed_headers_that_look_like_credentials_are_masked() {
-        assert!(looks_secret("X-Api-Key", Some("Idempotency-Key")));
-        assert!(looks_secret("x-auth-token", None));
-        assert!(!looks_secret("Idempotency-Key", Some("Idempotency-Key")));
-        assert!(!looks_secret("X-Empresa", None));
-    }
 }

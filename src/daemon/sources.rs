@@ -145,7 +145,8 @@ pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout
         name: name.clone(),
         at: jiff::Timestamp::now(),
         duration_ms: crate::source::elapsed_ms(started),
-        error,
+        // Stored, shown by `status` and logged: bounded whatever the command printed.
+        error: error.map(|error| crate::text::cut(&error, crate::source::MAX_MESSAGE)),
         rows,
         new_items,
     };

@@ -135,6 +135,28 @@ impl Serialize for TextTemplate {
     }
 }
 
+/// A rendered URL as it goes on the wire (the URL parser's normal form: what `preview` shows is
+/// what is sent), refused when a value made a path segment `.` or `..`: the parser would remove
+/// it and the segment before it, and the request — with the service's credentials — would go to
+/// another resource (`DELETE /v1/lojas/../pedidos/..` is `DELETE /v1/`). Percent-encoding cannot
+/// save it: `%2E` is a dot segment to the URL standard too; and `%` in a value is itself encoded.
+fn as_sent(url: String) -> Result<String, String> {
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    let path =
+        path.split_once("://").map_or(path, |(_, rest)| rest.split_once('/').map_or("", |(_, path)| path));
+    let dots = |segment: &str| {
+        let folded = segment.to_ascii_lowercase().replace("%2e", ".");
+        folded == "." || folded == ".."
+    };
+    if let Some(segment) = path.split('/').find(|segment| dots(segment)) {
+        return Err(format!(
+            "um valor do pedido formaria o segmento \"{segment}\" no caminho da URL, que levaria a requisição \
+             a outro endereço; nada foi enviado (um número de pedido ou filial não pode ser \".\" nem \"..\")"
+        ));
+    }
+    Ok(reqwest::Url::parse(&url).map_or(url, |parsed| parsed.to_string()))
+}
+
 /// The request URL: `http(s)://host[:port]` fixed by the config, placeholders only in the path
 /// or query (an order number must never choose the server the credentials go to).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,6 +366,7 @@ impl RequestPlan {
         Some(
             template
                 .render_text(&input, |value, text| text.extend(utf8_percent_encode(value, URL_VALUE)))
+                .and_then(as_sent)
                 .map_err(fail),
         )
     }
@@ -407,6 +430,7 @@ impl RequestPlan {
         let url = self
             .url
             .render_text(&input, |value, text| text.extend(utf8_percent_encode(value, URL_VALUE)))
+            .and_then(as_sent)
             .map_err(|why| fail("api.request.url", why))?;
         let mut headers = Vec::with_capacity(self.headers.len() + 1);
         if let Some(name) = &self.idempotency_header {

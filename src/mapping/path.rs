@@ -71,6 +71,33 @@ impl JsonPath {
         Ok(JsonPath { source: source.to_owned(), steps })
     }
 
+    /// The text at this path in a JSON document, as the document wrote it: a number keeps its
+    /// digits (a receipt of 25 digits is not a float), a string is unescaped. Walks the raw
+    /// document one level at a time.
+    pub fn raw_text(&self, document: &[u8]) -> Option<String> {
+        use serde_json::value::RawValue;
+        let mut current: Box<RawValue> = serde_json::from_slice(document).ok()?;
+        for step in &self.steps {
+            current = match step {
+                Step::Key(key) => {
+                    let mut object: std::collections::HashMap<String, Box<RawValue>> =
+                        serde_json::from_str(current.get()).ok()?;
+                    object.remove(key.as_str())?
+                }
+                Step::Index(index) => {
+                    let mut array: Vec<Box<RawValue>> = serde_json::from_str(current.get()).ok()?;
+                    (*index < array.len()).then(|| array.swap_remove(*index))?
+                }
+            };
+        }
+        let raw = current.get().trim();
+        match raw.as_bytes().first()? {
+            b'"' => serde_json::from_str::<String>(raw).ok(),
+            b'-' | b'0'..=b'9' => Some(raw.to_owned()),
+            _ => None,
+        }
+    }
+
     /// The value at this path, if there is one.
     pub fn find<'v>(&self, value: &'v Value) -> Option<&'v Value> {
         self.steps.iter().try_fold(value, |inside, step| match step {

@@ -89,9 +89,10 @@ impl ResponseConfig {
         self.message_paths.iter().find_map(|path| path.text(body).filter(|text| !text.trim().is_empty()))
     }
 
-    /// The receipt at `receipt_path`: one line, bounded, no control characters.
-    pub fn receipt(&self, body: &Value) -> Option<String> {
-        let text = self.receipt_path.as_ref()?.text(body)?;
+    /// The receipt at `receipt_path`, as the API wrote it (a number keeps its digits): one line,
+    /// bounded, no control characters.
+    pub fn receipt(&self, body: &[u8]) -> Option<String> {
+        let text = self.receipt_path.as_ref()?.raw_text(body)?;
         let receipt = crate::text::truncate(text.trim(), MAX_RECEIPT_CHARS);
         (!receipt.is_empty()).then_some(receipt)
     }
@@ -213,9 +214,12 @@ mod tests {
         let rules = rules(&["OK"], &[], &[]);
         let body = json!({"data": {"protocolo": 998877, "mensagem": ""}, "erro": "pedido já faturado"});
         assert_eq!(rules.message(&body).as_deref(), Some("pedido já faturado"));
-        assert_eq!(rules.receipt(&body).as_deref(), Some("998877"));
+        assert_eq!(rules.receipt(body.to_string().as_bytes()).as_deref(), Some("998877"));
+        // A receipt too large for a 64-bit integer keeps the digits the API sent.
+        let big = br#"{"data": {"protocolo": 12345678901234567890123}}"#;
+        assert_eq!(rules.receipt(big).as_deref(), Some("12345678901234567890123"));
         let hostile = json!({"data": {"protocolo": format!("\u{1b}[31mX{}", "9".repeat(500))}});
-        let receipt = rules.receipt(&hostile).unwrap();
+        let receipt = rules.receipt(hostile.to_string().as_bytes()).unwrap();
         assert!(!receipt.contains('\u{1b}') && receipt.chars().count() <= MAX_RECEIPT_CHARS, "{receipt}");
     }
 

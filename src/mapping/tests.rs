@@ -55,6 +55,30 @@ fn url_values_are_percent_encoded_and_headers_templated() {
 }
 
 #[test]
+fn a_value_that_is_a_dot_segment_never_leaves_its_segment() {
+    let delete = plan(
+        "[api.request]\nmethod = \"DELETE\"\nurl = \"https://api.x/v1/lojas/{branch}/pedidos/{order}?p={order}\"\n",
+    );
+    for (branch, order) in [("..", ".."), ("1", ".."), ("1", "."), ("..", "9")] {
+        let mut hostile = item(order);
+        hostile.branch = branch.to_owned();
+        let error = delete.render(&hostile).unwrap_err();
+        assert_eq!(error.key, "api.request.url");
+        assert!(error.message.contains("nada foi enviado"), "{error}");
+    }
+    // Dots inside a segment, or encoded by the value itself, stay where they are.
+    for (order, sent) in
+        [("1.2", "/pedidos/1.2?p=1.2"), ("...", "/pedidos/...?p=..."), ("%2e", "/pedidos/%252e?p=%252e")]
+    {
+        let rendered = delete.render(&item(order)).unwrap();
+        assert!(rendered.url.ends_with(sent), "{}", rendered.url);
+    }
+    // The URL is shown as it goes on the wire (the parser's normal form).
+    let upper = plan("[api.request]\nurl = \"https://API.X:443/v1/{order}\"\n");
+    assert_eq!(upper.render(&item("7")).unwrap().url, "https://api.x/v1/7");
+}
+
+#[test]
 fn a_header_the_item_has_no_value_for_is_left_out_and_a_bad_one_is_refused() {
     let plan = plan("[api.request.headers]\nX-Cliente = \"{customer}\"\nX-Motivo = \"{reason}\"\n");
     let mut no_customer = item("1");

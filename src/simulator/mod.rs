@@ -33,8 +33,30 @@ pub enum Behavior {
     /// Answer with this status and the whole request — request line, headers, body — as a
     /// plain-text body, as a debug endpoint or a WAF's block page does.
     Echo(u16),
+    /// Answer with this status and `{"message": "requisição inválida: <the whole request>"}`
+    /// escaped as PHP's `json_encode` writes it (`\/`, every non-ASCII character as `\uXXXX`).
+    EchoJson(u16),
     /// Wait this many milliseconds, then behave as `then` (a slow API).
     Slow { millis: u64, then: Box<Behavior> },
+}
+
+/// JSON text as PHP's `json_encode` writes it: `/` escaped, every character outside ASCII as a
+/// `\uXXXX` escape (a surrogate pair beyond the BMP).
+fn php_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '/' => out.push_str("\\/"),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let mut units = [0_u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 impl Behavior {
@@ -234,7 +256,7 @@ impl Shared {
             .and_then(|list| list.get(seen).or_else(|| list.last()))
             .cloned()
             .unwrap_or_else(|| scenario.default.clone());
-        if let Behavior::Echo(status) = behavior {
+        if let Behavior::Echo(status) | Behavior::EchoJson(status) = behavior {
             let mut echo = format!("{} {}\n", request.method, request.path);
             for (name, value) in &request.headers {
                 echo.push_str(&format!("{name}: {value}\n"));
@@ -242,6 +264,10 @@ impl Shared {
             echo.push('\n');
             echo.push_str(&request.body);
             received.push(request);
+            if matches!(behavior, Behavior::EchoJson(_)) {
+                let message = serde_json::json!({ "message": format!("requisição inválida: {echo}") });
+                return Behavior::json(status, &php_json(&message.to_string()));
+            }
             return Behavior::with_type(status, "text/plain", &echo);
         }
         received.push(request);
@@ -341,7 +367,7 @@ pub async fn serve_connection<C: Connection>(mut stream: C, shared: Arc<Shared>)
             }
             // `answer` turns an echo into the response it is, and the loop above waits out a
             // slow one.
-            Behavior::Echo(_) | Behavior::Slow { .. } => return,
+            Behavior::Echo(_) | Behavior::EchoJson(_) | Behavior::Slow { .. } => return,
         }
     }
 }

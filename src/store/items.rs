@@ -47,20 +47,21 @@ pub struct EnqueueOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
     pub order: String,
-    pub id: i64,
+    /// The queued item it conflicts with; `None` when the other version is earlier in the same
+    /// batch (rolled back with it, so it has no id to name).
+    pub id: Option<i64>,
     /// The fields that differ.
     pub fields: Vec<&'static str>,
 }
 
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pedido {} (item {}): difere em {}",
-            crate::text::terminal_safe(&self.order),
-            self.id,
-            self.fields.join(", ")
-        )
+        let order = crate::text::terminal_safe(&self.order);
+        let fields = self.fields.join(", ");
+        match self.id {
+            Some(id) => write!(f, "pedido {order} (item {id}): difere em {fields}"),
+            None => write!(f, "pedido {order}: repetido no mesmo lote, difere em {fields}"),
+        }
     }
 }
 
@@ -339,6 +340,8 @@ impl Store {
         let (tx, context) = self.write(ACTION)?;
         let mut outcomes = Vec::with_capacity(items.len());
         let mut conflicts = Vec::new();
+        // Ids this batch inserted: rolled back with it if it is refused, so never named.
+        let mut inserted = std::collections::HashSet::new();
         {
             let mut find = tx.prepare_cached(Existing::SQL).map_err(|e| context.fail(e))?;
             let mut insert = tx
@@ -366,7 +369,8 @@ impl Store {
                                 state,
                             });
                         } else {
-                            conflicts.push(Conflict { order: item.order.clone(), id: existing.id, fields });
+                            let id = (!inserted.contains(&existing.id)).then_some(existing.id);
+                            conflicts.push(Conflict { order: item.order.clone(), id, fields });
                         }
                     }
                     None => {
@@ -389,9 +393,11 @@ impl Store {
                                 now_ms
                             ])
                             .map_err(|e| context.fail(e))?;
+                        let id = tx.last_insert_rowid();
+                        inserted.insert(id);
                         outcomes.push(EnqueueOutcome {
                             order: item.order.clone(),
-                            id: tx.last_insert_rowid(),
+                            id,
                             already_queued: false,
                             state: State::Pending,
                         });
@@ -431,7 +437,7 @@ impl Store {
                     let extra = item.extra.as_ref().map(|extra| Value::Object(extra.clone()).to_string());
                     let fields = differences(item, extra.as_deref(), &existing);
                     if !fields.is_empty() {
-                        conflicts.push(Conflict { order: item.order.clone(), id: existing.id, fields });
+                        conflicts.push(Conflict { order: item.order.clone(), id: Some(existing.id), fields });
                     }
                 }
             }

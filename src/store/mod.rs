@@ -66,6 +66,18 @@ pub struct Store {
     durability: Durability,
 }
 
+impl Drop for Store {
+    /// With the -wal kept (`persist_wal`), SQLite empties it at the last writer's close (after
+    /// that close's checkpoint) only when a size limit is set; without one it only grows, and
+    /// every later process re-reads and re-checkpoints all of it (the direct `enqueue` with the
+    /// service stopped: 22 MB and 2.4× slower after 1,000). Set here, at the close, rather than
+    /// at the open: while the daemon runs, a limit would truncate and regrow the log at every
+    /// restart of it, a cost on every item for nothing.
+    fn drop(&mut self) {
+        let _ = self.conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT);
+    }
+}
+
 /// Why the queue could not do what was asked. `Display` is pt-BR and names the database.
 #[derive(Debug)]
 pub enum StoreError {
@@ -482,6 +494,10 @@ impl ErrorContext {
         }
     }
 }
+
+/// The -wal's size limit set at a writer's close: any non-negative value makes that close
+/// truncate the checkpointed log to zero.
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 
 /// Keeps the database's `-wal` and `-shm` when this connection closes last
 /// (`SQLITE_FCNTL_PERSIST_WAL`), instead of SQLite's default of removing them. Support reads the

@@ -48,6 +48,22 @@ fn a_conflict_refuses_the_whole_batch() {
 }
 
 #[test]
+fn a_conflict_inside_one_batch_names_no_rolled_back_item() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    store.enqueue(&[item("1", "a")], &Origin::Command, at(0)).unwrap();
+    let error = store
+        .enqueue(&[item("5001", "a"), item("5002", "um"), item("5002", "outro")], &Origin::Command, at(1))
+        .unwrap_err();
+    let StoreError::Conflicts(conflicts) = &error else { panic!("{error}") };
+    assert_eq!(conflicts.first[0].id, None);
+    let text = error.to_string();
+    assert!(text.contains("pedido 5002: repetido no mesmo lote, difere em reason"), "{text}");
+    assert!(!text.contains("item 3"), "item 3 was rolled back: {text}");
+    assert_eq!(store.count(&Filter::default()).unwrap(), 1);
+}
+
+#[test]
 fn omitted_cancelled_at_matches_but_a_different_one_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use extrator::simulator::{Background, Behavior, Scenario};
 
-use crate::util::{Env, Killed, expect_exit, free_port, json_lines, signal, test_tools, wait_until};
+use crate::util::{
+    Env, Killed, database_bytes, expect_exit, free_port, json_lines, signal, test_tools, wait_until,
+};
 
 /// Items not yet in a final state.
 const UNFINISHED: &str = "SELECT COUNT(*) FROM items WHERE state NOT IN ('done', 'failed')";
@@ -105,17 +107,6 @@ fn oauth2_env(api: &Background, server: &AuthServer, secret: &str, client_auth: 
     )
     .unwrap();
     env
-}
-
-/// Every byte of the database and its WAL, as text.
-fn database_bytes(env: &Env) -> String {
-    let mut bytes = Vec::new();
-    for suffix in ["", "-wal"] {
-        let mut path = env.database().into_os_string();
-        path.push(suffix);
-        bytes.extend(std::fs::read(path).unwrap_or_default());
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// A secret in the forms it could leak in: as it is, JSON-escaped, percent-encoded, in base64.

@@ -195,10 +195,7 @@ fn wrong_password_pauses_everything_until_a_reload_and_never_leaks() {
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success());
     outputs.push(env.daemon_log());
-    for suffix in ["", "-wal"] {
-        let path = format!("{}{suffix}", env.database().display());
-        outputs.push(String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned());
-    }
+    outputs.push(crate::util::database_bytes(&env));
     for text in &outputs {
         for secret in [WRONG, RIGHT, "aW50ZWdyYWRvcjpTM25oNC"] {
             assert!(!text.contains(secret), "a secret leaked:\n{text}");

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use extrator::simulator::{Background, Behavior, Scenario};
 
-use crate::util::{Env, expect_exit, json_lines, signal, wait_until};
+use crate::util::{Env, database_bytes, expect_exit, json_lines, signal, wait_until};
 
 /// Items not yet in a final state.
 const UNFINISHED: &str = "SELECT COUNT(*) FROM items WHERE state NOT IN ('done', 'failed')";
 
 /// The last attempt's code, kind and message for `order`.
-fn last_attempt(env: &Env, order: &str) -> (Option<String>, String, Option<String>) {
+pub fn last_attempt(env: &Env, order: &str) -> (Option<String>, String, Option<String>) {
     env.db()
         .query_row(
             "SELECT a.code, a.kind, a.message FROM attempts a JOIN items i ON i.id = a.item_id \
@@ -39,17 +39,6 @@ fn the_html_answer_that_crashed_the_daemon_is_a_99_and_it_stays_up() {
     assert_eq!(last_attempt(&env, "2"), (Some("99".into()), "http_502".into(), Some("Ⅷ ß".into())));
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success());
-}
-
-/// Every byte of the database and its WAL, as text.
-fn database_bytes(env: &Env) -> String {
-    let mut bytes = Vec::new();
-    for suffix in ["", "-wal"] {
-        let mut path = env.database().into_os_string();
-        path.push(suffix);
-        bytes.extend(std::fs::read(path).unwrap_or_default());
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use extrator::simulator::{Background, Scenario};
 
-use crate::util::{Env, expect_exit, needs_program, record, signal, wait_until};
+use crate::util::{
+    Env, database_bytes, expect_exit, needs_program, peak_rss_kib, record, signal, wait_until,
+};
 
 /// A database shaped like Winthor's order headers: `POSICAO = 'C'` is a cancelled order.
 fn erp_database(path: &Path, orders: std::ops::RangeInclusive<u32>) {
@@ -191,12 +193,7 @@ fn a_failing_command_imports_nothing_is_said_once_per_change_and_never_stops_del
         let received = received_per_order(&api);
         received.contains_key("901") && received.contains_key("902")
     });
-    let peak_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", daemon.id()))
-        .unwrap()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap();
+    let peak_kib = peak_rss_kib(daemon.id());
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
 
@@ -245,18 +242,12 @@ fn the_environment_files_secret_appears_in_no_log_record_or_check_output() {
     let (status_json, _) = expect_exit(&env.run(&["status", "--json"]), 0);
     assert!(status.contains("ORA-01017") && status_json.contains("ORA-01017"), "{status}");
 
-    let mut database = Vec::new();
-    for suffix in ["", "-wal"] {
-        let mut name = env.database().into_os_string();
-        name.push(suffix);
-        database.extend(std::fs::read(name).unwrap_or_default());
-    }
     for (what, text) in [
         ("check", stdout + &stderr),
         ("the daemon's log", env.daemon_log()),
         ("status", status),
         ("status --json", status_json),
-        ("the database", String::from_utf8_lossy(&database).into_owned()),
+        ("the database", database_bytes(&env)),
     ] {
         assert!(!text.contains(SECRET), "{what} shows the secret:\n{text}");
     }
@@ -321,4 +312,142 @@ fn a_run_under_way_when_the_daemon_stops_is_killed_with_everything_it_started() 
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
     wait_until("both gone", Duration::from_secs(10), || !running("sleep 3017") && !running("sleep 3018"));
+}
+
+/// A source of `script` run once an hour: the first run at start is the only one a test sees.
+fn hourly_source(script: &Path, environment_file: Option<&Path>) -> String {
+    script_source(script, environment_file).replace("interval = \"100ms\"", "interval = \"1h\"")
+}
+
+/// Waits for the source's first run and returns its error (empty when it succeeded).
+fn first_run(env: &Env) -> String {
+    wait_until("the source's first run", Duration::from_secs(30), || {
+        env.database().exists()
+            && env
+                .db()
+                .query_row("SELECT COUNT(*) FROM sources WHERE name = 'teste'", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .unwrap_or(0)
+                == 1
+    });
+    last_error(env).0
+}
+
+fn running(marker: &str) -> bool {
+    Command::new("pgrep").args(["-f", marker]).output().is_ok_and(|output| output.status.success())
+}
+
+#[test]
+fn one_order_printed_twice_with_different_content_is_named_with_both_rows_and_check_says_so() {
+    let scratch = tempfile::tempdir().unwrap();
+    let script = scratch.path().join("fonte.sh");
+    // A JOIN that repeats order 5002 with two reasons, and 5001 once.
+    std::fs::write(
+        &script,
+        "printf '%s\\n' '{\"order\":\"5001\",\"branch\":\"1\",\"reason\":\"a\"}' \
+         '{\"order\":\"5002\",\"branch\":\"1\",\"reason\":\"itens\"}' \
+         '{\"order\":\"5002\",\"branch\":\"1\",\"reason\":\"frete\"}'\n",
+    )
+    .unwrap();
+    let env = Env::build("http://127.0.0.1:1/x", "", &hourly_source(&script, None));
+    let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
+    let said = "o pedido \"5002\" aparece duas vezes com conteúdos diferentes (registro 2 (linha 2) e registro 3 \
+                (linha 3); difere em reason)";
+    assert!(stdout.contains(said), "{stdout}");
+    let mut daemon = env.spawn_daemon();
+    let error = first_run(&env);
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
+    assert!(error.contains(said) && error.contains("nada desta execução foi enfileirado"), "{error}");
+    assert!(!error.contains("item "), "names no item: {error}");
+    assert_eq!(env.item_count(), 0, "all or nothing: 5001 waits for the query to be fixed");
+
+    // The same row twice (a harmless repetition) is one order.
+    std::fs::write(
+        &script,
+        "printf '%s\\n' '{\"order\":\"5001\",\"branch\":\"1\",\"reason\":\"a\"}' \
+         '{\"order\":\"5002\",\"branch\":\"1\",\"reason\":\"itens\"}' \
+         '{\"order\":\"5002\",\"branch\":\"1\",\"reason\":\"itens\"}'\n",
+    )
+    .unwrap();
+    // (`check` exits 1 all the same: nothing listens at the API's port.)
+    let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
+    assert!(stdout.contains("3 linha(s) lida(s)") && stdout.contains("2 nova(s)"), "{stdout}");
+    let mut daemon = env.spawn_daemon();
+    wait_until("both orders queued", Duration::from_secs(30), || env.item_count() == 2);
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
+}
+
+#[test]
+fn a_daemonized_grandchild_dies_with_the_run_and_a_command_that_exited_0_is_not_a_timeout() {
+    let scratch = tempfile::tempdir().unwrap();
+    let script = scratch.path().join("fonte.sh");
+    // As `ssh -f` does: a helper in a session of its own (out of the run's process group), and
+    // a background child that keeps the run's stdout open; the command itself prints and exits 0.
+    std::fs::write(
+        &script,
+        "setsid sleep 3019 </dev/null >/dev/null 2>&1 &\nsleep 3020 &\n\
+         echo '{\"order\":\"7001\",\"branch\":\"1\",\"reason\":\"ok\"}'\nexit 0\n",
+    )
+    .unwrap();
+    let env = Env::build("http://127.0.0.1:1/x", "", &hourly_source(&script, None));
+    let mut daemon = env.spawn_daemon();
+    let error = first_run(&env);
+    assert_eq!(error, "", "the command exited 0: {error}");
+    assert_eq!(env.item_count(), 1);
+    wait_until("the run's processes gone", Duration::from_secs(10), || {
+        !running("sleep 3019") && !running("sleep 3020")
+    });
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
+    assert!(!running("sleep 3019"), "no orphan outlives the daemon");
+
+    // `check` runs it the same way, and leaves nothing behind either.
+    let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
+    assert!(stdout.contains("1 linha(s) lida(s)") && !stdout.contains("timeout"), "{stdout}");
+    assert!(!running("sleep 3019") && !running("sleep 3020"), "check left a process behind");
+}
+
+#[test]
+fn stderr_is_masked_before_it_is_cut_and_a_huge_value_is_quoted_short() {
+    const SECRET: &str = "Segredo-Do-Oracle-2026";
+    let scratch = tempfile::tempdir().unwrap();
+    let (script, environment) = (scratch.path().join("fonte.sh"), scratch.path().join("oracle.env"));
+    std::fs::write(&environment, format!("ORACLE_SENHA={SECRET}\n")).unwrap();
+    // The secret straddles stderr's 2 KiB excerpt: cut first, its first half would show.
+    std::fs::write(&script, "head -c 2040 /dev/zero | tr '\\0' x >&2\necho \"$ORACLE_SENHA\" >&2\nexit 1\n")
+        .unwrap();
+    let env = Env::build("http://127.0.0.1:1/x", "", &hourly_source(&script, Some(&environment)));
+    let mut daemon = env.spawn_daemon();
+    let error = first_run(&env);
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
+    assert!(error.contains("código de saída 1"), "{error}");
+    for text in [&error, &env.daemon_log()] {
+        assert!(!text.contains(&SECRET[..8]), "a piece of the secret shows:\n{text}");
+    }
+
+    // A 15 MB `cancelled_at` in a row: quoted short everywhere, not echoed whole.
+    std::fs::write(
+        &script,
+        "printf '{\"order\":\"1\",\"branch\":\"1\",\"reason\":\"r\",\"cancelled_at\":\"'\n\
+         head -c 15000000 /dev/zero | tr '\\0' 9\nprintf '\"}\\n'\n",
+    )
+    .unwrap();
+    let env = Env::build("http://127.0.0.1:1/x", "", &hourly_source(&script, None));
+    let mut daemon = env.spawn_daemon();
+    let error = first_run(&env);
+    let peak_kib = peak_rss_kib(daemon.id());
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
+    assert!(error.contains("cancelled_at") && error.contains("(15000000 caracteres)"), "{}", &error[..500]);
+    assert!(error.len() < 4096, "{} bytes", error.len());
+    let (status, _) = expect_exit(&env.run(&["status"]), 0);
+    assert!(status.len() < 8192, "status: {} bytes", status.len());
+    assert!(env.daemon_log().lines().all(|line| line.len() < 8192), "a log line is unbounded");
+    assert_eq!(env.item_count(), 0);
+    // 15 MB read and parsed once, never copied into messages.
+    assert!(peak_kib < 120 * 1024, "peak RSS {peak_kib} KiB");
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::enqueue::malformed_inputs;
-use crate::util::{Env, expect_exit, json_lines, record, signal, wait_until};
+use crate::util::{Env, expect_exit, json_lines, peak_rss_kib, record, signal, wait_until};
 
 /// Starts the daemon, waits until the spool holds no `*.json`, and stops it with SIGTERM.
 fn import_all(env: &Env) {
@@ -290,13 +290,6 @@ fn a_file_written_in_place_with_pauses_loses_no_line() {
     assert!(log.contains("mudou depois de importado"), "{log}");
     // The pause in the middle of a line: said, not silently skipped.
     assert!(log.contains("o que foi acrescentado não pôde ser lido"), "{log}");
-}
-
-/// Peak resident memory of a process, in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[test]

@@ -356,3 +356,21 @@ pub fn wait_until_or(
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// Every byte of the database and its WAL, as text (to look for what must not be stored).
+pub fn database_bytes(env: &Env) -> String {
+    let mut bytes = Vec::new();
+    for suffix in ["", "-wal"] {
+        let mut path = env.database().into_os_string();
+        path.push(suffix);
+        bytes.extend(std::fs::read(path).unwrap_or_default());
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
