@@ -23,7 +23,10 @@ pub fn files() -> Vec<(String, Vec<u8>)> {
         let mut page = Vec::new();
         let sub = sub.clone().name(name.clone()).bin_name(format!("extrator {}", sub.get_name()));
         let _ = clap_mangen::Man::new(sub).manual("extrator").section("1").render(&mut page);
-        files.push((format!("{name}.1"), page));
+        files.push((
+            format!("{name}.1"),
+            crate::cli::portuguese(&String::from_utf8_lossy(&page)).into_bytes(),
+        ));
     }
     files.push(("extrator.toml.5".to_owned(), config_page()));
     files.push(("extrator.catalog".to_owned(), crate::journal::catalog().into_bytes()));
@@ -79,7 +82,7 @@ fn main_page(command: clap::Command) -> Vec<u8> {
          .SH \"VEJA TAMBÉM\"\n\\fBextrator.toml\\fR(5), \\fBsystemctl\\fR(1), \\fBjournalctl\\fR(1)\n",
     );
     page.extend_from_slice(extra.as_bytes());
-    page
+    crate::cli::portuguese(&String::from_utf8_lossy(&page)).into_bytes()
 }
 
 /// `extrator.toml(5)`: the commented default config, which documents every key, verbatim.

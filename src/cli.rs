@@ -8,8 +8,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
-    self, demo::DemoArgs, enqueue::EnqueueArgs, explain::ExplainArgs, list::ListArgs, preview::PreviewArgs,
-    retry::RetryArgs, show::ShowArgs, simulate::SimulateArgs, status::StatusArgs,
+    self, check::CheckArgs, demo::DemoArgs, enqueue::EnqueueArgs, explain::ExplainArgs, list::ListArgs,
+    preview::PreviewArgs, retry::RetryArgs, show::ShowArgs, simulate::SimulateArgs, status::StatusArgs,
 };
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 
@@ -69,7 +69,7 @@ pub enum Command {
     Retry(RetryArgs),
     /// Valida a configuração e testa passo a passo: banco, DNS, TCP, TLS, credenciais, requisição
     #[command(help_template = HELP_TEMPLATE)]
-    Check,
+    Check(CheckArgs),
     /// Explica um código de erro: significado, causas e o que fazer
     #[command(help_template = HELP_TEMPLATE)]
     Explain(ExplainArgs),
@@ -105,7 +105,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => commands::list::run(&cli.config, args),
         Command::Show(args) => commands::show::run(&cli.config, args),
         Command::Retry(args) => commands::retry::run(&cli.config, args),
-        Command::Check => commands::check::run(&cli.config),
+        Command::Check(args) => commands::check::run(&cli.config, args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Preview(args) => commands::preview::run(&cli.config, args),
         Command::Demo(args) => commands::demo::run(args),
@@ -144,11 +144,11 @@ fn exit_quietly_on_broken_pipe() {
 fn usage_error(error: &clap::Error) -> ExitCode {
     match error.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = error.print();
+            print!("{}", portuguese(&error.render().to_string()));
             ExitCode::from(EXIT_OK)
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            let _ = error.print();
+            eprint!("{}", portuguese(&error.render().to_string()));
             eprintln!("extrator: erro: informe um comando");
             ExitCode::from(EXIT_USAGE)
         }
@@ -158,6 +158,46 @@ fn usage_error(error: &clap::Error) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// clap's own words in a help text or a man page, in Portuguese: clap has no translations, so
+/// the few fixed phrases it writes are replaced (a test reads every `--help` and man page for
+/// them). Roff's escapes of the apostrophe are covered too.
+pub fn portuguese(text: &str) -> String {
+    const WORDS: [(&str, &str); 14] = [
+        ("Print help (see a summary with '-h')", "Mostra esta ajuda"),
+        ("Print help (see a summary with \\*(Aq\\-h\\*(Aq)", "Mostra esta ajuda"),
+        ("Print help (see more with '--help')", "Mostra esta ajuda"),
+        ("Print help (see more with \\*(Aq\\-\\-help\\*(Aq)", "Mostra esta ajuda"),
+        ("Print help", "Mostra esta ajuda"),
+        ("Print version", "Mostra a versão"),
+        ("Possible values:", "Valores possíveis:"),
+        ("[default: ", "[padrão: "),
+        ("[OPTIONS]", "[OPÇÕES]"),
+        (".SH NAME", ".SH NOME"),
+        (".SH SYNOPSIS", ".SH SINOPSE"),
+        (".SH DESCRIPTION", ".SH DESCRIÇÃO"),
+        (".SH SUBCOMMANDS", ".SH COMANDOS"),
+        (".SH VERSION", ".SH VERSÃO"),
+    ];
+    let mut text = text.to_owned();
+    for (english, portuguese) in WORDS {
+        text = text.replace(english, portuguese);
+    }
+    // clap_mangen puts the arguments without a heading under OPTIONS and ours under "Opções":
+    // one section, named once.
+    let mut seen_options = false;
+    text.lines()
+        .filter_map(|line| {
+            let options = matches!(line, ".SH OPTIONS" | ".SH OPÇÕES" | ".SH Opções");
+            if options && seen_options {
+                return None;
+            }
+            seen_options |= options;
+            Some(if options { ".SH OPÇÕES" } else { line })
+        })
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 /// A clap error in pt-BR, built from its kind and context.

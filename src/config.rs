@@ -142,6 +142,16 @@ pub struct ApiConfig {
     pub response: ResponseConfig,
 }
 
+impl ApiConfig {
+    /// The key and text of the URL the requests really go to: the mapping's when it has one.
+    pub fn url_in_use(&self) -> (&'static str, &str) {
+        match &self.request.url {
+            Some(template) => ("api.request.url", template.0.source()),
+            None => ("api.url", self.url.as_str()),
+        }
+    }
+}
+
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
@@ -577,6 +587,15 @@ pub fn load_with_env(
         message,
     })?;
     let mut warnings = secret_warnings(&config);
+    // The shipped config's placeholder host (RFC 2606's `.invalid` never resolves): valid TOML,
+    // but nothing can be sent until it is replaced — said, not left for code 05 to reveal.
+    let (url_key, url) = config.api.url_in_use();
+    if url.split(['/', ':']).nth(3).is_some_and(|host| host.ends_with(".invalid")) {
+        warnings.push(format!(
+            "{url_key} ainda é o endereço de exemplo ({url}): troque pelo endereço informado pelo \
+             fornecedor da API; até lá nenhum cancelamento é enviado (erro 05)"
+        ));
+    }
     if config.api.auth.password.is_some() && readable_by_others(path) {
         warnings.push(format!(
             "a senha está em `api.auth.password` e {} pode ser lido por outros usuários: \
@@ -866,16 +885,14 @@ fn secret_warnings(config: &Config) -> Vec<String> {
     let auth = &config.api.auth;
     let mut warnings = Vec::new();
     let plain = |url: &str| url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+    let (url_key, url) = config.api.url_in_use();
     match auth.mode {
-        AuthMode::Basic if plain(&config.api.url) => warnings.push(
-            "api.url usa http:// com autenticação basic: usuário e senha vão pela rede sem criptografia \
+        AuthMode::Basic if plain(url) => warnings.push(format!(
+            "{url_key} usa http:// com autenticação basic: usuário e senha vão pela rede sem criptografia \
              (o cabeçalho Basic é só base64); use https://"
-                .to_owned(),
-        ),
+        )),
         AuthMode::Login => {
-            for (key, url) in
-                [("api.auth.login_url", auth.login_url.as_deref()), ("api.url", Some(&config.api.url))]
-            {
+            for (key, url) in [("api.auth.login_url", auth.login_url.as_deref()), (url_key, Some(url))] {
                 if url.is_some_and(plain) {
                     warnings.push(format!(
                         "{key} usa http:// com autenticação login: a senha ou o token vão pela rede sem \
@@ -1034,8 +1051,16 @@ impl Config {
             return fail(
                 "api.connect_timeout",
                 format!(
-                    "({}) não pode ser maior que api.request_timeout ({})",
-                    api.connect_timeout, api.request_timeout
+                    "({}{}) não pode ser maior que api.request_timeout ({}): escreva em [api] \
+                     connect_timeout = \"{}\" (ou menos), ou aumente request_timeout",
+                    api.connect_timeout,
+                    if api.connect_timeout == ApiConfig::default().connect_timeout {
+                        ", o padrão"
+                    } else {
+                        ""
+                    },
+                    api.request_timeout,
+                    api.request_timeout
                 ),
             );
         }
@@ -1546,6 +1571,24 @@ mod tests {
         std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&config, text("https://api.x.com.br/c")).unwrap();
         assert_eq!(load_with_env(&config, []).unwrap().warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn warnings_name_the_url_in_use_and_the_example_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("extrator.toml");
+        std::fs::write(
+            &config,
+            "[api.request]\nurl = \"http://api.x.com.br/v1/{order}\"\n[api.auth]\nmode = \"basic\"\nuser = \"u\"\n\
+             password = \"senha-qualquer\"\n",
+        )
+        .unwrap();
+        let warnings = load_with_env(&config, []).unwrap().warnings.join("\n");
+        assert!(warnings.contains("api.request.url usa http://"), "{warnings}");
+        assert!(!warnings.contains("api.url usa"), "{warnings}");
+        std::fs::write(&config, "[api]\nurl = \"https://api.exemplo.invalid/v1/cancelamentos\"\n").unwrap();
+        let warnings = load_with_env(&config, []).unwrap().warnings.join("\n");
+        assert!(warnings.contains("api.url ainda é o endereço de exemplo"), "{warnings}");
     }
 
     #[test]

@@ -42,15 +42,19 @@ pub fn differing_fields(a: &NewItem, b: &NewItem) -> Vec<&'static str> {
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting for its next attempt (`next_attempt_at`).
+    #[value(help = "esperando a próxima tentativa")]
     Pending,
     /// Claimed by the dispatcher; a request may be on the wire.
-    #[value(name = "in_flight")]
+    #[value(name = "in_flight", help = "em envio agora")]
     InFlight,
     /// The API accepted it asynchronously (202/208); polled until final.
+    #[value(help = "aceito pela API, que ainda está processando (consultado até a resposta final)")]
     Processing,
     /// Delivered.
+    #[value(help = "entregue")]
     Done,
     /// Given up on; only `extrator retry` brings it back.
+    #[value(help = "em falha definitiva; só `extrator retry` o traz de volta")]
     Failed,
 }
 

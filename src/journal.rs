@@ -140,7 +140,7 @@ impl Message {
                 (format!("Falha no envio: erro {}", code.label()), text)
             }
             Message::GaveUp => (
-                "Cancelamento desistido: o item ficou em falha".to_owned(),
+                "Cancelamento não entregue: o item ficou em falha definitiva".to_owned(),
                 "O extrator desistiu do cancelamento do pedido @EXTRATOR_ORDER@ (erro @EXTRATOR_CODE@):\n\
                  a API o recusou (07) ou as tentativas de retry.max_attempts acabaram (04, 99).\n\
                  O item fica no estado failed e não é enviado de novo sozinho.\n\n\

@@ -130,7 +130,7 @@ pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow], u64)>) -> 
                             tr {
                                 td { (attempt.number) }
                                 td { (local_time(attempt.started_at)) }
-                                td { (attempt.duration_ms) " ms" }
+                                td { (duration_text(attempt.duration_ms)) }
                                 td { (crate::commands::show::outcome_label(attempt)) }
                                 td { (attempt.code.as_deref().map_or_else(|| "—".to_owned(), crate::codes::label)) }
                                 td { (attempt.kind) }
@@ -217,12 +217,13 @@ fn by_code(items: &[ItemRow]) -> BTreeMap<String, Vec<&ItemRow>> {
 fn failed_group(code: &str, items: &[&ItemRow]) -> Markup {
     html! {
         div.grupo id=(format!("falhas-{}", crate::text::terminal_safe(code))) {
-            h3 { "Erro " (crate::codes::label(code)) " — " (items.len()) " item(ns)" }
+            h3 { "Erro " (crate::codes::label(code)) " — " (items.len()) (if items.len() == 1 { " item" } else { " itens" }) }
             @if let Some(info) = crate::codes::find(code) { (what_to_do(info)) }
             table.lista {
-                tr { th { "Pedido" } th { "Filial" } th { "Falhou em" } th { "Mensagem da API" } }
+                tr { th { "Item" } th { "Pedido" } th { "Filial" } th { "Falhou em" } th { "Mensagem" } }
                 @for item in items {
                     tr.falha {
+                        td { (item.id) }
                         td { a href=(format!("/pedido?numero={}", percent_encoding::utf8_percent_encode(&item.order, percent_encoding::NON_ALPHANUMERIC))) { (crate::text::terminal_safe(&item.order)) } }
                         td { (crate::text::terminal_safe(&item.branch)) }
                         td { (local_time(item.updated_at)) }
@@ -234,13 +235,28 @@ fn failed_group(code: &str, items: &[&ItemRow]) -> Markup {
     }
 }
 
+/// A catalog text whose `commands` (markdown's backticks, for the terminal and the docs) are
+/// shown as code, not as backticks.
+fn with_code(text: &str) -> Markup {
+    html! {
+        @for (index, piece) in text.split('`').enumerate() {
+            @if index % 2 == 1 { code { (piece) } } @else { (piece) }
+        }
+    }
+}
+
+/// A duration as a person reads it: milliseconds under a second, else seconds with one decimal.
+fn duration_text(ms: i64) -> String {
+    if ms < 1000 { format!("{ms} ms") } else { format!("{},{} s", ms / 1000, (ms % 1000) / 100) }
+}
+
 /// A code's meaning and steps from the catalog.
 fn what_to_do(info: &crate::codes::Info) -> Markup {
     html! {
         div.oquefazer {
-            p { (crate::codes::capitalised(info.meaning)) ". " (crate::codes::capitalised(info.behaviour)) "." }
+            p { (with_code(&crate::codes::capitalised(info.meaning))) ". " (with_code(&crate::codes::capitalised(info.behaviour))) "." }
             p { "O que fazer:" }
-            ol { @for step in info.steps { li { (step) } } }
+            ol { @for step in info.steps { li { (with_code(step)) } } }
         }
     }
 }
@@ -356,6 +372,15 @@ fn chart(bars: &[Bar]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_are_code_and_durations_are_read_as_people_read_them() {
+        let markup = with_code("reenvie com `extrator retry --id ID` depois").into_string();
+        assert_eq!(markup, "reenvie com <code>extrator retry --id ID</code> depois");
+        assert_eq!(duration_text(87), "87 ms");
+        assert_eq!(duration_text(30_001), "30,0 s");
+        assert_eq!(duration_text(1_550), "1,5 s");
+    }
 
     #[test]
     fn hostile_text_is_shown_as_text() {

@@ -43,7 +43,21 @@ pub fn io_error(error: &io::Error) -> String {
         io::ErrorKind::ReadOnlyFilesystem => "o sistema de arquivos é somente leitura".to_owned(),
         io::ErrorKind::AlreadyExists => "já existe".to_owned(),
         io::ErrorKind::InvalidData => "o conteúdo não é texto UTF-8".to_owned(),
-        _ => format!("erro de E/S ({error})"),
+        io::ErrorKind::ConnectionRefused => "conexão recusada".to_owned(),
+        io::ErrorKind::ConnectionReset => "conexão reiniciada pelo outro lado".to_owned(),
+        io::ErrorKind::ConnectionAborted => "conexão abortada".to_owned(),
+        io::ErrorKind::TimedOut => "tempo esgotado".to_owned(),
+        io::ErrorKind::HostUnreachable => "host inalcançável".to_owned(),
+        io::ErrorKind::NetworkUnreachable => "rede inalcançável".to_owned(),
+        io::ErrorKind::AddrInUse => "endereço já em uso".to_owned(),
+        io::ErrorKind::AddrNotAvailable => "endereço indisponível nesta máquina".to_owned(),
+        io::ErrorKind::BrokenPipe => "o outro lado fechou a conexão".to_owned(),
+        io::ErrorKind::Interrupted => "interrompido".to_owned(),
+        // The errno's number is kept for search; its English text is not shown.
+        _ => match error.raw_os_error() {
+            Some(errno) => format!("erro do sistema (errno {errno})"),
+            None => format!("erro de E/S ({error})"),
+        },
     }
 }
 

@@ -77,7 +77,7 @@ _extrator() {
             return 0
             ;;
         extrator__subcmd__check)
-            opts="-h --config --help"
+            opts="-h --config-only --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -3,7 +3,10 @@
 //! credentials → a harmless request — printing ✓ or ✗ for each, and on failure the support code
 //! and what to do. Each polled `[[source]]` is run once, dry: what it read and what would be new,
 //! nothing queued. Exit 0 when every step passed, 1 when one failed, 78 when the config itself is
-//! invalid.
+//! invalid. With `--config-only`, only what the service would build from the config (the
+//! config, its secret files and certificates, the sources' environment files), without network:
+//! what the unit's `ExecReload=` runs before it signals the service, so a refused config makes
+//! `systemctl reload` fail with the reason.
 
 use std::path::Path;
 
@@ -13,11 +16,53 @@ use crate::config::{AuthMode, Config};
 use crate::failure::{EXIT_CONFIG, Failure, Outcome as CommandOutcome};
 use crate::store::{Access, Store, StoreError};
 
+/// `extrator check`'s options.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Opções")]
+pub struct CheckArgs {
+    /// Só valida a configuração como o serviço a carregaria (arquivos de senha, certificados,
+    /// fontes), sem testar a rede: o que o `systemctl reload` roda antes de avisar o serviço
+    #[arg(long)]
+    pub config_only: bool,
+}
+
 /// Runs `check`.
-pub fn run(config_path: &Path) -> CommandOutcome {
+pub fn run(config_path: &Path, args: &CheckArgs) -> CommandOutcome {
+    if args.config_only {
+        return match crate::daemon::prepare(config_path) {
+            Ok((loaded, _, _)) => {
+                for warning in &loaded.warnings {
+                    eprintln!("  ⚠ {warning}");
+                }
+                println!("✓ configuração: válida ({})", config_path.display());
+                Ok(())
+            }
+            Err(message) => Err(Failure {
+                exit_code: EXIT_CONFIG,
+                // The loader's errors name the file already; the client's and sources' do not.
+                message: if message.contains(&config_path.display().to_string()) {
+                    message
+                } else {
+                    format!("configuração recusada ({}): {message}", config_path.display())
+                },
+            }),
+        };
+    }
     println!("Diagnóstico do extrator ({})", config_path.display());
     let loaded = match crate::config::load(config_path) {
         Ok(loaded) => loaded,
+        Err(_) if crate::config::unreadable(config_path) => {
+            // Not an invalid config: an account `check` is not for (it tests the credentials).
+            fail_line(
+                "configuração",
+                &format!(
+                    "sem permissão para ler {}: o check testa as credenciais e precisa de root ou da \
+                     conta do serviço (sudo extrator check); para consultar a fila use extrator status",
+                    config_path.display()
+                ),
+            );
+            return Err(Failure::failed("a configuração não pôde ser lida"));
+        }
         Err(error) => {
             fail_line("configuração", &error.to_string());
             return Err(Failure {
@@ -50,12 +95,22 @@ pub fn run(config_path: &Path) -> CommandOutcome {
         .map_err(|error| Failure::failed(format!("não foi possível iniciar o runtime: {error}")))?;
     if let Some(address) = config.metrics.address() {
         let access = if config.metrics.password_file.is_some() { ", com usuário e senha" } else { "" };
-        pass(
-            "painel e métricas",
-            &format!(
-                "o serviço publica http://{address}/ e http://{address}/metrics (metrics.listen{access})"
-            ),
-        );
+        // Said as it is: `metrics.listen` changes only with a restart, so the config may ask for
+        // a listener the running service does not have yet.
+        let listening =
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(500)).is_ok();
+        if listening {
+            pass(
+                "painel e métricas",
+                &format!("http://{address}/ e http://{address}/metrics atendem (metrics.listen{access})"),
+            );
+        } else {
+            println!(
+                "  ⚠ painel e métricas: a configuração pede http://{address}/ (metrics.listen{access}), mas \
+                 ninguém atende nesse endereço agora; o serviço o abre ao iniciar \
+                 (metrics.listen só muda com systemctl restart extrator)"
+            );
+        }
     }
     let sources_ok = runtime.block_on(sources_step(&config));
     match runtime.block_on(network_steps(&config, &client)) {
@@ -110,7 +165,7 @@ fn database_step(config: &Config) {
             Ok((pending, processing, failed)) => pass(
                 "banco de dados",
                 &format!(
-                    "{} ({pending} pendente(s), {processing} processando, {failed} falharam)",
+                    "{} ({pending} pendente(s), {processing} processando, {failed} com falha definitiva)",
                     path.display()
                 ),
             ),
@@ -400,7 +455,9 @@ fn fail_line(step: &str, detail: &str) {
 fn fail_code(step: &str, code: Code, detail: &str) -> bool {
     println!("✗ {step}: erro {}: {detail}", code.label());
     println!("  O que fazer:");
-    for (number, what) in code.info().steps.iter().enumerate() {
+    // The catalog's steps, but "rode `extrator check`": this is it.
+    let steps = code.info().steps.iter().filter(|step| !step.contains("rode `extrator check`"));
+    for (number, what) in steps.enumerate() {
         println!("    {}. {what}", number + 1);
     }
     false

@@ -46,14 +46,13 @@ pub fn load_config(path: &Path) -> Result<Loaded, Failure> {
 
 /// Loads the config for a command that needs only where the queue is (`enqueue`, `status`,
 /// `list`, `show`): an account that may not read it — the ERP's, support's; the config may hold
-/// secrets — gets the packaged paths, with any `EXTRATOR_QUEUE__*` overrides. `note` says so on
-/// stderr (the reading commands); `enqueue` stays quiet for the ERP's scripts.
+/// secrets — gets the packaged paths, with any `EXTRATOR_QUEUE__*` overrides. The config's
+/// warnings (about credentials) are not these commands' business: `check` and the service say
+/// them. That the packaged paths were used is said (by the reading commands, `note`) only when
+/// no queue is there — the normal case for support is silent.
 pub fn load_queue_config(path: &Path, note: bool) -> Result<Loaded, Failure> {
     let (loaded, fallback) = config::load_queue_paths(path, std::env::vars())?;
-    for warning in &loaded.warnings {
-        eprintln!("extrator: aviso: {warning}");
-    }
-    if fallback && note {
+    if fallback && note && !loaded.config.queue.database.exists() {
         eprintln!(
             "extrator: aviso: sem permissão para ler a configuração {} (ela pode guardar senhas): usando os caminhos \
              padrão, banco de dados {}",

@@ -64,7 +64,12 @@ pub fn fields(item: &ItemRow) -> Vec<(&'static str, String)> {
         ("Pedido:", safe(&item.order)),
         ("Filial:", safe(&item.branch)),
         ("Motivo:", safe(&item.reason)),
-        ("Cancelado em:", safe(&item.cancelled_at)),
+        // As every other date here: local time, dd/mm/aaaa (the text kept when it is not RFC 3339).
+        (
+            "Cancelado em:",
+            crate::item::parse_rfc3339(&item.cancelled_at)
+                .map_or_else(|_| safe(&item.cancelled_at), local_time),
+        ),
         ("Cliente:", optional(item.customer.as_deref())),
         (
             "Extra:",

@@ -100,9 +100,12 @@ pub struct Daemon {
     spool: Option<Box<spool::Spool>>,
     notifier: Notifier,
     /// Pending, processing and failed items at the last tick.
-    counts: (u64, u64, u64),
+    counts: Option<(u64, u64, u64)>,
     /// The database's trouble of the moment, until writes work.
     problems: chores::Problems,
+    /// Why the last reload was refused, until one succeeds: said in the status line, since the
+    /// running config is not the file's.
+    reload_refused: Option<String>,
     /// The watchdog is held back because the store thread stalled (logged once).
     store_stalled: bool,
     /// Tells a running spool import to end (at stop).
@@ -137,8 +140,9 @@ impl Daemon {
             purge: chores::PurgeCadence::default(),
             spool: Some(Box::new(spool)),
             notifier: Notifier::new(),
-            counts: (0, 0, 0),
+            counts: None,
             problems: chores::Problems::default(),
+            reload_refused: None,
             store_stalled: false,
             stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             metrics: Arc::new(Metrics::new()),
@@ -658,7 +662,7 @@ impl Daemon {
             Err(error) => self.store_error(error.to_string()),
         }
         match chores.counts {
-            Ok(counts) => self.counts = counts,
+            Ok(counts) => self.counts = Some(counts),
             Err(error) => self.store_error(error.to_string()),
         }
         if let Ok(at) = chores.last_success {
@@ -691,7 +695,13 @@ impl Daemon {
 
     /// The one-line pt-BR summary for systemd's `STATUS=`.
     fn status_line(&self) -> String {
-        let line = status_line(&self.dispatcher.status(), self.counts, jiff::Timestamp::now());
+        let mut line = status_line(&self.dispatcher.status(), self.counts, jiff::Timestamp::now());
+        if let Some(why) = &self.reload_refused {
+            line = format!(
+                "RECARGA RECUSADA (vale a configuração anterior): {} · {line}",
+                crate::text::truncate(why, 200)
+            );
+        }
         match self.problems.current() {
             Some(problem) => format!("ERRO NO BANCO DE DADOS: {problem} · {line}"),
             None => line,
@@ -709,35 +719,19 @@ impl Daemon {
 
     /// Re-reads the config; an invalid one is refused and the running one kept.
     fn reload(&mut self) -> Option<Event> {
-        let metrics = self.metrics.clone();
-        let refused = |error: &dyn std::fmt::Display| {
-            metrics.reload(false);
-            tracing::error!(
-                message_id = %Message::ReloadRefused.id(),
-                "recarga recusada, a configuração anterior continua valendo: {error}"
-            );
-        };
-        let loaded = match crate::config::load(&self.config_path) {
-            Ok(loaded) => loaded,
+        let (loaded, client, sources) = match prepare(&self.config_path) {
+            Ok(prepared) => prepared,
             Err(error) => {
-                refused(&error);
+                self.metrics.reload(false);
+                tracing::error!(
+                    message_id = %Message::ReloadRefused.id(),
+                    "recarga recusada, a configuração anterior continua valendo: {error}"
+                );
+                self.reload_refused = Some(error);
                 return None;
             }
         };
-        let client = match Client::new(&loaded.config) {
-            Ok(client) => client,
-            Err(error) => {
-                refused(&error);
-                return None;
-            }
-        };
-        let sources = match crate::source::Source::all(&loaded.config.sources) {
-            Ok(sources) => sources,
-            Err(error) => {
-                refused(&error);
-                return None;
-            }
-        };
+        self.reload_refused = None;
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
@@ -846,4 +840,17 @@ async fn woken(socket: Option<&tokio::net::UnixDatagram>, buffer: &mut [u8]) {
 /// The fatal error of a store thread that panicked.
 fn store_thread_died() -> Failure {
     Failure::failed("a thread do banco de dados parou inesperadamente")
+}
+
+/// Everything the daemon builds from the config file before it uses it: the config, the HTTP
+/// client (secrets, certificates) and the sources (their environment files). What a reload
+/// does first, and what `extrator check --config-only` (the unit's `ExecReload=`) runs, so a
+/// config the daemon would refuse makes `systemctl reload` fail. The error is the pt-BR reason.
+pub fn prepare(
+    path: &std::path::Path,
+) -> Result<(crate::config::Loaded, Client, Vec<crate::source::Source>), String> {
+    let loaded = crate::config::load(path).map_err(|error| error.to_string())?;
+    let client = Client::new(&loaded.config)?;
+    let sources = crate::source::Source::all(&loaded.config.sources)?;
+    Ok((loaded, client, sources))
 }

@@ -34,16 +34,24 @@ pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
     }
 }
 
-/// The status line of the dispatcher's status and the (pending, processing, failed) counts.
-pub fn status_line(status: &Status, counts: (u64, u64, u64), now: jiff::Timestamp) -> String {
-    let (pending, processing, failed) = counts;
+/// The status line of the dispatcher's status and the (pending, processing, failed) counts —
+/// `None` until the first count after the start (READY comes before it: counting a million items
+/// is not part of being up), when the line says so rather than show zeros and "no success yet".
+pub fn status_line(status: &Status, counts: Option<(u64, u64, u64)>, now: jiff::Timestamp) -> String {
     let gate = describe_gate(&status.gate, now);
     let sending_normally = gate == describe_gate(&Gate::Closed, now);
     let mut parts = Vec::new();
     if !sending_normally {
         parts.push(gate.clone());
     }
-    parts.push(format!("{pending} pendente(s), {processing} processando, {failed} falharam"));
+    let Some((pending, processing, failed)) = counts else {
+        parts.push("iniciado; contando a fila".to_owned());
+        if sending_normally {
+            parts.push(gate);
+        }
+        return parts.join(" · ");
+    };
+    parts.push(format!("{pending} pendente(s), {processing} processando, {failed} com falha definitiva"));
     if status.unrecorded > 0 {
         parts.push(format!("{} tentativa(s) ainda não gravada(s)", status.unrecorded));
     }
@@ -66,11 +74,19 @@ mod tests {
     }
 
     #[test]
+    fn before_the_first_count_the_line_says_it_is_counting_not_zero() {
+        let status = Status { gate: Gate::Closed, sending: 0, unrecorded: 0, last_success: None };
+        let line = status_line(&status, None, t(0));
+        assert_eq!(line, "iniciado; contando a fila · enviando normalmente");
+        assert!(!line.contains("nenhum envio com sucesso"), "{line}");
+    }
+
+    #[test]
     fn the_status_line_leads_with_what_stops_sending() {
         let status = Status { gate: Gate::Closed, sending: 0, unrecorded: 0, last_success: None };
         assert_eq!(
-            status_line(&status, (12, 1, 3), t(0)),
-            "12 pendente(s), 1 processando, 3 falharam · nenhum envio com sucesso ainda · enviando normalmente"
+            status_line(&status, Some((12, 1, 3)), t(0)),
+            "12 pendente(s), 1 processando, 3 com falha definitiva · nenhum envio com sucesso ainda · enviando normalmente"
         );
         let paused = Status {
             gate: Gate::Paused { code: Code::InvalidPassword, next_probe_at: t(0) },
@@ -78,7 +94,7 @@ mod tests {
             last_success: Some(t(0)),
             ..status
         };
-        let line = status_line(&paused, (12, 0, 0), t(0));
+        let line = status_line(&paused, Some((12, 0, 0)), t(0));
         assert!(
             line.starts_with("PAUSADO: erro 02 Senha inválida; corrija as credenciais e recarregue"),
             "{line}"
@@ -100,6 +116,9 @@ mod tests {
         let limited = Gate::RateLimited { until: t(60) };
         assert!(describe_gate(&limited, t(0)).starts_with("AGUARDANDO a API"));
         let over = Status { gate: limited, sending: 0, unrecorded: 0, last_success: None };
-        assert!(status_line(&over, (0, 0, 0), t(61)).ends_with("enviando normalmente"), "the wait is over");
+        assert!(
+            status_line(&over, Some((0, 0, 0)), t(61)).ends_with("enviando normalmente"),
+            "the wait is over"
+        );
     }
 }

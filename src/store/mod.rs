@@ -131,7 +131,8 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Missing(path) => write!(
                 f,
-                "o banco de dados {} não existe ainda: nada foi enfileirado (confira queue.database)",
+                "o banco de dados {} não existe ainda: o serviço o cria ao iniciar (systemctl start extrator), \
+                 e um `extrator enqueue` também; se o serviço já roda, confira queue.database",
                 path.display()
             ),
             StoreError::TooNew { path, found, supported } => write!(

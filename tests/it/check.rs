@@ -32,6 +32,9 @@ fn a_closed_port_fails_at_tcp_with_01() {
     assert!(stdout.contains("✗ TCP: erro 01 Conexão recusada"), "{stdout}");
     assert!(stdout.contains("O que fazer:"), "{stdout}");
     assert!(!stdout.contains("requisição de teste"), "later steps are not run: {stdout}");
+    // Portuguese and true: no system English, and no advice to run what is running.
+    assert!(!stdout.contains("os error") && !stdout.contains("Connection refused"), "{stdout}");
+    assert!(!stdout.contains("rode `extrator check`"), "{stdout}");
 }
 
 #[test]
@@ -58,4 +61,25 @@ fn an_invalid_config_is_the_first_failing_step_and_exits_78() {
     assert!(stdout.contains("✗ configuração: configuração inválida em"), "{stdout}");
     assert!(stdout.contains("chave desconhecida `timeout`"), "{stdout}");
     assert!(stderr.contains("a configuração é inválida"), "{stderr}");
+}
+
+/// What the unit's `ExecReload=` runs before the service rereads the file: the same loading as
+/// the service (secret files included), no network, 78 with the reason when it would refuse it.
+#[test]
+fn config_only_validates_what_a_reload_would_and_touches_no_network() {
+    // The API's port is closed: a full check would fail on TCP; this one never tries.
+    let env = Env::build("http://127.0.0.1:1/x", "", "");
+    let (stdout, _) = expect_exit(&env.run(&["check", "--config-only"]), 0);
+    assert!(stdout.contains("✓ configuração: válida"), "{stdout}");
+    let missing = env.dir.path().join("nao-existe.senha");
+    let env = Env::build(
+        "http://127.0.0.1:1/x",
+        "",
+        &format!("[api.auth]\nmode = \"basic\"\nuser = \"u\"\npassword_file = \"{}\"\n", missing.display()),
+    );
+    let (_, stderr) = expect_exit(&env.run(&["check", "--config-only"]), 78);
+    assert!(stderr.contains("nao-existe.senha"), "{stderr}");
+    let env = Env::build("http://127.0.0.1:1/x", "request_timeout = \"5s\"\n", "");
+    let (_, stderr) = expect_exit(&env.run(&["check", "--config-only"]), 78);
+    assert!(stderr.contains("connect_timeout = \"5s\""), "the fix is said: {stderr}");
 }

@@ -14,6 +14,7 @@ mod dispatch;
 mod dns;
 mod enqueue;
 mod explain;
+mod help;
 mod hostile;
 mod mapping;
 mod metrics;

@@ -255,13 +255,20 @@ fn the_service_under_real_systemd() {
     assert!(refused.contains("envio suspenso: CIRCUITO ABERTO: a API falhou com o erro 01"), "{refused}");
     assert_eq!(refused.matches("envio suspenso").count(), 1, "{refused}");
 
-    // A broken config on reload is refused; the service stays up on the old one.
+    // A broken config on reload is refused: `systemctl reload` fails and says why, the service
+    // stays up on the old one and its status line says the reload was refused.
     let broken = format!("{}:/etc/extrator/extrator.toml", dir.path().join("quebrada.toml").display());
     std::fs::write(dir.path().join("quebrada.toml"), "[api]\nurl = \"http://x\"\nurll = 1\n").unwrap();
     sandbox.install(&["--file", &broken]);
-    sandbox.ok(&["systemctl", "reload", "extrator"]);
+    let (code, said) = sandbox.exec(&["systemctl", "reload", "extrator"]);
+    assert_ne!(code, 0, "a refused config must fail the reload: {said}");
     assert_eq!(sandbox.property("ActiveState"), "active");
     assert!(sandbox.journal(&[]).contains("recarga recusada"), "{}", sandbox.journal(&[]));
+    let (_, status) = sandbox.exec(&["systemctl", "status", "--no-pager", "--lines=20", "extrator"]);
+    assert!(status.contains("urll"), "systemctl status shows why:\n{status}");
+    wait_until("the status line to say the reload was refused", Duration::from_secs(30), || {
+        sandbox.property("StatusText").starts_with("RECARGA RECUSADA (vale a configuração anterior)")
+    });
 
     // A good config on reload applies: everything is delivered.
     // With a password in the file itself: warned about, never logged.
@@ -273,6 +280,9 @@ fn the_service_under_real_systemd() {
     );
     sandbox.install(&["--file", &working]);
     sandbox.ok(&["systemctl", "reload", "extrator"]);
+    wait_until("the refusal gone from the status line", Duration::from_secs(30), || {
+        !sandbox.property("StatusText").contains("RECARGA RECUSADA")
+    });
     wait_until("the three items delivered", Duration::from_secs(60), || {
         count(&sandbox.status(), "done") == 3
     });
