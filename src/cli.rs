@@ -9,7 +9,8 @@ use clap::{ArgAction, Parser, Subcommand};
 
 use crate::commands::{
     self, check::CheckArgs, demo::DemoArgs, enqueue::EnqueueArgs, explain::ExplainArgs, list::ListArgs,
-    preview::PreviewArgs, retry::RetryArgs, show::ShowArgs, simulate::SimulateArgs, status::StatusArgs,
+    preview::PreviewArgs, relatorio::RelatorioArgs, retry::RetryArgs, show::ShowArgs, simulate::SimulateArgs,
+    status::StatusArgs,
 };
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 
@@ -76,6 +77,9 @@ pub enum Command {
     /// Mostra a requisição exata que seria enviada para um pedido, sem enviar nada
     #[command(help_template = HELP_TEMPLATE)]
     Preview(PreviewArgs),
+    /// Gera o relatório para o suporte: um arquivo de texto com versão, configuração, check, status, falhas e journal, sem nenhum segredo
+    #[command(help_template = HELP_TEMPLATE)]
+    Relatorio(RelatorioArgs),
     /// Simula a API de cancelamento em loopback (para testes e demonstrações)
     #[command(help_template = HELP_TEMPLATE)]
     Simulate(SimulateArgs),
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => commands::check::run(&cli.config, args),
         Command::Explain(args) => commands::explain::run(args),
         Command::Preview(args) => commands::preview::run(&cli.config, args),
+        Command::Relatorio(args) => commands::relatorio::run(&cli.config, args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::GenerateAssets { directory } => crate::assets::write(directory).map_err(|error| {

@@ -37,6 +37,9 @@ _extrator() {
             extrator,preview)
                 cmd="extrator__subcmd__preview"
                 ;;
+            extrator,relatorio)
+                cmd="extrator__subcmd__relatorio"
+                ;;
             extrator,retry)
                 cmd="extrator__subcmd__retry"
                 ;;
@@ -59,7 +62,7 @@ _extrator() {
 
     case "${cmd}" in
         extrator)
-            opts="-h -V --config --help --version run enqueue status list show retry check explain preview simulate generate-assets demo"
+            opts="-h -V --config --help --version run enqueue status list show retry check explain preview relatorio simulate generate-assets demo"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -244,6 +247,28 @@ _extrator() {
             fi
             case "${prev}" in
                 --order)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        extrator__subcmd__relatorio)
+            opts="-h --output --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

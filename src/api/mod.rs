@@ -47,6 +47,12 @@ pub struct Client {
 }
 
 impl Client {
+    /// What masks every secret this client sends, in every encoding (for texts made elsewhere
+    /// from what it saw: the support report).
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     /// Builds the client. Fails (pt-BR, naming the key) when the CA bundle, a header or the
     /// password cannot be used.
     pub fn new(config: &Config) -> Result<Client, String> {

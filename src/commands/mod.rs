@@ -7,6 +7,7 @@ pub mod enqueue;
 pub mod explain;
 pub mod list;
 pub mod preview;
+pub mod relatorio;
 pub mod retry;
 pub mod run;
 pub mod show;

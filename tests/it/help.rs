@@ -33,7 +33,18 @@ fn every_help_and_man_page_is_portuguese() {
     let env = Env::new();
     let mut texts = Vec::new();
     let commands = [
-        "", "run", "enqueue", "status", "list", "show", "retry", "check", "explain", "preview", "simulate",
+        "",
+        "run",
+        "enqueue",
+        "status",
+        "list",
+        "show",
+        "retry",
+        "check",
+        "explain",
+        "preview",
+        "relatorio",
+        "simulate",
         "demo",
     ];
     for command in commands {

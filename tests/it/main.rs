@@ -22,6 +22,7 @@ mod mtls;
 mod page;
 mod privilege;
 mod proxy;
+mod relatorio;
 mod retry;
 mod robust;
 mod source;

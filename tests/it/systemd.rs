@@ -289,6 +289,12 @@ fn the_service_under_real_systemd() {
     wait_until("the status line to say it is sending", Duration::from_secs(30), || {
         sandbox.property("StatusText").contains("enviando normalmente")
     });
+    // The support bundle under the real unit: its journal and its state, and no password.
+    sandbox.ok(&["extrator", "relatorio", "--output", "/root/relatorio.txt"]);
+    let report = sandbox.ok(&["cat", "/root/relatorio.txt"]);
+    assert!(report.contains("ActiveState=active") && report.contains("StatusText="), "{report}");
+    assert!(report.contains("recarga recusada") && report.contains("configuração recarregada"), "{report}");
+    assert!(report.contains("password = \"***\"") && !report.contains("S3nh4-Do-Journal-0042"), "{report}");
     // Each attempt's entry carries the fields support filters on.
     let fields = sandbox
         .exec(&[
