@@ -366,13 +366,25 @@ _extrator() {
             return 0
             ;;
         extrator__subcmd__simulate)
-            opts="-h --listen --demo --config --help"
+            opts="-h --listen --demo --require-basic --require-bearer --require-header --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-basic)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-bearer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --require-header)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

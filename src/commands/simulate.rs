@@ -18,7 +18,8 @@ pub const DEMO_ORDERS: &str = "Com --demo, cada pedido da demo recebe sempre a m
   100204  nunca responde (timeout: código 04)
   100205  429 com Retry-After: 1, depois 200 (limite de requisições: código 08)
   100302  500 com uma página HTML (erro do servidor: código 99)
-Qualquer outro pedido: 200 cancelado. O pedido é lido do campo \"order\" do corpo JSON.";
+Qualquer outro pedido: 200 cancelado. O pedido é achado onde o mapeamento o puser: no campo \"order\",
+em qualquer campo do corpo (JSON ou formulário) com um dos números acima, ou no caminho da URL.";
 
 /// The `simulate` flags.
 #[derive(Debug, Clone, Args)]
@@ -30,11 +31,54 @@ pub struct SimulateArgs {
     /// Responde como na demo: cada pedido da demo com a sua resposta (a lista abaixo)
     #[arg(long)]
     pub demo: bool,
+    /// Exige autenticação Basic com este usuário e senha; sem ela, responde 401 (para ensaiar o erro 02)
+    #[arg(long, value_name = "USUÁRIO:SENHA")]
+    pub require_basic: Option<String>,
+    /// Exige o cabeçalho "Authorization: Bearer TOKEN"; sem ele, responde 401
+    #[arg(long, value_name = "TOKEN")]
+    pub require_bearer: Option<String>,
+    /// Exige este cabeçalho com este valor, ex. "X-Api-Key: abc" (pode repetir); sem ele, responde 401
+    #[arg(long, value_name = "NOME: VALOR")]
+    pub require_header: Vec<String>,
+}
+
+/// The credentials `simulate` was told to require: (header name in lower case, exact value).
+fn required_headers(args: &SimulateArgs) -> Result<Vec<(String, String)>, Failure> {
+    use base64::Engine as _;
+    let mut required = Vec::new();
+    if let Some(pair) = &args.require_basic {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        required.push(("authorization".to_owned(), format!("Basic {encoded}")));
+    }
+    if let Some(token) = &args.require_bearer {
+        required.push(("authorization".to_owned(), format!("Bearer {token}")));
+    }
+    for header in &args.require_header {
+        let Some((name, value)) = header.split_once(':') else {
+            return Err(Failure::usage(format!(
+                "--require-header \"{}\": escreva \"NOME: VALOR\", ex. \"X-Api-Key: abc\"",
+                crate::text::terminal_safe(header)
+            )));
+        };
+        required.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    Ok(required)
 }
 
 /// Runs the simulator until interrupted.
 pub fn run(args: &SimulateArgs) -> Outcome {
     let scenario = if args.demo { super::demo::scenario() } else { Scenario::default() };
+    let shared = Shared::new(scenario);
+    let required = required_headers(args)?;
+    if !required.is_empty() {
+        let names: Vec<String> = required.iter().map(|(name, _)| name.clone()).collect();
+        println!("exigindo credenciais em: {} (sem elas: 401)", names.join(", "));
+        shared.authorize_with(move |request| {
+            required.iter().all(|(name, value)| {
+                request.headers.iter().any(|(header, sent)| header == name && sent == value)
+            })
+        });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,7 +93,7 @@ pub fn run(args: &SimulateArgs) -> Outcome {
         })?;
         println!("API de cancelamento simulada em http://{}/cancelamentos (Ctrl+C para parar)", args.listen);
         tokio::select! {
-            () = simulator::serve(listener, Shared::new(scenario)) => {}
+            () = simulator::serve(listener, shared) => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok(())

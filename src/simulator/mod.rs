@@ -225,7 +225,7 @@ impl Shared {
             None => {}
         }
         if request.order.is_none() {
-            request.order = self.order_in_url(&request);
+            request.order = self.order_in_body(&request).or_else(|| self.order_in_url(&request));
         }
         let required = self.authorization.lock().ok().and_then(|required| required.clone());
         let authorize = self.authorize.lock().ok().and_then(|authorize| authorize.clone());
@@ -276,6 +276,34 @@ impl Shared {
 }
 
 impl Shared {
+    /// An order the scenario knows, anywhere in a JSON body (any field, nested) or a form's
+    /// values: a mapping that sends `{"pedido": {"numero": "100203"}}` still gets that order's
+    /// answer.
+    fn order_in_body(&self, request: &Received) -> Option<String> {
+        let scenario = self.scenario.lock().ok()?;
+        if scenario.by_order.is_empty() {
+            return None;
+        }
+        fn find(value: &Value, known: &HashMap<String, Vec<Behavior>>) -> Option<String> {
+            match value {
+                Value::String(text) => known.contains_key(text).then(|| text.clone()),
+                Value::Number(number) => {
+                    let text = number.to_string();
+                    known.contains_key(&text).then_some(text)
+                }
+                Value::Array(values) => values.iter().find_map(|value| find(value, known)),
+                Value::Object(fields) => fields.values().find_map(|value| find(value, known)),
+                _ => None,
+            }
+        }
+        match serde_json::from_str::<Value>(&request.body) {
+            Ok(value) => find(&value, &scenario.by_order),
+            Err(_) => form_urlencoded::parse(request.body.as_bytes())
+                .map(|(_, value)| value.into_owned())
+                .find(|value| scenario.by_order.contains_key(value)),
+        }
+    }
+
     /// The order a request's path or query names (a `DELETE /pedidos/N`, a status
     /// `GET /status/N?x=1`), when its body names none: one the scenario knows, else the last
     /// path segment that is a number.

@@ -25,6 +25,7 @@ mod proxy;
 mod relatorio;
 mod retry;
 mod robust;
+mod simulate;
 mod source;
 mod spool;
 mod systemd;
