@@ -139,6 +139,7 @@ fn assert_no_leak(outputs: &[(String, String)], secrets: &[String]) {
 }
 
 #[test]
+#[ignore = "precisa de node e das ferramentas de teste (oidc-provider): roda com scripts/test como root"]
 fn oauth2_client_credentials_from_a_real_authorization_server_cached_renewed_and_never_leaked() {
     let Some(tools) = test_tools("the OAuth2 test (oidc-provider)") else { return };
     // Tokens that last 6 s: renewed 3 s early (a tenth of their life, at most half).
@@ -199,6 +200,7 @@ fn oauth2_client_credentials_from_a_real_authorization_server_cached_renewed_and
 }
 
 #[test]
+#[ignore = "precisa de node e das ferramentas de teste (oidc-provider): roda com scripts/test como root"]
 fn a_wrong_client_secret_pauses_sending_and_fails_no_item() {
     let Some(tools) = test_tools("the OAuth2 test (oidc-provider)") else { return };
     let server = AuthServer::start(&tools, 600, "post");

@@ -117,6 +117,7 @@ fn first_attempt(namespace: &Namespace, host: &str) -> (String, String, String) 
 }
 
 #[test]
+#[ignore = "precisa de root, ip, dnsmasq e getent (namespace de rede): roda com scripts/test como root"]
 fn no_dns_server_reachable_is_05_dns_unavailable() {
     if !can_run() {
         return;
@@ -128,6 +129,7 @@ fn no_dns_server_reachable_is_05_dns_unavailable() {
 }
 
 #[test]
+#[ignore = "precisa de root, ip, dnsmasq e getent (namespace de rede): roda com scripts/test como root"]
 fn a_name_that_does_not_exist_is_05_dns_nxdomain() {
     if !can_run() {
         return;
@@ -142,6 +144,7 @@ fn a_name_that_does_not_exist_is_05_dns_nxdomain() {
 }
 
 #[test]
+#[ignore = "precisa de root, ip, dnsmasq e getent (namespace de rede): roda com scripts/test como root"]
 fn check_names_the_dns_step_and_code_05() {
     if !can_run() {
         return;

@@ -294,6 +294,7 @@ fn deliver(env: &Env) -> i64 {
 }
 
 #[test]
+#[ignore = "precisa de nginx e openssl: roda com scripts/test como root"]
 fn client_certificates_against_nginx_that_requires_them() {
     if !needs_program("the mutual TLS test", "nginx") || !needs_program("the mutual TLS test", "openssl") {
         return;

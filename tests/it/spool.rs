@@ -132,8 +132,13 @@ fn exited(daemon: &mut std::process::Child) -> bool {
     daemon.try_wait().unwrap().is_some()
 }
 
-/// Stops the daemon with SIGTERM and waits until it is gone: it must never be stuck.
+/// Stops the daemon with SIGTERM and waits until it is gone: it must never be stuck. First waits
+/// for its intake socket, which it opens after installing its signal handlers: a SIGTERM sent
+/// while it is still starting would end it by the default action, not by its own clean stop.
 fn stop(env: &Env, daemon: &mut std::process::Child) {
+    wait_until("the daemon running (its intake socket)", Duration::from_secs(30), || {
+        std::os::unix::net::UnixStream::connect(env.intake_socket()).is_ok()
+    });
     signal(daemon, "TERM");
     wait_until("the daemon to stop on SIGTERM", Duration::from_secs(30), || exited(daemon));
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());

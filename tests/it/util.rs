@@ -247,30 +247,27 @@ pub fn json_lines(first: usize, count: usize) -> String {
     (first..first + count).map(|order| record(&order.to_string(), "cliente desistiu") + "\n").collect()
 }
 
-/// Whether a test that needs root (and `needs`, described for the message) can run here. In CI
-/// (root) it must: a missing piece fails the test. Elsewhere it skips, saying so.
+/// Checks, for a test that needs root (and `needs`, described for the message), that it can run.
+/// Such a test is `#[ignore]`d with its reason, so `cargo test` lists it as ignored rather than
+/// pass it unrun; it runs when asked (`scripts/test` as root, or `cargo test -- --include-ignored`),
+/// and then a missing piece fails it, naming what is missing. Always `true` when it returns.
+#[track_caller]
 pub fn privileged(what: &str, needs: &str, available: bool) -> bool {
     let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout == b"0\n");
-    if root && available {
-        return true;
-    }
     assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must run {what}: needs root and {needs} (root: {root}, {needs}: {available})"
+        root && available,
+        "{what} needs root and {needs} (root: {root}, {needs}: {available}); scripts/test as root sets it up"
     );
-    eprintln!("SKIPPED {what}: needs root and {needs} (not in CI, so skipping)");
-    false
+    true
 }
 
-/// Whether a test that needs the program `name` (no root) can run here. In CI it must (CI
-/// installs it): a missing program fails the test. Elsewhere it skips, saying so.
+/// Checks, for a test that needs the program `name` (no root), that it is installed; as
+/// `privileged`, the test is `#[ignore]`d with its reason and fails, naming the program, when it
+/// is run without it. Always `true` when it returns.
+#[track_caller]
 pub fn needs_program(what: &str, name: &str) -> bool {
-    if has_command(name) {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must run {what}: needs the program {name}");
-    eprintln!("SKIPPED {what}: needs the program {name} (not in CI, so skipping)");
-    false
+    assert!(has_command(name), "{what} needs the program {name}; scripts/test as root installs it");
+    true
 }
 
 /// Whether a command is on the PATH.
@@ -304,8 +301,9 @@ pub fn http_get(address: &str, path: &str, authorization: Option<&str>) -> Optio
 }
 
 /// The npm tools and OpenAPI documents `scripts/test-tools` installs (`target/test-tools`), for
-/// a test that needs them (`what`, for the message). In CI they must be there (CI installs them):
-/// their absence fails the test. Elsewhere it skips, saying how to install them.
+/// a test that needs them (`what`, for the message); `#[ignore]`d like `privileged`'s, and failed
+/// when run without them. Always `Some` when it returns.
+#[track_caller]
 pub fn test_tools(what: &str) -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools");
     let installed = std::fs::read_dir(&dir)
@@ -315,12 +313,11 @@ pub fn test_tools(what: &str) -> Option<PathBuf> {
                 .any(|entry| entry.file_name().to_string_lossy().starts_with(".installed-"))
         })
         .unwrap_or(false);
-    if installed && has_command("node") {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "CI must run {what}: run scripts/test-tools first");
-    eprintln!("SKIPPED {what}: needs node and scripts/test-tools (not in CI, so skipping)");
-    None
+    assert!(
+        installed && has_command("node"),
+        "{what} needs node and scripts/test-tools (scripts/test as root runs it)"
+    );
+    Some(dir)
 }
 
 /// A process the test started, stopped when dropped: SIGTERM (so a server such as nginx stops
