@@ -266,8 +266,13 @@ fn the_service_under_real_systemd() {
     assert_ne!(code, 0, "a refused config must fail the reload: {said}");
     assert_eq!(sandbox.property("ActiveState"), "active");
     assert!(sandbox.journal(&[]).contains("recarga recusada"), "{}", sandbox.journal(&[]));
-    let (_, status) = sandbox.exec(&["systemctl", "status", "--no-pager", "--lines=20", "extrator"]);
-    assert!(status.contains("urll"), "systemctl status shows why:\n{status}");
+    // journald writes the reason a moment after the reload returns: waited for, in full lines.
+    wait_until("systemctl status to show why", Duration::from_secs(30), || {
+        sandbox
+            .exec(&["systemctl", "status", "--no-pager", "--full", "--lines=30", "extrator"])
+            .1
+            .contains("urll")
+    });
     wait_until("the status line to say the reload was refused", Duration::from_secs(30), || {
         sandbox.property("StatusText").starts_with("RECARGA RECUSADA (vale a configuração anterior)")
     });
