@@ -266,6 +266,16 @@ async fn answer_busy(mut stream: tokio::net::UnixStream) {
     };
     let bytes = serde_json::to_vec(&answer).unwrap_or_default();
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await;
+    let _ = stream.shutdown().await;
+    // What the client sent is read and dropped (bounded in size and time) before the close: a
+    // Unix socket closed with unread data resets the connection, and the client would read
+    // "connection reset" instead of "busy".
+    let limit = u64::try_from(MAX_BATCH_BYTES + 1).unwrap_or(u64::MAX);
+    let _ = tokio::time::timeout(
+        READ_TIMEOUT,
+        tokio::io::copy(&mut (&mut stream).take(limit), &mut tokio::io::sink()),
+    )
+    .await;
 }
 
 /// One connection: read the batch (bounded in size and time), validate, queue, answer.

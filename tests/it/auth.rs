@@ -141,7 +141,7 @@ fn assert_no_leak(outputs: &[(String, String)], secrets: &[String]) {
 #[test]
 #[ignore = "precisa de node e das ferramentas de teste (oidc-provider): roda com scripts/test como root"]
 fn oauth2_client_credentials_from_a_real_authorization_server_cached_renewed_and_never_leaked() {
-    let Some(tools) = test_tools("the OAuth2 test (oidc-provider)") else { return };
+    let tools = test_tools("the OAuth2 test (oidc-provider)");
     // Tokens that last 6 s: renewed 3 s early (a tenth of their life, at most half).
     let server = AuthServer::start(&tools, 6, "basic");
     let revoked = Arc::new(Mutex::new(Vec::new()));
@@ -202,7 +202,7 @@ fn oauth2_client_credentials_from_a_real_authorization_server_cached_renewed_and
 #[test]
 #[ignore = "precisa de node e das ferramentas de teste (oidc-provider): roda com scripts/test como root"]
 fn a_wrong_client_secret_pauses_sending_and_fails_no_item() {
-    let Some(tools) = test_tools("the OAuth2 test (oidc-provider)") else { return };
+    let tools = test_tools("the OAuth2 test (oidc-provider)");
     let server = AuthServer::start(&tools, 600, "post");
     let api = api_taking_tokens_from(&server, Arc::new(Mutex::new(Vec::new())));
     let env = oauth2_env(&api, &server, "segredo-errado-123", "body");

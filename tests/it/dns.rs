@@ -88,8 +88,8 @@ fn run(args: &[&str]) {
     assert!(status.success(), "{args:?} failed");
 }
 
-/// Whether this machine can run the DNS tests (root, ip, dnsmasq, getent).
-fn can_run() -> bool {
+/// Fails the (ignored-unless-asked) test unless this machine has root, ip, dnsmasq and getent.
+fn can_run() {
     let tools = ["ip", "dnsmasq", "getent"].iter().all(|tool| crate::util::has_command(tool));
     crate::util::privileged("the DNS tests", "the ip, dnsmasq and getent commands", tools)
 }
@@ -119,9 +119,7 @@ fn first_attempt(namespace: &Namespace, host: &str) -> (String, String, String) 
 #[test]
 #[ignore = "precisa de root, ip, dnsmasq e getent (namespace de rede): roda com scripts/test como root"]
 fn no_dns_server_reachable_is_05_dns_unavailable() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     let namespace = Namespace::create("semdns");
     let (code, kind, message) = first_attempt(&namespace, "api.naoexiste.teste");
     assert_eq!((code.as_str(), kind.as_str()), ("05", "dns_unavailable"), "{message}");
@@ -131,9 +129,7 @@ fn no_dns_server_reachable_is_05_dns_unavailable() {
 #[test]
 #[ignore = "precisa de root, ip, dnsmasq e getent (namespace de rede): roda com scripts/test como root"]
 fn a_name_that_does_not_exist_is_05_dns_nxdomain() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     let mut namespace = Namespace::create("nxdomain");
     namespace.start_dnsmasq();
     let (code, kind, message) = first_attempt(&namespace, "api.naoexiste.teste");
@@ -146,9 +142,7 @@ fn a_name_that_does_not_exist_is_05_dns_nxdomain() {
 #[test]
 #[ignore = "precisa de root, ip, dnsmasq e getent (namespace de rede): roda com scripts/test como root"]
 fn check_names_the_dns_step_and_code_05() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     let mut namespace = Namespace::create("check");
     namespace.start_dnsmasq();
     let env = Env::build("http://api.naoexiste.teste/cancelamentos", "", "");

@@ -101,9 +101,7 @@ fn counted(env: &Env, sql: &str) -> BTreeMap<String, i64> {
 #[test]
 #[ignore = "precisa do programa prometheus: roda com scripts/test como root"]
 fn prometheus_scrapes_a_delivery_run_with_failures_and_its_figures_are_the_databases() {
-    if !needs_program("the Prometheus scrape test", "prometheus") {
-        return;
-    }
+    needs_program("the Prometheus scrape test", "prometheus");
     // The demo's answers: success, 202 → 208 → 200, 07, a stall (04), a 429 (08), a 500 (99).
     // The stall and the 500 are retried on their schedule and give up after three attempts
     // each: two orders failing among twenty-four that go through never open the circuit.
@@ -218,9 +216,7 @@ impl OutputWith for Command {
 #[test]
 #[ignore = "precisa do programa promtool: roda com scripts/test como root"]
 fn the_shipped_alert_rules_pass_their_unit_tests() {
-    if !needs_program("the alert rules' unit tests", "promtool") {
-        return;
-    }
+    needs_program("the alert rules' unit tests", "promtool");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     for args in [
         vec!["check", "rules", "packaging/extrator-alertas.yml"],

@@ -52,9 +52,7 @@ fn element(dom: &str, id: &str) -> String {
 #[test]
 #[ignore = "precisa do chromium: roda com scripts/test como root"]
 fn chromium_renders_the_status_page_of_a_run_with_failures() {
-    if !needs_program("the status page in Chromium", CHROMIUM) {
-        return;
-    }
+    needs_program("the status page in Chromium", CHROMIUM);
     // The demo's answers, and an order whose reason and API message are markup.
     let scenario = extrator::commands::demo::scenario().order(
         "100207",

@@ -86,17 +86,15 @@ fn a_database_deleted_or_replaced_under_the_daemon_stops_it_with_the_reason() {
     }
 }
 
-/// Whether this machine runs the root-only tests (CI does).
-fn root() -> bool {
+/// Fails the (ignored-unless-asked) test unless it runs as root.
+fn root() {
     crate::util::privileged("the root-only privilege test", "nothing more", true)
 }
 
 #[test]
 #[ignore = "precisa de root: roda com scripts/test como root"]
 fn root_never_follows_a_link_planted_beside_the_database() {
-    if !root() {
-        return;
-    }
+    root();
     // As if the service's account (or anyone able to write the state directory) planted
     // `-wal` and `-shm` links to a root-owned file before root's next write.
     let env = Env::new();
@@ -125,9 +123,7 @@ fn root_never_follows_a_link_planted_beside_the_database() {
 #[test]
 #[ignore = "precisa de root: roda com scripts/test como root"]
 fn root_refuses_to_write_a_database_in_a_directory_others_can_write() {
-    if !root() {
-        return;
-    }
+    root();
     let env = Env::new();
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o2770)).unwrap();
     let (_, stderr) =

@@ -61,7 +61,7 @@ impl Drop for Tinyproxy {
     }
 }
 
-fn can_run() -> bool {
+fn can_run() {
     needs_program("the proxy tests", "tinyproxy")
 }
 
@@ -79,9 +79,7 @@ fn tls_api(ca: &TestCa, signed: bool, proxy: &str) -> (Config, std::thread::Join
 #[test]
 #[ignore = "precisa do programa tinyproxy: roda com scripts/test como root"]
 fn plain_http_is_forwarded_by_the_proxy() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     let proxy = Tinyproxy::start("");
     let api = Background::start(Scenario::default()).unwrap();
     let mut config = config_for(&api.url());
@@ -96,9 +94,7 @@ fn plain_http_is_forwarded_by_the_proxy() {
 #[test]
 #[ignore = "precisa do programa tinyproxy: roda com scripts/test como root"]
 fn https_goes_through_a_connect_tunnel_and_still_verifies_the_certificate() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());
     let proxy = Tinyproxy::start("");
@@ -130,9 +126,7 @@ fn a_proxy_that_is_down_is_01_and_says_it_was_the_proxy() {
 #[test]
 #[ignore = "precisa do programa tinyproxy: roda com scripts/test como root"]
 fn a_proxy_that_refuses_the_tunnel_is_01_not_a_rejected_cancellation() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     // Tunnels only to port 443: the API's port is refused with a 403 to the CONNECT.
     let proxy = Tinyproxy::start("ConnectPort 443");
     let dir = tempfile::tempdir().unwrap();
@@ -143,9 +137,7 @@ fn a_proxy_that_refuses_the_tunnel_is_01_not_a_rejected_cancellation() {
 #[test]
 #[ignore = "precisa do programa tinyproxy: roda com scripts/test como root"]
 fn check_tests_the_proxy_as_the_first_hop() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     let proxy = Tinyproxy::start("");
     let api = Background::start(Scenario::default()).unwrap();
     // The DNS and TCP steps test the proxy (the first hop); the GET goes through it.
@@ -162,9 +154,7 @@ fn check_tests_the_proxy_as_the_first_hop() {
 #[test]
 #[ignore = "precisa do programa tinyproxy: roda com scripts/test como root"]
 fn a_proxy_that_asks_for_credentials_gets_them_from_the_password_file() {
-    if !can_run() {
-        return;
-    }
+    can_run();
     let proxy = Tinyproxy::start("BasicAuth integrador S3nh4-Proxy");
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());

@@ -243,9 +243,7 @@ fn a_corrupt_or_empty_database_is_named_for_what_it_is() {
 #[test]
 #[ignore = "precisa de root e mount (um tmpfs cheio): roda com scripts/test como root"]
 fn a_full_disk_during_an_outage_fails_probe_records_and_sending_resumes_when_room_returns() {
-    if !crate::util::privileged("the full-disk outage test", "mount", crate::util::has_command("mount")) {
-        return;
-    }
+    crate::util::privileged("the full-disk outage test", "mount", crate::util::has_command("mount"));
     let scratch = tempfile::tempdir().unwrap();
     let disk = crate::torture::Tmpfs::mount(&scratch.path().join("disco"), "4m");
     let port = crate::util::free_port();

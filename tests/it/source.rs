@@ -86,9 +86,7 @@ fn received_per_order(api: &Background) -> BTreeMap<String, usize> {
 #[test]
 #[ignore = "precisa do programa sqlite3: roda com scripts/test como root"]
 fn a_sqlite_backed_source_delivers_exactly_the_cancelled_orders_once_across_restarts() {
-    if !needs_program("the sqlite3-backed source test", "sqlite3") {
-        return;
-    }
+    needs_program("the sqlite3-backed source test", "sqlite3");
     let api = Background::start(Scenario::default()).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let erp = scratch.path().join("winthor.db");

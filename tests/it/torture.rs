@@ -169,9 +169,7 @@ pub fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 #[test]
 #[ignore = "precisa de root e mount (um tmpfs cheio): roda com scripts/test como root"]
 fn a_full_disk_refuses_enqueue_cleanly_and_the_daemon_resumes_when_space_returns() {
-    if !crate::util::privileged("the full-disk test", "mount", crate::util::has_command("mount")) {
-        return;
-    }
+    crate::util::privileged("the full-disk test", "mount", crate::util::has_command("mount"));
     let api = Background::start(Scenario::default()).unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let disk = Tmpfs::mount(&scratch.path().join("disco"), "4m");

@@ -250,24 +250,22 @@ pub fn json_lines(first: usize, count: usize) -> String {
 /// Checks, for a test that needs root (and `needs`, described for the message), that it can run.
 /// Such a test is `#[ignore]`d with its reason, so `cargo test` lists it as ignored rather than
 /// pass it unrun; it runs when asked (`scripts/test` as root, or `cargo test -- --include-ignored`),
-/// and then a missing piece fails it, naming what is missing. Always `true` when it returns.
+/// and then a missing piece fails it, naming what is missing.
 #[track_caller]
-pub fn privileged(what: &str, needs: &str, available: bool) -> bool {
+pub fn privileged(what: &str, needs: &str, available: bool) {
     let root = Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout == b"0\n");
     assert!(
         root && available,
         "{what} needs root and {needs} (root: {root}, {needs}: {available}); scripts/test as root sets it up"
     );
-    true
 }
 
 /// Checks, for a test that needs the program `name` (no root), that it is installed; as
 /// `privileged`, the test is `#[ignore]`d with its reason and fails, naming the program, when it
-/// is run without it. Always `true` when it returns.
+/// is run without it.
 #[track_caller]
-pub fn needs_program(what: &str, name: &str) -> bool {
+pub fn needs_program(what: &str, name: &str) {
     assert!(has_command(name), "{what} needs the program {name}; scripts/test as root installs it");
-    true
 }
 
 /// Whether a command is on the PATH.
@@ -302,9 +300,9 @@ pub fn http_get(address: &str, path: &str, authorization: Option<&str>) -> Optio
 
 /// The npm tools and OpenAPI documents `scripts/test-tools` installs (`target/test-tools`), for
 /// a test that needs them (`what`, for the message); `#[ignore]`d like `privileged`'s, and failed
-/// when run without them. Always `Some` when it returns.
+/// when run without them.
 #[track_caller]
-pub fn test_tools(what: &str) -> Option<PathBuf> {
+pub fn test_tools(what: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools");
     let installed = std::fs::read_dir(&dir)
         .map(|entries| {
@@ -317,7 +315,7 @@ pub fn test_tools(what: &str) -> Option<PathBuf> {
         installed && has_command("node"),
         "{what} needs node and scripts/test-tools (scripts/test as root runs it)"
     );
-    Some(dir)
+    dir
 }
 
 /// A process the test started, stopped when dropped: SIGTERM (so a server such as nginx stops

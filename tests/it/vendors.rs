@@ -107,7 +107,7 @@ fn order_with(order: &str, extra: &str) -> String {
 #[test]
 #[ignore = "precisa de node e das ferramentas de teste (Prism, oidc-provider): roda com scripts/test como root"]
 fn vtex_orders_api_with_appkey_and_apptoken_from_secret_files() {
-    let Some(tools) = test_tools("the VTEX example against its OpenAPI document (Prism)") else { return };
+    let tools = test_tools("the VTEX example against its OpenAPI document (Prism)");
     let (_prism, origin) = prism(&tools, "vtex.local--Orders-API.json");
     let secrets = [("vtex-app-key", "vtexappkey-minhaloja-ABCDEF"), ("vtex-app-token", "T0k3n/Da+VTEX==")];
     let env = example(
@@ -150,7 +150,7 @@ fn vtex_orders_api_with_appkey_and_apptoken_from_secret_files() {
 #[test]
 #[ignore = "precisa de node e das ferramentas de teste (Prism, oidc-provider): roda com scripts/test como root"]
 fn adyen_checkout_cancels_with_an_api_key_header_from_a_secret_file() {
-    let Some(tools) = test_tools("the Adyen example against its OpenAPI document (Prism)") else { return };
+    let tools = test_tools("the Adyen example against its OpenAPI document (Prism)");
     let (_prism, origin) = prism(&tools, "adyen.com--CheckoutService-v71.json");
     let secrets = [("adyen-api-key", "AQEyhmfxK4/Adyen+Chave==")];
     let env = example(
@@ -197,10 +197,7 @@ fn adyen_checkout_cancels_with_an_api_key_header_from_a_secret_file() {
 #[test]
 #[ignore = "precisa de node e das ferramentas de teste (Prism, oidc-provider): roda com scripts/test como root"]
 fn velo_payments_withdraws_with_oauth2_from_a_real_authorization_server() {
-    let Some(tools) = test_tools("the OAuth2 example against its OpenAPI document (Prism, oidc-provider)")
-    else {
-        return;
-    };
+    let tools = test_tools("the OAuth2 example against its OpenAPI document (Prism, oidc-provider)");
     let (_prism, origin) = prism(&tools, "velopayments.com.json");
     // The authorization server: the same as tests/it/auth.rs.
     let script = tools.join("oauth2-server.mjs");
