@@ -67,7 +67,11 @@ pub fn run(config_path: &Path, args: &RelatorioArgs) -> Outcome {
     let full = config.is_ok();
     let masks = match &config {
         Ok(loaded) => Masks {
-            client: crate::api::Client::new(&loaded.config).ok().map(|client| client.redactor().clone()),
+            client: Some(match crate::api::Client::new(&loaded.config) {
+                Ok(client) => client.redactor().clone(),
+                // A config the client refuses (a certificate, a header) still has secrets in it.
+                Err(_) => fallback_redactor(&loaded.config),
+            }),
             sources: crate::source::Source::all(&loaded.config.sources).unwrap_or_default(),
         },
         Err(_) => Masks { client: None, sources: Vec::new() },
@@ -137,6 +141,28 @@ pub fn run(config_path: &Path, args: &RelatorioArgs) -> Outcome {
     report.insert_str(0, "Relatório do extrator para o suporte. Nenhum segredo vai aqui: senhas, tokens e chaves aparecem como ***.\n");
 
     write_report(args.output.as_deref(), now, &report)
+}
+
+/// What masks the secrets a config names when no client could be built from it: the password
+/// written in it or in its files, the client secret, and the fixed credential headers.
+fn fallback_redactor(config: &crate::config::Config) -> crate::secrets::Redactor {
+    let api = &config.api;
+    let mut redactor = crate::secrets::Redactor::default();
+    if let Some(password) = &api.auth.password {
+        redactor.add_secret(password.expose());
+    }
+    for path in [&api.auth.password_file, &api.auth.client_secret_file, &api.proxy_password_file]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(secret) = crate::secrets::read_secret(path, "um segredo") {
+            redactor.add_secret(secret.expose());
+        }
+    }
+    for (name, value) in &api.headers {
+        redactor.add_fixed_header(name, value, None);
+    }
+    redactor
 }
 
 /// The config file's text with the value of every key that holds a secret replaced by `***`
@@ -270,6 +296,19 @@ fn write_report(output: Option<&Path>, now: jiff::Timestamp, report: &str) -> Ou
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_client_the_configs_own_secrets_are_still_masked() {
+        let config = crate::config::parse_str(
+            "[api]\nurl = \"https://api.x/c\"\nheaders = { X-Api-Key = \"chave-em-linha-123\" }\n\
+             [api.auth]\nmode = \"basic\"\nuser = \"u\"\npassword = \"Senha/Escrita-1\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let redactor = fallback_redactor(&config);
+        let masked = redactor.redact("eco: chave-em-linha-123 Senha\\/Escrita-1", None);
+        assert_eq!(masked, "eco: *** ***");
+    }
 
     #[test]
     fn secret_values_are_masked_and_file_paths_kept() {
