@@ -1,4 +1,4 @@
-//! The shipped unit under a real systemd and journald (`../shared/tools/systemd-sandbox`): the
+//! The shipped unit under a real systemd and journald (the project's `scripts/sandbox`): the
 //! unit verifies and is hardened, the service becomes active with a pt-BR status line, journal
 //! fields filter by code, reload applies a good config and refuses a bad one, a hung loop is
 //! killed by the watchdog and restarted without losing items, and a stop during a request ends
@@ -12,9 +12,9 @@ use extrator::simulator::{Background, Behavior, Scenario};
 
 use crate::util::{bin, wait_until};
 
-/// The sandbox scripts, beside the repository as `../shared`.
-fn tools() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/systemd-sandbox")
+/// The project's sandbox script (a Debian booted by systemd-nspawn).
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sandbox")
 }
 
 /// A running sandbox, torn down on drop (with its journal printed if the test failed).
@@ -31,13 +31,14 @@ impl Sandbox {
         sandbox
     }
 
-    /// Runs one of the sandbox scripts.
-    fn tool(&self, script: &str, args: &[&str]) -> Output {
-        Command::new(tools().join(script))
+    /// Runs one of the sandbox's commands (up, exec, install, down).
+    fn tool(&self, command: &str, args: &[&str]) -> Output {
+        Command::new(script())
+            .arg(command)
             .args(args)
             .env("SANDBOX_NAME", &self.name)
             .output()
-            .unwrap_or_else(|error| panic!("{script}: {error}"))
+            .unwrap_or_else(|error| panic!("scripts/sandbox {command}: {error}"))
     }
 
     /// Runs a command inside; returns (exit code, stdout + stderr).
@@ -98,12 +99,13 @@ fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-/// Fails the (ignored-unless-asked) test unless this machine has root and the sandbox scripts.
+/// Fails the (ignored-unless-asked) test unless this machine has root and systemd-nspawn (which
+/// `scripts/test-setup` installs).
 fn can_run() {
     crate::util::privileged(
         "the systemd sandbox test",
-        "../shared/tools/systemd-sandbox",
-        tools().join("up").exists(),
+        "systemd-nspawn (apt-get install systemd-container)",
+        Path::new("/usr/bin/systemd-nspawn").exists(),
     )
 }
 
@@ -128,7 +130,8 @@ fn count(status: &serde_json::Value, state: &str) -> i64 {
 fn install_service(sandbox: &Sandbox, dir: &Path, dropin: &str, config: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let binary = format!("{}:/usr/bin/extrator", bin().display());
-    let unit = root.join("systemd/extrator.service");
+    let unit =
+        format!("{}:/etc/systemd/system/extrator.service", root.join("systemd/extrator.service").display());
     let sysusers =
         format!("{}:/usr/lib/sysusers.d/extrator.conf", root.join("systemd/extrator.sysusers").display());
     let tmpfiles =
@@ -137,25 +140,15 @@ fn install_service(sandbox: &Sandbox, dir: &Path, dropin: &str, config: &str) {
     std::fs::write(&dropin_path, dropin).unwrap();
     let dropin = format!("{}:/etc/systemd/system/extrator.service.d/teste.conf", dropin_path.display());
     sandbox.install(&[
-        "--bin",
-        &binary,
-        "--unit",
-        unit.to_str().unwrap(),
-        "--file",
-        &sysusers,
-        "--file",
-        &tmpfiles,
-        "--file",
-        &dropin,
-        "--file",
-        config,
+        "--file", &binary, "--file", &unit, "--file", &sysusers, "--file", &tmpfiles, "--file", &dropin,
+        "--file", config,
     ]);
     sandbox.ok(&["systemd-sysusers"]);
     sandbox.ok(&["systemd-tmpfiles", "--create", "/usr/lib/tmpfiles.d/extrator.conf"]);
 }
 
 #[test]
-#[ignore = "precisa de root e do sandbox do systemd (../shared/tools/systemd-sandbox): roda com scripts/test como root"]
+#[ignore = "precisa de root e do systemd-nspawn (scripts/sandbox): roda com scripts/test como root"]
 fn a_63_mib_spool_file_imported_while_delivering_never_misses_the_watchdog() {
     can_run();
     let dir = tempfile::tempdir().unwrap();
@@ -204,7 +197,7 @@ fn a_63_mib_spool_file_imported_while_delivering_never_misses_the_watchdog() {
 }
 
 #[test]
-#[ignore = "precisa de root e do sandbox do systemd (../shared/tools/systemd-sandbox): roda com scripts/test como root"]
+#[ignore = "precisa de root e do systemd-nspawn (scripts/sandbox): roda com scripts/test como root"]
 fn the_service_under_real_systemd() {
     can_run();
     let dir = tempfile::tempdir().unwrap();
@@ -360,7 +353,7 @@ fn the_service_under_real_systemd() {
 }
 
 #[test]
-#[ignore = "precisa de root e do sandbox do systemd (../shared/tools/systemd-sandbox): roda com scripts/test como root"]
+#[ignore = "precisa de root e do systemd-nspawn (scripts/sandbox): roda com scripts/test como root"]
 fn the_erps_account_can_queue_and_nothing_more_and_every_attack_fails() {
     can_run();
     let dir = tempfile::tempdir().unwrap();
