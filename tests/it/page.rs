@@ -130,7 +130,8 @@ fn chromium_renders_the_status_page_of_a_run_with_failures() {
     let missing = chromium(&format!("{base}/pedido?numero=999999"), "--dump-dom");
     assert!(missing.contains("não está na fila"), "{missing}");
 
-    // A screenshot, for the README (docs/painel.png is a copy of one).
+    // A screenshot, for the README: docs/imagens/painel.png is a copy of target/tmp/painel.png
+    // (copy it again when the page changes).
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("painel.png");
     let _ = std::fs::remove_file(&screenshot);
     chromium(&format!("{base}/"), &format!("--screenshot={}", screenshot.display()));
