@@ -209,7 +209,7 @@ pub const CATALOG: [Info; 9] = [
         code: Code::RateLimited,
         name: "Limite de requisições",
         meaning: "a API pediu para reduzir o ritmo (429 Too Many Requests, ou 503 com Retry-After)",
-        behaviour: "não gasta tentativas; todo envio espera o tempo pedido em Retry-After (60 s se não disser)",
+        behaviour: "não gasta tentativas; todo envio espera o tempo pedido em Retry-After (60 s se não disser; no máximo retry.max_delay)",
         causes: &[
             "volume alto de cancelamentos de uma vez",
             "api.concurrency acima do que o fornecedor permite",

@@ -781,10 +781,51 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn translate_syntax(message: &str) -> String {
     let message = message.trim();
     if message.starts_with("duplicate key") {
-        return format!("chave repetida ({message})");
+        return "chave repetida: cada chave aparece uma vez só em cada tabela".to_owned();
     }
-    format!("sintaxe TOML inválida ({message})")
+    let (what, expected) = match message.split_once(", expected ") {
+        Some((what, expected)) => (what, Some(expected)),
+        None => (message, None),
+    };
+    let Some(&(_, said)) = TOML_SYNTAX.iter().find(|(english, _)| *english == what) else {
+        // A rarer phrase of the parser: kept whole rather than guessed at.
+        return format!("sintaxe TOML inválida ({message})");
+    };
+    match expected {
+        Some("nothing") | None => format!("sintaxe TOML inválida: {said}"),
+        Some("literal string") => format!("sintaxe TOML inválida: {said}; esperava um texto entre aspas"),
+        Some(expected) => format!("sintaxe TOML inválida: {said}; esperava {expected}"),
+    }
 }
+
+/// The TOML parser's (toml_parser) commonest complaints, in pt-BR.
+const TOML_SYNTAX: [(&str, &str); 25] = [
+    ("unclosed table", "o nome da tabela não foi fechado"),
+    ("unclosed array table", "o nome da tabela [[…]] não foi fechado"),
+    ("unclosed array", "a lista não foi fechada"),
+    ("unclosed inline table", "a tabela em linha não foi fechada"),
+    ("string values must be quoted", "textos precisam estar entre aspas"),
+    ("key with no value", "chave sem valor (falta `=` e o valor)"),
+    ("missing value", "falta o valor"),
+    ("missing value for key", "falta o valor da chave"),
+    ("missing assignment between key-value pairs", "falta `=` entre a chave e o valor"),
+    ("extra assignment between key-value pairs", "`=` sobrando"),
+    ("extra `=`", "`=` sobrando"),
+    ("invalid basic string", "texto entre aspas inválido ou não fechado"),
+    ("invalid multi-line basic string", "texto de várias linhas inválido ou não fechado"),
+    ("missing escaped value", "barra invertida sem um escape válido (para uma barra, escreva \\\\)"),
+    ("invalid unquoted key", "nome de chave inválido (use letras, dígitos, _ e -, ou ponha entre aspas)"),
+    ("unquoted keys cannot be empty", "nome de chave vazio"),
+    ("missing comma between array elements", "falta vírgula entre os elementos da lista"),
+    ("extra comma in array", "vírgula sobrando na lista"),
+    ("missing comma between key-value pairs", "falta vírgula entre os pares da tabela em linha"),
+    ("extra comma in inline table", "vírgula sobrando no fim da tabela em linha"),
+    ("unexpected leading zero", "número com zero à esquerda"),
+    ("unexpected content", "conteúdo inesperado"),
+    ("unexpected content between comment and newline", "conteúdo inesperado no comentário"),
+    ("unexpected key or value", "chave ou valor inesperado"),
+    ("invalid value", "valor inválido"),
+];
 
 /// `translate`, except that the value of a secret key is never quoted: `password = 12345`
 /// (unquoted) must not put the password in an error message.
@@ -1499,6 +1540,17 @@ mod tests {
         let error = parse("[api]\nurl = https://x\n").unwrap_err();
         assert_eq!(error.position.map(|p| p.0), Some(2), "{error}");
         assert!(error.message.starts_with("sintaxe TOML inválida"), "{error}");
+        for (text, said) in [
+            ("[api\nurl = \"x\"\n", "o nome da tabela não foi fechado; esperava `]`"),
+            ("[api]\nurl = https://x\n", "textos precisam estar entre aspas; esperava um texto entre aspas"),
+            ("[api]\nurl \"x\"\n", "chave sem valor (falta `=` e o valor); esperava `=`"),
+            ("[api]\nurl = \"x\nb = 1\n", "texto entre aspas inválido ou não fechado"),
+            ("[api]\nurl = \"a\"\nurl = \"b\"\n", "chave repetida"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.message.contains(said), "{text:?}: {error}");
+            assert!(!error.message.contains("expected"), "English left in {text:?}: {error}");
+        }
     }
 
     #[test]

@@ -321,7 +321,9 @@ async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync
                 peer_pid = peer,
                 new_items = new,
                 already_queued = count - new,
-                "{count} cancelamento(s) recebido(s) pelo socket de entrada (pid {peer}): {new} novo(s)"
+                "{} pelo socket de entrada (pid {peer}): {}",
+                crate::text::count(count as u64, "cancelamento recebido", "cancelamentos recebidos"),
+                crate::text::count(new as u64, "novo", "novos")
             );
             queued.notify_one();
             Answer {

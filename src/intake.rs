@@ -61,7 +61,11 @@ impl fmt::Display for IntakeError {
                 write!(f, "JSON inválido na linha {line}, coluna {column}: {message}")
             }
             IntakeError::Records(errors) => {
-                write!(f, "{} registro(s) inválido(s):", errors.total)?;
+                write!(
+                    f,
+                    "{}:",
+                    crate::text::count(errors.total as u64, "registro inválido", "registros inválidos")
+                )?;
                 errors.write_lines(f, |(location, error)| format!("{location}: {error}"))
             }
         }
@@ -382,7 +386,7 @@ mod tests {
     fn many_errors_are_summarised() {
         let lines = "{}\n".repeat(25);
         let text = parse_document(lines.as_bytes()).unwrap_err().to_string();
-        assert!(text.starts_with("25 registro(s) inválido(s):"), "{text}");
+        assert!(text.starts_with("25 registros inválidos:"), "{text}");
         assert!(text.ends_with("… e mais 5"), "{text}");
     }
 }

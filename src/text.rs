@@ -21,6 +21,13 @@ pub fn ago(at: jiff::Timestamp, now: jiff::Timestamp) -> String {
     format!("há {}", rounded(Duration::from_millis(millis.unsigned_abs())))
 }
 
+/// A count with its noun agreeing, as a person writes it: `1 item`, `3 itens`, `0 itens`
+/// (Portuguese takes the plural for zero). `one` and `many` may be phrases ("registro inválido").
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A duration with its largest unit only (`3d`, `5h`, `12min`, `40s`).
 pub fn rounded(duration: Duration) -> String {
     let secs = duration.as_secs();

@@ -147,6 +147,6 @@ pub fn describe_expiry(not_after: jiff::Timestamp, now: jiff::Timestamp) -> (Str
         let days = seconds / 86_400;
         let warn = seconds <= EXPIRY_WARNING.as_secs() as i64;
         let hint = if warn { " — renove-o com o fornecedor antes disso" } else { "" };
-        (format!("vence em {date} (em {days} dia(s)){hint}"), warn)
+        (format!("vence em {date} (em {}){hint}", crate::text::count(days as u64, "dia", "dias")), warn)
     }
 }

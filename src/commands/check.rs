@@ -165,8 +165,9 @@ fn database_step(config: &Config) {
             Ok((pending, processing, failed)) => pass(
                 "banco de dados",
                 &format!(
-                    "{} ({pending} pendente(s), {processing} processando, {failed} com falha definitiva)",
-                    path.display()
+                    "{} ({}, {processing} processando, {failed} com falha definitiva)",
+                    path.display(),
+                    crate::text::count(pending, "pendente", "pendentes")
                 ),
             ),
             Err(error) => fail_line("banco de dados", &error.to_string()),
@@ -226,10 +227,10 @@ async fn sources_step(config: &Config) -> bool {
         pass(
             &step,
             &format!(
-                "{} linha(s) lida(s) em {} ms, {} nova(s) para a fila (execução de teste: nada foi enfileirado)",
-                output.rows,
+                "{} em {} ms, {} para a fila (execução de teste: nada foi enfileirado)",
+                crate::text::count(output.rows as u64, "linha lida", "linhas lidas"),
                 crate::source::elapsed_ms(started),
-                new.total
+                crate::text::count(new.total as u64, "nova", "novas")
             ),
         );
         if new.total > 0 {

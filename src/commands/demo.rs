@@ -161,7 +161,10 @@ fn steps(dir: &Path) -> Outcome {
     drop(store);
     for imported in &report.imported {
         let (file, new, already) = (&imported.file, imported.new, imported.already);
-        println!("{file}: importado ({new} novo(s), {already} já na fila) → processados/{file}");
+        println!(
+            "{file}: importado ({}, {already} já na fila) → processados/{file}",
+            crate::text::count(new as u64, "novo", "novos")
+        );
     }
     for (file, _) in &report.rejected {
         let why = std::fs::read_to_string(

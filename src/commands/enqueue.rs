@@ -66,9 +66,9 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
         match handoff::connect(&queue.socket) {
             Ok(_) => {
                 let why = format!(
-                    "um lote grande ({} cancelamento(s)) vai pelo spool; o resultado fica em processados/ ou, \
+                    "um lote grande ({}) vai pelo spool; o resultado fica em processados/ ou, \
                      se recusado, em rejeitados/ com o motivo",
-                    items.len()
+                    crate::text::count(items.len() as u64, "cancelamento", "cancelamentos")
                 );
                 return to_spool(&queue.spool_dir, &lines, items.len(), &why);
             }
@@ -143,7 +143,11 @@ fn to_spool(spool: &Path, lines: &[u8], count: usize, why: &str) -> Outcome {
             crate::text::io_error(&error)
         )));
     }
-    println!("{count} cancelamento(s) gravado(s) no spool em {}: {why}", spool.join(&name).display());
+    println!(
+        "{} no spool em {}: {why}",
+        crate::text::count(count as u64, "cancelamento gravado", "cancelamentos gravados"),
+        spool.join(&name).display()
+    );
     Ok(())
 }
 
@@ -158,7 +162,11 @@ fn report(outcomes: &[EnqueueOutcome]) {
             println!("pedido {}: enfileirado (item {})", outcome.order, outcome.id);
         }
     }
-    println!("{new} enfileirado(s), {} já na fila", outcomes.len() - new);
+    println!(
+        "{}, {} já na fila",
+        crate::text::count(new as u64, "enfileirado", "enfileirados"),
+        outcomes.len() - new
+    );
 }
 
 /// "entrada padrão" or the file's path, for messages.

@@ -55,19 +55,31 @@ pub fn run(config_path: &Path, args: &RetryArgs) -> Outcome {
         println!("… e mais {}", selected.len() - SHOWN);
     }
     if args.dry_run {
-        println!("simulação: {} item(ns) seriam reenviados; nada foi alterado", selected.len());
+        println!(
+            "simulação: {} reenviados; nada foi alterado",
+            crate::text::count(selected.len() as u64, "item seria", "itens seriam")
+        );
         return Ok(());
     }
-    if !args.yes && !confirm(&format!("Reenviar {} item(ns)? [s/N] ", selected.len())) {
+    if !args.yes
+        && !confirm(&format!(
+            "Reenviar {}? [s/N] ",
+            crate::text::count(selected.len() as u64, "item", "itens")
+        ))
+    {
         return Err(Failure::failed("cancelado; nada foi alterado"));
     }
     let moved = store.requeue(&selected, jiff::Timestamp::now())?;
-    println!("{moved} item(ns) voltaram para a fila como pendentes, com novas tentativas");
+    if moved == 1 {
+        println!("1 item voltou para a fila como pendente, com novas tentativas");
+    } else {
+        println!("{moved} itens voltaram para a fila como pendentes, com novas tentativas");
+    }
     if moved < selected.len() {
-        println!(
-            "{} item(ns) mudaram de estado desde a seleção e não foram alterados",
-            selected.len() - moved
-        );
+        match selected.len() - moved {
+            1 => println!("1 item mudou de estado desde a seleção e não foi alterado"),
+            changed => println!("{changed} itens mudaram de estado desde a seleção e não foram alterados"),
+        }
     }
     Ok(())
 }

@@ -155,15 +155,15 @@ fn describe_source(source: &SourceRow, now: jiff::Timestamp) -> String {
     let name = crate::text::terminal_safe(&last.name);
     match &last.error {
         None => format!(
-            "{name}: ok {} ({} linha(s), {} nova(s), {} ms)",
+            "{name}: ok {} ({}, {}, {} ms)",
             ago(last.at, now),
-            last.rows,
-            last.new_items,
+            crate::text::count(last.rows, "linha", "linhas"),
+            crate::text::count(last.new_items, "nova", "novas"),
             last.duration_ms
         ),
         Some(error) => format!(
-            "{name}: FALHANDO ({} execução(ões) seguidas; última boa: {}): {}",
-            source.failures,
+            "{name}: FALHANDO ({}; última boa: {}): {}",
+            crate::text::count(source.failures, "execução falhou", "execuções seguidas falharam"),
             source.last_ok_at.map_or_else(|| "nenhuma".to_owned(), local_time),
             crate::text::terminal_safe(error)
         ),

@@ -76,7 +76,8 @@ pub fn log(report: &spool::Report) {
         let file = crate::text::terminal_safe(&imported.file);
         if imported.again {
             tracing::info!(file = %file, new_items = imported.new, already_queued = imported.already,
-                "arquivo do spool mudou depois de importado (quem o escrevia continuou): {} item(ns) novo(s) enfileirado(s)", imported.new);
+                "arquivo do spool mudou depois de importado (quem o escrevia continuou): {} na fila",
+                crate::text::count(imported.new as u64, "item novo", "itens novos"));
         } else {
             tracing::info!(file = %file, new_items = imported.new, already_queued = imported.already, "arquivo do spool importado");
         }

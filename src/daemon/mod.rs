@@ -587,6 +587,8 @@ impl Daemon {
         let name = crate::text::terminal_safe(&ran.name).into_owned();
         let (rows, new) = (ran.run.rows, ran.run.new_items);
         let error = ran.run.error.as_deref().unwrap_or("");
+        let lines_read = |rows: u64| crate::text::count(rows, "linha lida", "linhas lidas");
+        let new_orders = |new: u64| crate::text::count(new, "cancelamento novo", "cancelamentos novos");
         match news {
             sources::News::Failed => tracing::error!(
                 message_id = %Message::SourceFailed.id(),
@@ -600,19 +602,19 @@ impl Daemon {
                 source = %name,
                 rows,
                 new_items = new,
-                "fonte {name} voltou a funcionar: {rows} linha(s) lida(s), {new} cancelamento(s) novo(s) na fila"
+                "fonte {name} voltou a funcionar: {}, {} na fila", lines_read(rows), new_orders(new)
             ),
             sources::News::First => tracing::info!(
                 source = %name,
                 rows,
                 new_items = new,
-                "fonte {name}: primeira execução, {rows} linha(s) lida(s), {new} cancelamento(s) novo(s) na fila"
+                "fonte {name}: primeira execução, {}, {} na fila", lines_read(rows), new_orders(new)
             ),
             sources::News::NewItems => tracing::info!(
                 source = %name,
                 rows,
                 new_items = new,
-                "fonte {name}: {new} cancelamento(s) novo(s) na fila ({rows} linha(s) lida(s))"
+                "fonte {name}: {} na fila ({})", new_orders(new), lines_read(rows)
             ),
             sources::News::Nothing => {}
         }
@@ -620,8 +622,8 @@ impl Daemon {
             tracing::warn!(
                 source = %name,
                 orders,
-                "fonte {name}: {orders} pedido(s) já enfileirado(s) aparecem com outro conteúdo na origem; \
-                 fica valendo o que foi enfileirado primeiro"
+                "fonte {name}: {} com outro conteúdo na origem; fica valendo o que foi enfileirado primeiro",
+                crate::text::count(orders as u64, "pedido já enfileirado aparece", "pedidos já enfileirados aparecem")
             );
         }
     }

@@ -51,9 +51,16 @@ pub fn status_line(status: &Status, counts: Option<(u64, u64, u64)>, now: jiff::
         }
         return parts.join(" · ");
     };
-    parts.push(format!("{pending} pendente(s), {processing} processando, {failed} com falha definitiva"));
+    parts.push(format!(
+        "{}, {processing} processando, {failed} com falha definitiva",
+        crate::text::count(pending, "pendente", "pendentes")
+    ));
     if status.unrecorded > 0 {
-        parts.push(format!("{} tentativa(s) ainda não gravada(s)", status.unrecorded));
+        parts.push(crate::text::count(
+            status.unrecorded as u64,
+            "tentativa ainda não gravada",
+            "tentativas ainda não gravadas",
+        ));
     }
     parts.push(match status.last_success {
         Some(at) => format!("último envio com sucesso {}", crate::text::local_time(at)),
@@ -86,7 +93,7 @@ mod tests {
         let status = Status { gate: Gate::Closed, sending: 0, unrecorded: 0, last_success: None };
         assert_eq!(
             status_line(&status, Some((12, 1, 3)), t(0)),
-            "12 pendente(s), 1 processando, 3 com falha definitiva · nenhum envio com sucesso ainda · enviando normalmente"
+            "12 pendentes, 1 processando, 3 com falha definitiva · nenhum envio com sucesso ainda · enviando normalmente"
         );
         let paused = Status {
             gate: Gate::Paused { code: Code::InvalidPassword, next_probe_at: t(0) },
@@ -100,7 +107,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains("2 tentativa(s) ainda não gravada(s)") && line.contains("último envio com sucesso"),
+            line.contains("2 tentativas ainda não gravadas") && line.contains("último envio com sucesso"),
             "{line}"
         );
     }

@@ -156,8 +156,8 @@ impl fmt::Display for StoreError {
             StoreError::Conflicts(conflicts) => {
                 write!(
                     f,
-                    "{} pedido(s) já estão na fila com conteúdo diferente; nada foi gravado:",
-                    conflicts.total
+                    "{} na fila com conteúdo diferente; nada foi gravado:",
+                    crate::text::count(conflicts.total as u64, "pedido já está", "pedidos já estão")
                 )?;
                 conflicts.write_lines(f, ToString::to_string)
             }

@@ -19,7 +19,7 @@ fn demo_shows_intake_delivery_and_four_codes_then_cleans_up() {
         "pedido 100201: enfileirado (item 1)",
         "pedido 100201: já na fila (item 1, pendente)",
         "pedido 100201 (item 1): difere em reason",
-        "lote-0001.json: importado (2 novo(s), 0 já na fila)",
+        "lote-0001.json: importado (2 novos, 0 já na fila)",
         "lote-0002.json: rejeitado",
         "campo `reason`: obrigatório e ausente",
         "Itens:                 pendente 0 · enviando 0 · processando 0 · concluído 4 · falhou 3",

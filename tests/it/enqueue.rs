@@ -27,7 +27,7 @@ fn eight_concurrent_processes_queue_4000_items_once() {
     let first = run_all();
     assert_eq!(env.item_count(), 4_000);
     for stdout in &first {
-        assert!(stdout.ends_with("500 enfileirado(s), 0 já na fila\n"), "{stdout}");
+        assert!(stdout.ends_with("500 enfileirados, 0 já na fila\n"), "{stdout}");
     }
 
     let second = run_all();
@@ -38,7 +38,7 @@ fn eight_concurrent_processes_queue_4000_items_once() {
             500,
             "{stdout}"
         );
-        assert!(stdout.ends_with("0 enfileirado(s), 500 já na fila\n"), "{stdout}");
+        assert!(stdout.ends_with("0 enfileirados, 500 já na fila\n"), "{stdout}");
     }
 }
 
@@ -70,7 +70,7 @@ fn identical_flags_twice_is_a_no_op_that_says_so() {
     let args = ["enqueue", "--order", "55", "--branch", "1", "--reason", "duplicado"];
     expect_exit(&env.run(&args), 0);
     let (stdout, _) = expect_exit(&env.run(&args), 0);
-    assert_eq!(stdout, "pedido 55: já na fila (item 1, pendente)\n0 enfileirado(s), 1 já na fila\n");
+    assert_eq!(stdout, "pedido 55: já na fila (item 1, pendente)\n0 enfileirados, 1 já na fila\n");
     assert_eq!(env.item_count(), 1);
 }
 

@@ -149,7 +149,7 @@ fn enqueue_hands_the_batch_to_the_running_daemon_which_validates_it_again() {
         expect_exit(&env.run(&["enqueue", "--order", "1", "--branch", "1", "--reason", "x"]), 0);
     assert!(stdout.contains("já na fila"), "{stdout}");
     wait_until("the daemon's log line", Duration::from_secs(30), || {
-        env.daemon_log().contains("recebido(s) pelo socket de entrada")
+        env.daemon_log().contains("1 cancelamento recebido pelo socket de entrada")
     });
 
     // A client that skips the validation: the daemon refuses the batch whole, in pt-BR.
@@ -198,8 +198,8 @@ fn a_batch_too_large_for_the_socket_goes_through_the_spool_and_is_all_queued() {
     assert!(batch.len() > extrator::handoff::MAX_BATCH_BYTES);
     let output = env.run_with_input(&["enqueue", "--json", "-"], batch.as_bytes());
     let (stdout, _) = expect_exit(&output, 0);
-    assert!(stdout.contains("100000 cancelamento(s) gravado(s) no spool"), "{stdout}");
-    assert!(stdout.contains("um lote grande (100000 cancelamento(s)) vai pelo spool"), "{stdout}");
+    assert!(stdout.contains("100000 cancelamentos gravados no spool"), "{stdout}");
+    assert!(stdout.contains("um lote grande (100000 cancelamentos) vai pelo spool"), "{stdout}");
     wait_until("the batch imported from the spool", Duration::from_secs(120), || {
         env.item_count() == count as i64
     });

@@ -36,7 +36,7 @@ fn dry_run_changes_nothing() {
     let env = queue_with_failures();
     let before = env.dump();
     let (stdout, _) = expect_exit(&env.run(&["retry", "--dry-run"]), 0);
-    assert!(stdout.contains("simulação: 6 item(ns) seriam reenviados; nada foi alterado"), "{stdout}");
+    assert!(stdout.contains("simulação: 6 itens seriam reenviados; nada foi alterado"), "{stdout}");
     assert_eq!(env.dump(), before);
 }
 
@@ -55,10 +55,11 @@ fn selects_by_id_order_code_state_and_period() {
         let mut args = vec!["retry", "--yes"];
         args.extend_from_slice(filters);
         let (stdout, _) = expect_exit(&env.run(&args), 0);
-        assert!(
-            stdout.contains(&format!("{} item(ns) voltaram para a fila", expected.len())),
-            "{filters:?}: {stdout}"
-        );
+        let said = match expected.len() {
+            1 => "1 item voltou para a fila como pendente".to_owned(),
+            n => format!("{n} itens voltaram para a fila como pendentes"),
+        };
+        assert!(stdout.contains(&said), "{filters:?}: {stdout}");
         assert_eq!(requeued(&env), expected, "{filters:?}");
     }
 }
@@ -68,7 +69,7 @@ fn asks_for_confirmation_unless_yes() {
     let env = queue_with_failures();
     let before = env.dump();
     let (_, stderr) = expect_exit(&env.run_with_input(&["retry", "--code", "07"], b"n\n"), 1);
-    assert!(stderr.contains("Reenviar 2 item(ns)? [s/N]"), "{stderr}");
+    assert!(stderr.contains("Reenviar 2 itens? [s/N]"), "{stderr}");
     assert!(stderr.contains("cancelado; nada foi alterado"), "{stderr}");
     assert_eq!(env.dump(), before);
     // No answer at all (stdin closed) is a "no" too.

@@ -96,7 +96,7 @@ fn a_sqlite_backed_source_delivers_exactly_the_cancelled_orders_once_across_rest
 
     // `check` runs the source once and queues nothing.
     let (stdout, _) = expect_exit(&env.run(&["check"]), 0);
-    assert!(stdout.contains("fonte winthor: 2 linha(s) lida(s)") && stdout.contains("2 nova(s)"), "{stdout}");
+    assert!(stdout.contains("fonte winthor: 2 linhas lidas") && stdout.contains("2 novas"), "{stdout}");
     assert!(stdout.contains("pedido 5001") && stdout.contains("pedido 5002"), "{stdout}");
     assert_eq!(env.item_count(), 0);
 
@@ -372,7 +372,7 @@ fn one_order_printed_twice_with_different_content_is_named_with_both_rows_and_ch
     .unwrap();
     // (`check` exits 1 all the same: nothing listens at the API's port.)
     let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
-    assert!(stdout.contains("3 linha(s) lida(s)") && stdout.contains("2 nova(s)"), "{stdout}");
+    assert!(stdout.contains("3 linhas lidas") && stdout.contains("2 novas"), "{stdout}");
     let mut daemon = env.spawn_daemon();
     wait_until("both orders queued", Duration::from_secs(30), || env.item_count() == 2);
     signal(&daemon, "TERM");
@@ -405,7 +405,7 @@ fn a_daemonized_grandchild_dies_with_the_run_and_a_command_that_exited_0_is_not_
 
     // `check` runs it the same way, and leaves nothing behind either.
     let (stdout, _) = expect_exit(&env.run(&["check"]), 1);
-    assert!(stdout.contains("1 linha(s) lida(s)") && !stdout.contains("timeout"), "{stdout}");
+    assert!(stdout.contains("1 linha lida") && !stdout.contains("timeout"), "{stdout}");
     assert!(!running("sleep 3019") && !running("sleep 3020"), "check left a process behind");
 }
 

@@ -240,7 +240,7 @@ fn the_service_under_real_systemd() {
             .property("StatusText")
             .starts_with("CIRCUITO ABERTO: a API falhou com o erro 01 Conexão recusada")
     });
-    assert!(sandbox.property("StatusText").contains("3 pendente(s)"), "{}", sandbox.property("StatusText"));
+    assert!(sandbox.property("StatusText").contains("3 pendentes"), "{}", sandbox.property("StatusText"));
     // The outage is one journal entry, with its code; the probes are debug lines, not news.
     let refused = sandbox.journal(&["EXTRATOR_CODE=01"]);
     assert!(refused.contains("envio suspenso: CIRCUITO ABERTO: a API falhou com o erro 01"), "{refused}");

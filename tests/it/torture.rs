@@ -247,7 +247,7 @@ fn a_write_lock_held_30_s_is_waited_out_and_a_shorter_bound_fails_clearly() {
     // Handed to the daemon, whose writer gives up after its 1 s: the batch goes to the spool.
     let handed = env.run(&["enqueue", "--order", "4", "--branch", "1", "--reason", "pelo socket"]);
     let (stdout, _) = expect_exit(&handed, 0);
-    assert!(stdout.contains("gravado(s) no spool"), "{stdout}");
+    assert!(stdout.contains("1 cancelamento gravado no spool"), "{stdout}");
     assert!(stdout.contains("o serviço não conseguiu gravar agora"), "{stdout}");
     // The lock is an injected fault that lasts 30 s; waiting it out is what is being tested.
     std::thread::sleep(Duration::from_secs(30));
