@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use extrator::io::store::{Access, Durability, Store};
 use extrator::simulator::{Background, Scenario};
-use extrator::store::{Access, Durability, Store};
 
 fn quick() -> bool {
     std::env::var_os("BENCH_QUICK").is_some()

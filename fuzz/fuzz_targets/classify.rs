@@ -10,8 +10,8 @@
 
 use std::sync::OnceLock;
 
-use extrator::api::Redactor;
-use extrator::classify::{Exchange, Response, Rules, classify, classify_poll};
+use extrator::io::api::Redactor;
+use extrator::core::classify::{Exchange, Response, Rules, classify, classify_poll};
 
 /// Response rules as support would write them, with paths into arrays and nested objects.
 fn configured() -> &'static Rules {
@@ -78,7 +78,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         if let Some(receipt) = &verdict.receipt {
             assert!(receipt.chars().count() <= 120 && !receipt.chars().any(char::is_control), "{receipt:?}");
         }
-        let _ = extrator::classify::excerpt(match &exchange {
+        let _ = extrator::core::classify::excerpt(match &exchange {
             Exchange::Response(response) => &response.body,
             _ => &[],
         });

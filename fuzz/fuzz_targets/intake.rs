@@ -2,7 +2,7 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    match extrator::intake::parse_document(data) {
+    match extrator::core::intake::parse_document(data) {
         Ok(records) => assert!(!records.is_empty()),
         Err(error) => {
             let _ = error.to_string();

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::store::{Store, StoreError};
+use crate::io::store::{Store, StoreError};
 
 /// How often old attempt records are purged.
 pub const PURGE_EVERY: Duration = Duration::from_secs(3_600);

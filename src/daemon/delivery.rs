@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
-use crate::api::Client;
-use crate::classify::Outcome;
-use crate::dispatch::{Exchanged, Record};
-use crate::item::State;
-use crate::journal::Message;
-use crate::metrics::Metrics;
-use crate::store::{AttemptRecord, ItemRow, Store, StoreError};
+use crate::core::classify::Outcome;
+use crate::core::dispatch::{Exchanged, Record};
+use crate::core::item::State;
+use crate::io::api::Client;
+use crate::io::journal::Message;
+use crate::io::store::{AttemptRecord, ItemRow, Store, StoreError};
+use crate::web::metrics::Metrics;
 
 /// Sends one item and classifies what came back.
 pub async fn send(item: ItemRow, client: Arc<Client>) -> (i64, Exchanged) {
@@ -46,12 +46,12 @@ pub fn attempt_done(record: &Record, number: Option<i64>, metrics: &Metrics) {
     if let Some(asked) = after.capped_delay {
         tracing::warn!(
             item = record.item,
-            order = %crate::text::terminal_safe(&record.order),
+            order = %crate::core::text::terminal_safe(&record.order),
             "pedido {}: a API pediu para esperar {} (Retry-After); o extrator espera no máximo retry.max_delay e \
              tenta às {}",
-            crate::text::terminal_safe(&record.order),
-            crate::text::rounded(asked),
-            crate::text::local_time(after.next_at)
+            crate::core::text::terminal_safe(&record.order),
+            crate::core::text::rounded(asked),
+            crate::core::text::local_time(after.next_at)
         );
     }
     log_attempt(record, number.unwrap_or(0));
@@ -61,15 +61,15 @@ pub fn attempt_done(record: &Record, number: Option<i64>, metrics: &Metrics) {
 fn log_attempt(record: &Record, attempt: i64) {
     let verdict = &record.after.verdict;
     let status = verdict.http_status;
-    let message = crate::text::terminal_safe(verdict.message.as_deref().unwrap_or("")).into_owned();
+    let message = crate::core::text::terminal_safe(verdict.message.as_deref().unwrap_or("")).into_owned();
     let kind = verdict.kind.to_string();
     let (item, order, kind) =
-        (record.item, crate::text::terminal_safe(&record.order).into_owned(), kind.as_str());
+        (record.item, crate::core::text::terminal_safe(&record.order).into_owned(), kind.as_str());
     let probe = record.probe;
     match (verdict.outcome, record.after.state) {
         (Outcome::Success, _) => match verdict.receipt.as_deref() {
             Some(receipt) => {
-                let receipt = crate::text::terminal_safe(receipt).into_owned();
+                let receipt = crate::core::text::terminal_safe(receipt).into_owned();
                 tracing::info!(
                     message_id = %Message::Delivered.id(),
                     item,
@@ -133,7 +133,7 @@ fn log_attempt(record: &Record, attempt: i64) {
             probe,
             "pedido {order}: falha no envio: erro {}: {message}; nova tentativa a partir de {}",
             code.label(),
-            crate::text::local_time(record.after.next_at)
+            crate::core::text::local_time(record.after.next_at)
         ),
     }
 }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::journal::Message;
-use crate::spool;
-use crate::store::StoreError;
-use crate::writer::Writer;
+use crate::io::journal::Message;
+use crate::io::spool;
+use crate::io::store::StoreError;
+use crate::io::writer::Writer;
 
 /// The spool import's way into the queue from its own thread: conflicts are read on a
 /// read-only connection of its own, batches are written by the daemon's writer, one job each,
@@ -19,7 +19,7 @@ pub struct WriterQueue {
     writer: Writer,
     database: PathBuf,
     busy_timeout: Duration,
-    reader: Option<crate::store::Store>,
+    reader: Option<crate::io::store::Store>,
     /// Set when the daemon stops: the import ends before its next batch, the file stays.
     stopping: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -42,13 +42,15 @@ pub fn spool_queue(
 impl spool::Queue for WriterQueue {
     fn conflicts(
         &mut self,
-        items: &[crate::item::NewItem],
-    ) -> Result<Vec<crate::store::Conflict>, StoreError> {
+        items: &[crate::core::item::NewItem],
+    ) -> Result<Vec<crate::io::store::Conflict>, StoreError> {
         let reader = match self.reader.take() {
             Some(reader) => reader,
-            None => {
-                crate::store::Store::open(&self.database, crate::store::Access::ReadOnly, self.busy_timeout)?
-            }
+            None => crate::io::store::Store::open(
+                &self.database,
+                crate::io::store::Access::ReadOnly,
+                self.busy_timeout,
+            )?,
         };
         let conflicts = reader.conflicts(items);
         self.reader = Some(reader);
@@ -57,10 +59,10 @@ impl spool::Queue for WriterQueue {
 
     fn enqueue(
         &mut self,
-        items: Vec<crate::item::NewItem>,
-        origin: crate::store::Origin,
+        items: Vec<crate::core::item::NewItem>,
+        origin: crate::io::store::Origin,
         now: jiff::Timestamp,
-    ) -> Result<Vec<crate::store::EnqueueOutcome>, StoreError> {
+    ) -> Result<Vec<crate::io::store::EnqueueOutcome>, StoreError> {
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(StoreError::Interrupted("o serviço está parando"));
         }
@@ -73,27 +75,27 @@ impl spool::Queue for WriterQueue {
 /// What a pass over the spool did, in the journal: file names are the ERP's text, escaped.
 pub fn log(report: &spool::Report) {
     for imported in &report.imported {
-        let file = crate::text::terminal_safe(&imported.file);
+        let file = crate::core::text::terminal_safe(&imported.file);
         if imported.again {
             tracing::info!(file = %file, new_items = imported.new, already_queued = imported.already,
                 "arquivo do spool mudou depois de importado (quem o escrevia continuou): {} na fila",
-                crate::text::count(imported.new as u64, "item novo", "itens novos"));
+                crate::core::text::count(imported.new as u64, "item novo", "itens novos"));
         } else {
             tracing::info!(file = %file, new_items = imported.new, already_queued = imported.already, "arquivo do spool importado");
         }
     }
     for (file, why) in &report.rejected {
-        let file = crate::text::terminal_safe(file);
-        let why = crate::text::terminal_safe(why);
+        let file = crate::core::text::terminal_safe(file);
+        let why = crate::core::text::terminal_safe(why);
         tracing::warn!(message_id = %Message::SpoolRejected.id(), file = %file, reason = %why, "arquivo do spool rejeitado (veja rejeitados/{file}.erro)");
     }
     for (file, why) in &report.refused {
-        let file = crate::text::terminal_safe(file);
+        let file = crate::core::text::terminal_safe(file);
         tracing::warn!(file = %file, reason = %why, "arquivo do spool recusado e deixado no lugar: {file} {why}");
     }
     for (file, why) in &report.unreadable {
-        let file = crate::text::terminal_safe(file);
-        let why = crate::text::terminal_safe(why);
+        let file = crate::core::text::terminal_safe(file);
+        let why = crate::core::text::terminal_safe(why);
         tracing::warn!(file = %file, reason = %why,
             "arquivo do spool já importado mudou e o que foi acrescentado não pôde ser lido (será lido de novo se mudar): {file}: {why}");
     }

@@ -31,18 +31,18 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
-use crate::api::Client;
-use crate::classify::Code;
 use crate::config::Config;
-use crate::dispatch::{Action, Claim, Claimed, Dispatcher, Event, Exchanged, Limits, Record, Written};
-use crate::failure::Failure;
-use crate::journal::Message;
-use crate::metrics::Metrics;
-use crate::policy::Gate;
-use crate::spool;
-use crate::store::{ItemRow, StoreError};
-use crate::systemd::Notifier;
-use crate::writer::Writer;
+use crate::core::classify::Code;
+use crate::core::dispatch::{Action, Claim, Claimed, Dispatcher, Event, Exchanged, Limits, Record, Written};
+use crate::core::failure::Failure;
+use crate::core::policy::Gate;
+use crate::io::api::Client;
+use crate::io::journal::Message;
+use crate::io::spool;
+use crate::io::store::{ItemRow, StoreError};
+use crate::io::systemd::Notifier;
+use crate::io::writer::Writer;
+use crate::web::metrics::Metrics;
 
 /// How long the store thread may go without finishing a job before the watchdog is no longer
 /// pinged: well under the unit's `WatchdogSec=30`, well over `DAEMON_BUSY_TIMEOUT`.
@@ -152,14 +152,14 @@ impl Daemon {
     }
 
     /// Polls these sources while running (the first run of each at the first tick).
-    pub fn with_sources(mut self, sources: Vec<crate::source::Source>) -> Daemon {
+    pub fn with_sources(mut self, sources: Vec<crate::io::source::Source>) -> Daemon {
         self.adopt_sources(sources);
         self
     }
 
     /// Takes these sources as the ones to poll: one already polled keeps its state (by name), a
     /// new one runs at the next tick.
-    fn adopt_sources(&mut self, sources: Vec<crate::source::Source>) {
+    fn adopt_sources(&mut self, sources: Vec<crate::io::source::Source>) {
         let mut slots = std::mem::take(&mut self.sources);
         let now = std::time::Instant::now();
         self.sources = sources
@@ -178,8 +178,8 @@ impl Daemon {
             self.client.certificate().map(|(expires_at, subject)| (expires_at, subject.to_owned()));
         self.metrics.set_certificate(certificate.as_ref().map(|(expires_at, _)| *expires_at));
         if let Some((expires_at, subject)) = &certificate {
-            let (expiry, close) = crate::api::tls::describe_expiry(*expires_at, jiff::Timestamp::now());
-            let subject = crate::text::terminal_safe(subject).into_owned();
+            let (expiry, close) = crate::io::api::tls::describe_expiry(*expires_at, jiff::Timestamp::now());
+            let subject = crate::core::text::terminal_safe(subject).into_owned();
             if close {
                 tracing::warn!("certificado de cliente ({subject}): {expiry}");
             } else {
@@ -211,12 +211,12 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let mut ticker = self.ticker();
-        let wake = crate::wake::listen(&self.config.queue.database);
+        let wake = crate::io::wake::listen(&self.config.queue.database);
         let mut wake_buffer = [0_u8; 16];
         // Cancellations handed in through the socket by accounts that cannot write the queue.
         let handed = Arc::new(tokio::sync::Notify::new());
-        let intake = crate::handoff::listen(&self.config.queue.socket).map(|listener| {
-            tokio::spawn(crate::handoff::serve(listener, self.writer.clone(), handed.clone()))
+        let intake = crate::io::handoff::listen(&self.config.queue.socket).map(|listener| {
+            tokio::spawn(crate::io::handoff::serve(listener, self.writer.clone(), handed.clone()))
         });
         let site = self.listener.take().map(|listener| {
             let site = Arc::new(crate::web::Site::new(self.metrics.clone(), &self.config, &listener));
@@ -275,7 +275,7 @@ impl Daemon {
             self.ping_watchdog();
         }
         self.notifier.stopping();
-        let _ = std::fs::remove_file(crate::wake::socket_path(&self.config.queue.database));
+        let _ = std::fs::remove_file(crate::io::wake::socket_path(&self.config.queue.database));
         // A batch cut off here gets no answer: `enqueue` then writes it to the spool (intake is
         // idempotent, so a batch that did get in is "já na fila" there).
         if let Some(intake) = intake {
@@ -339,7 +339,7 @@ impl Daemon {
             Action::Send { item, probe } => {
                 let Some(row) = self.claimed.remove(&item) else { return };
                 if probe {
-                    tracing::debug!(order = %crate::text::terminal_safe(&row.order), item, "testando a API com um envio (sonda)");
+                    tracing::debug!(order = %crate::core::text::terminal_safe(&row.order), item, "testando a API com um envio (sonda)");
                 }
                 let handle = self.sends.spawn(delivery::send(row, self.client.clone()));
                 self.send_items.insert(handle.id(), item);
@@ -495,7 +495,7 @@ impl Daemon {
     /// A record's write came back: the attempt is logged and counted the first time, and the
     /// dispatcher hears how it went.
     fn recorded(&mut self, record: &Record, result: Result<i64, StoreError>) -> Event {
-        let order = crate::text::terminal_safe(&record.order).into_owned();
+        let order = crate::core::text::terminal_safe(&record.order).into_owned();
         let written = match &result {
             Ok(number) => {
                 if record.again {
@@ -584,11 +584,11 @@ impl Daemon {
         };
         let (news, changed) = slot.ended(&ran);
         let interval = slot.source.config.interval;
-        let name = crate::text::terminal_safe(&ran.name).into_owned();
+        let name = crate::core::text::terminal_safe(&ran.name).into_owned();
         let (rows, new) = (ran.run.rows, ran.run.new_items);
         let error = ran.run.error.as_deref().unwrap_or("");
-        let lines_read = |rows: u64| crate::text::count(rows, "linha lida", "linhas lidas");
-        let new_orders = |new: u64| crate::text::count(new, "cancelamento novo", "cancelamentos novos");
+        let lines_read = |rows: u64| crate::core::text::count(rows, "linha lida", "linhas lidas");
+        let new_orders = |new: u64| crate::core::text::count(new, "cancelamento novo", "cancelamentos novos");
         match news {
             sources::News::Failed => tracing::error!(
                 message_id = %Message::SourceFailed.id(),
@@ -623,7 +623,7 @@ impl Daemon {
                 source = %name,
                 orders,
                 "fonte {name}: {} com outro conteúdo na origem; fica valendo o que foi enfileirado primeiro",
-                crate::text::count(orders as u64, "pedido já enfileirado aparece", "pedidos já enfileirados aparecem")
+                crate::core::text::count(orders as u64, "pedido já enfileirado aparece", "pedidos já enfileirados aparecem")
             );
         }
     }
@@ -684,7 +684,7 @@ impl Daemon {
                     tracing::error!(
                         "o banco de dados não conclui uma operação há {}: o watchdog do systemd deixa de ser avisado \
                          e reinicia o serviço se isso continuar",
-                        crate::text::rounded(stalled)
+                        crate::core::text::rounded(stalled)
                     );
                 }
             }
@@ -701,7 +701,7 @@ impl Daemon {
         if let Some(why) = &self.reload_refused {
             line = format!(
                 "RECARGA RECUSADA (vale a configuração anterior): {} · {line}",
-                crate::text::truncate(why, 200)
+                crate::core::text::truncate(why, 200)
             );
         }
         match self.problems.current() {
@@ -817,7 +817,7 @@ fn claimed_facts(row: &ItemRow) -> Claimed {
         id: row.id,
         order: row.order.clone(),
         attempts: u32::try_from(row.attempts).unwrap_or(0),
-        last_code: row.last_code.as_deref().and_then(crate::codes::find).map(|info| info.code),
+        last_code: row.last_code.as_deref().and_then(crate::core::codes::find).map(|info| info.code),
         processing_since: row.processing_since,
         poll_url: row.poll_url.clone(),
     }
@@ -850,9 +850,9 @@ fn store_thread_died() -> Failure {
 /// config the daemon would refuse makes `systemctl reload` fail. The error is the pt-BR reason.
 pub fn prepare(
     path: &std::path::Path,
-) -> Result<(crate::config::Loaded, Client, Vec<crate::source::Source>), String> {
+) -> Result<(crate::config::Loaded, Client, Vec<crate::io::source::Source>), String> {
     let loaded = crate::config::load(path).map_err(|error| error.to_string())?;
     let client = Client::new(&loaded.config)?;
-    let sources = crate::source::Source::all(&loaded.config.sources)?;
+    let sources = crate::io::source::Source::all(&loaded.config.sources)?;
     Ok((loaded, client, sources))
 }

@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::source::Source;
-use crate::store::{SourceRun, Store, StoreError};
-use crate::writer::Writer;
+use crate::io::source::Source;
+use crate::io::store::{SourceRun, Store, StoreError};
+use crate::io::writer::Writer;
 
 /// A polled source between runs.
 pub struct Slot {
@@ -108,7 +108,7 @@ pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout
         Err(error) => (0, 0, Some(error.kind()), Some(error.to_string())),
         Ok(output) => {
             let rows = output.rows as u64;
-            let origin = crate::store::Origin::Source(name.clone());
+            let origin = crate::io::store::Origin::Source(name.clone());
             let queued =
                 match tokio::task::spawn_blocking(move || new_items(output.items, &database, busy_timeout))
                     .await
@@ -144,9 +144,9 @@ pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout
     let run = SourceRun {
         name: name.clone(),
         at: jiff::Timestamp::now(),
-        duration_ms: crate::source::elapsed_ms(started),
+        duration_ms: crate::io::source::elapsed_ms(started),
         // Stored, shown by `status` and logged: bounded whatever the command printed.
-        error: error.map(|error| crate::text::cut(&error, crate::source::MAX_MESSAGE)),
+        error: error.map(|error| crate::core::text::cut(&error, crate::io::source::MAX_MESSAGE)),
         rows,
         new_items,
     };
@@ -161,14 +161,14 @@ pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout
 
 /// The items not queued yet, and how many of the others differ from what is queued.
 fn new_items(
-    items: Vec<crate::item::NewItem>,
+    items: Vec<crate::core::item::NewItem>,
     database: &std::path::Path,
     busy_timeout: Duration,
-) -> Result<(Vec<crate::item::NewItem>, usize), StoreError> {
+) -> Result<(Vec<crate::core::item::NewItem>, usize), StoreError> {
     if items.is_empty() {
         return Ok((items, 0));
     }
-    let reader = Store::open(database, crate::store::Access::ReadOnly, busy_timeout)?;
+    let reader = Store::open(database, crate::io::store::Access::ReadOnly, busy_timeout)?;
     let queued = reader.queued(&items)?;
     let different = reader.conflicts(&items)?.len();
     let fresh = items.into_iter().zip(queued).filter(|(_, queued)| !queued).map(|(item, _)| item).collect();

@@ -2,9 +2,9 @@
 //! with the heartbeat for `status` and the page. Recomputed from `now` each time it is shown, so
 //! a moment that has passed is never shown as the future.
 
-use crate::classify::Code;
-use crate::dispatch::Status;
-use crate::policy::Gate;
+use crate::core::classify::Code;
+use crate::core::dispatch::Status;
+use crate::core::policy::Gate;
 
 /// A one-line pt-BR description of the gate at `now`, for `status` and the systemd status line.
 pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
@@ -12,7 +12,7 @@ pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
         Gate::Closed => "enviando normalmente".to_owned(),
         Gate::Open { code, next_probe_at } => {
             let next = if next_probe_at > now {
-                format!("próximo teste às {}", crate::text::local_time(next_probe_at))
+                format!("próximo teste às {}", crate::core::text::local_time(next_probe_at))
             } else {
                 "o próximo item a enviar servirá de teste".to_owned()
             };
@@ -28,7 +28,7 @@ pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
         Gate::RateLimited { until } if until > now => format!(
             "AGUARDANDO a API: erro {} até {}",
             Code::RateLimited.label(),
-            crate::text::local_time(until)
+            crate::core::text::local_time(until)
         ),
         Gate::RateLimited { .. } => "enviando normalmente".to_owned(),
     }
@@ -53,17 +53,17 @@ pub fn status_line(status: &Status, counts: Option<(u64, u64, u64)>, now: jiff::
     };
     parts.push(format!(
         "{}, {processing} processando, {failed} com falha definitiva",
-        crate::text::count(pending, "pendente", "pendentes")
+        crate::core::text::count(pending, "pendente", "pendentes")
     ));
     if status.unrecorded > 0 {
-        parts.push(crate::text::count(
+        parts.push(crate::core::text::count(
             status.unrecorded as u64,
             "tentativa ainda não gravada",
             "tentativas ainda não gravadas",
         ));
     }
     parts.push(match status.last_success {
-        Some(at) => format!("último envio com sucesso {}", crate::text::local_time(at)),
+        Some(at) => format!("último envio com sucesso {}", crate::core::text::local_time(at)),
         None => "nenhum envio com sucesso ainda".to_owned(),
     });
     if sending_normally {

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use extrator::api::{Attempt, Client};
-use extrator::classify::Outcome;
 use extrator::config::Config;
-use extrator::duration::HumanDuration;
-use extrator::item::State;
+use extrator::core::classify::Outcome;
+use extrator::core::duration::HumanDuration;
+use extrator::core::item::State;
+use extrator::io::api::{Attempt, Client};
+use extrator::io::store::ItemRow;
 use extrator::simulator::{Background, Behavior, Scenario, Shared};
-use extrator::store::ItemRow;
 
 /// A config pointing at `url`, with short deadlines.
 pub fn config_for(url: &str) -> Config {
@@ -61,7 +61,7 @@ pub fn send(config: &Config, order: &str) -> Attempt {
 #[track_caller]
 pub fn expect(attempt: &Attempt, code: Option<&str>, kind: &str, status: Option<u16>, fragment: &str) {
     let verdict = &attempt.verdict;
-    assert_eq!(verdict.code().map(extrator::codes::Code::as_str), code, "{verdict:?}");
+    assert_eq!(verdict.code().map(extrator::core::codes::Code::as_str), code, "{verdict:?}");
     assert_eq!(verdict.kind, kind, "{verdict:?}");
     assert_eq!(verdict.http_status, status, "{verdict:?}");
     let message = verdict.message.clone().unwrap_or_default();
@@ -225,7 +225,7 @@ fn basic_and_login_auth_send_the_credentials() {
     // setting, so 02 (sending pauses until it is mended), never an item's failure.
     config.api.auth.token_field = "data.token".into();
     let attempt = send(&config, "5");
-    assert_eq!(attempt.verdict.code().map(extrator::codes::Code::as_str), Some("02"));
+    assert_eq!(attempt.verdict.code().map(extrator::core::codes::Code::as_str), Some("02"));
     assert_eq!(attempt.verdict.kind.to_string(), "token_http_200");
     let message = attempt.verdict.message.clone().unwrap_or_default();
     assert!(message.contains("\"data.token\"") && message.contains("api.auth.token_field"), "{message}");

@@ -8,10 +8,10 @@ use crate::util::{bin, expect_exit};
 
 #[test]
 fn explains_each_code_and_refuses_unknown_ones() {
-    for code in extrator::codes::CATALOG {
+    for code in extrator::core::codes::CATALOG {
         let output = Command::new(bin()).args(["explain", code.code.as_str()]).output().unwrap();
         let (stdout, _) = expect_exit(&output, 0);
-        assert_eq!(stdout, extrator::codes::explain(&code));
+        assert_eq!(stdout, extrator::core::codes::explain(&code));
     }
     let output = Command::new(bin()).args(["explain", "1"]).output().unwrap();
     assert!(expect_exit(&output, 0).0.starts_with("Código 01 — Conexão recusada"));

@@ -15,7 +15,7 @@ fn without_a_mapping_the_request_is_byte_for_byte_the_original() {
         Some(serde_json::from_str(r#"{"loja": 7, "canal": {"nome": "site", "tags": ["a", "ç"]}}"#).unwrap());
     item.reason = "cliente \"desistiu\" {x}\nção".into();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async { extrator::api::Client::new(&config).unwrap().send(&item).await });
+    runtime.block_on(async { extrator::io::api::Client::new(&config).unwrap().send(&item).await });
     let received = api.shared.received();
     assert_eq!(received.len(), 1);
     let request = &received[0];
@@ -680,7 +680,7 @@ fn the_vendor_wording_of_02_and_03_is_recognised_on_401_and_404() {
     {
         let attempt = crate::client::send(&config, order);
         assert_eq!(
-            attempt.verdict.code().map(extrator::codes::Code::as_str),
+            attempt.verdict.code().map(extrator::core::codes::Code::as_str),
             Some(code),
             "{order}: {:?}",
             attempt.verdict

@@ -105,7 +105,7 @@ fn prometheus_scrapes_a_delivery_run_with_failures_and_its_figures_are_the_datab
     // The demo's answers: success, 202 → 208 → 200, 07, a stall (04), a 429 (08), a 500 (99).
     // The stall and the 500 are retried on their schedule and give up after three attempts
     // each: two orders failing among twenty-four that go through never open the circuit.
-    let scenario = extrator::commands::demo::scenario();
+    let scenario = extrator::cli::commands::demo::scenario();
     let api = Background::start(scenario).unwrap();
     let port = free_port();
     let target = format!("127.0.0.1:{port}");

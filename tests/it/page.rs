@@ -54,7 +54,7 @@ fn element(dom: &str, id: &str) -> String {
 fn chromium_renders_the_status_page_of_a_run_with_failures() {
     needs_program("the status page in Chromium", CHROMIUM);
     // The demo's answers, and an order whose reason and API message are markup.
-    let scenario = extrator::commands::demo::scenario().order(
+    let scenario = extrator::cli::commands::demo::scenario().order(
         "100207",
         vec![Behavior::json(400, r#"{"message": "<b>pedido</b> <img src=x onerror=alert(2)> inválido"}"#)],
     );

@@ -195,7 +195,7 @@ fn a_batch_too_large_for_the_socket_goes_through_the_spool_and_is_all_queued() {
     wait_until("the intake socket", Duration::from_secs(30), || env.intake_socket().exists());
     let count = 100_000;
     let batch = crate::util::json_lines(1, count);
-    assert!(batch.len() > extrator::handoff::MAX_BATCH_BYTES);
+    assert!(batch.len() > extrator::io::handoff::MAX_BATCH_BYTES);
     let output = env.run_with_input(&["enqueue", "--json", "-"], batch.as_bytes());
     let (stdout, _) = expect_exit(&output, 0);
     assert!(stdout.contains("100000 cancelamentos gravados no spool"), "{stdout}");

@@ -66,7 +66,7 @@ impl Env {
 
     /// The daemon's wake socket.
     pub fn wake_socket(&self) -> PathBuf {
-        extrator::wake::socket_path(&self.database)
+        extrator::io::wake::socket_path(&self.database)
     }
 
     /// One integer from a query on the real database.
