@@ -11,4 +11,5 @@ pub mod core;
 pub mod daemon;
 pub mod io;
 pub mod simulator;
+pub mod view;
 pub mod web;

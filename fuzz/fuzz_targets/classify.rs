@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use extrator::io::api::Redactor;
+use extrator::io::secrets::Redactor;
 use extrator::core::classify::{Exchange, Response, Rules, classify, classify_poll};
 
 /// Response rules as support would write them, with paths into arrays and nested objects.

@@ -8,7 +8,7 @@
 #![no_main]
 
 use base64::Engine as _;
-use extrator::io::api::Redactor;
+use extrator::io::secrets::Redactor;
 
 /// Secrets as support writes them: accents and a slash, quotes and a backslash, a space and the
 /// characters form encoding changes, beyond the BMP.

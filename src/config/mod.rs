@@ -6,6 +6,8 @@
 //! for rules that span keys. Environment overrides `EXTRATOR_<SECTION>__<KEY>` are applied on top
 //! of the file and named in their own errors. All operator text is pt-BR.
 
+mod settings;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::duration::HumanDuration;
 use crate::core::mapping::{RequestConfig, ResponseConfig};
+use crate::core::secret::Secret;
 
 /// Where the config is read from when neither `--config` nor `EXTRATOR_CONFIG` says otherwise.
 pub const DEFAULT_PATH: &str = "/etc/extrator/extrator.toml";
@@ -480,35 +483,6 @@ impl LogLevel {
     }
 }
 
-/// A password: never printed by `Debug`, and serialized only as a placeholder.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret read from elsewhere (a file, a credential, a login response).
-    pub fn new(secret: String) -> Secret {
-        Secret(secret)
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("***")
-    }
-}
-
 /// A config that loaded, with what the operator should be warned about.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -544,6 +518,12 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for crate::core::failure::Failure {
+    fn from(error: ConfigError) -> Self {
+        Self { exit_code: crate::core::failure::EXIT_CONFIG, message: error.to_string() }
+    }
+}
 
 /// Picks the config path: `--config`, else `EXTRATOR_CONFIG`, else the default. (clap reads the
 /// environment variable; this only supplies the default.)
@@ -1435,30 +1415,31 @@ fn has_systemd_credential(name: &str) -> bool {
     std::env::var_os("CREDENTIALS_DIRECTORY").is_some_and(|dir| Path::new(&dir).join(name).is_file())
 }
 
-/// `scheme://host[:port]` of a URL (lower case), to compare origins.
+/// `scheme://host[:port]` of a URL (lower case), to compare origins. Hand-written on purpose: it
+/// reads the fixed start of a URL template (`https://api.x/pedidos/` of `…/{order}/status`),
+/// which is not always a URL `url::Url` would parse.
 fn origin(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
 }
 
-/// A URL must be `http://` or `https://` with a host.
-pub(crate) fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
-    match host {
-        // Credentials in the URL would reach logs, records and `check` output with it.
-        Some(host) if host.contains('@') => Err((
+/// A URL must be `http://` or `https://` with a host (`core::http_url`); the refusal in pt-BR,
+/// naming `key`.
+fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
+    use crate::core::http_url::{Refusal, check};
+    match check(url) {
+        Ok(_) => Ok(()),
+        Err(Refusal::Credentials) if key == "api.proxy" => Err((
             key.to_owned(),
-            if key == "api.proxy" {
-                "não coloque usuário ou senha na URL do proxy: use api.proxy_user e api.proxy_password_file"
-            } else {
-                "não coloque usuário ou senha na URL: use [api.auth] (user e password_file)"
-            }
-            .to_owned(),
+            "não coloque usuário ou senha na URL do proxy: use api.proxy_user e api.proxy_password_file"
+                .to_owned(),
         )),
-        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => Ok(()),
-        _ => Err((
+        Err(Refusal::Credentials) => Err((
+            key.to_owned(),
+            "não coloque usuário ou senha na URL: use [api.auth] (user e password_file)".to_owned(),
+        )),
+        Err(Refusal::Invalid) => Err((
             key.to_owned(),
             format!("\"{url}\" não é uma URL válida: use http://host/caminho ou https://host/caminho"),
         )),

@@ -253,22 +253,6 @@ impl Rules {
             response,
         }
     }
-
-    /// The rules of a config.
-    pub fn from_config(config: &crate::config::Config) -> Rules {
-        let auth = &config.api.auth;
-        Rules::new(
-            &auth.user_not_found_patterns,
-            &auth.invalid_credentials_patterns,
-            config.api.response.clone(),
-        )
-    }
-}
-
-impl Default for Rules {
-    fn default() -> Self {
-        Rules::from_config(&crate::config::Config::default())
-    }
 }
 
 /// Lower case without the accents of Portuguese (and the other Latin ones), so "USUÁRIO NÃO" and
@@ -489,7 +473,7 @@ fn response_verdict(response: &Response, rules: &Rules, now: jiff::Timestamp) ->
     let mut verdict = read_response(response, rules, now);
     if verdict.message.is_none() && matches!(verdict.outcome, Outcome::Failure(_)) {
         let status = response.status;
-        let reason = reqwest::StatusCode::from_u16(status).ok().and_then(|code| code.canonical_reason());
+        let reason = http::StatusCode::from_u16(status).ok().and_then(|code| code.canonical_reason());
         verdict.message = Some(match reason {
             Some(reason) => format!("a API respondeu HTTP {status} ({reason}) sem mensagem no corpo"),
             None => format!("a API respondeu HTTP {status} sem mensagem no corpo"),

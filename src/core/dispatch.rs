@@ -42,17 +42,6 @@ pub struct Limits {
     pub max_rate: Option<f64>,
 }
 
-impl Limits {
-    /// The limits of a config.
-    pub fn from_config(config: &crate::config::Config) -> Limits {
-        Limits {
-            settings: Settings::from_config(config),
-            concurrency: usize::try_from(config.api.concurrency).unwrap_or(1).max(1),
-            max_rate: config.api.max_rate,
-        }
-    }
-}
-
 /// What the dispatcher needs of a claimed item to decide its fate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {

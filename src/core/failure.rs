@@ -1,11 +1,10 @@
 //! What a command reports when it fails, and the documented exit codes (SPEC 5):
-//! 0 ok, 1 failed, 2 usage error, 78 configuration error (sysexits `EX_CONFIG`).
+//! 0 ok, 1 failed, 2 usage error, 78 configuration error (sysexits `EX_CONFIG`). The conversions
+//! from the edges' errors live beside those errors (`config`, `io::store`).
 
 use std::fmt;
 
-use crate::config::ConfigError;
 use crate::core::intake::IntakeError;
-use crate::io::store::StoreError;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -38,18 +37,6 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
-    }
-}
-
-impl From<ConfigError> for Failure {
-    fn from(error: ConfigError) -> Failure {
-        Failure { exit_code: EXIT_CONFIG, message: error.to_string() }
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Failure {
-        Failure::failed(error.to_string())
     }
 }
 

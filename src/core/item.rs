@@ -1,11 +1,14 @@
-//! A cancellation as the ERP hands it over, its states, and the validation of one input record.
-//! Pure: no I/O, so every rule is unit-tested here.
+//! A cancellation as the ERP hands it over, its states, the validation of one input record, and
+//! the read model every view shares (`Item`, `Attempt`, `Origin`; the store builds them from its
+//! rows). Pure: no I/O, so every rule is unit-tested here.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use crate::core::codes::Code;
 
 /// A validated cancellation, ready to be queued.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -275,6 +278,134 @@ pub fn kind_of(value: &Value) -> &'static str {
         Value::String(_) => "um texto",
         Value::Array(_) => "uma lista [...]",
         Value::Object(_) => "um objeto {...}",
+    }
+}
+
+/// Where an item came in from; stored so `show` can tell support.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `extrator enqueue`.
+    Command,
+    /// A file in the spool directory, by name.
+    Spool(String),
+    /// A polled `[[source]]`, by name.
+    Source(String),
+}
+
+impl Origin {
+    /// The stored form (`enqueue`, `spool:FILE`, `source:NAME`), also `--json`'s.
+    pub fn as_text(&self) -> String {
+        match self {
+            Origin::Command => "enqueue".to_owned(),
+            Origin::Spool(name) => format!("spool:{name}"),
+            Origin::Source(name) => format!("source:{name}"),
+        }
+    }
+}
+
+impl FromStr for Origin {
+    type Err = String;
+
+    /// The stored form back.
+    fn from_str(text: &str) -> Result<Origin, String> {
+        match text.split_once(':') {
+            None if text == "enqueue" => Ok(Origin::Command),
+            Some(("spool", name)) => Ok(Origin::Spool(name.to_owned())),
+            Some(("source", name)) => Ok(Origin::Source(name.to_owned())),
+            _ => Err(format!("origem desconhecida: {text:?}")),
+        }
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.as_text())
+    }
+}
+
+/// An item as the operator sees it — `list`, `show`, the page, the mapping's input and `--json`
+/// (field names and their text forms are the contract, tests/it/snapshots) — read from the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Item {
+    pub id: i64,
+    pub order: String,
+    pub branch: String,
+    pub reason: String,
+    pub cancelled_at: String,
+    pub customer: Option<String>,
+    pub extra: Option<Map<String, Value>>,
+    pub state: State,
+    /// Attempts that counted toward `retry.max_attempts` (reset by `retry`).
+    pub attempts: i64,
+    pub last_code: Option<Code>,
+    pub last_message: Option<String>,
+    /// When it is next due; `None` once it is `done` or `failed`.
+    pub next_attempt_at: Option<jiff::Timestamp>,
+    pub created_at: jiff::Timestamp,
+    pub updated_at: jiff::Timestamp,
+    pub idempotency_key: String,
+    /// Where it came in from (`enqueue`, `spool:<file>`, `source:<name>` in `--json`).
+    pub source: Origin,
+    /// When the API first accepted it asynchronously (202/208), while it is being polled.
+    pub processing_since: Option<jiff::Timestamp>,
+    /// Requests sent for it so far, of every kind (probes and asynchronous polls included).
+    pub sent: i64,
+    /// The API's latest receipt for it (a protocol or cancellation number), if it gives one.
+    pub receipt: Option<String>,
+    /// While it is `processing` with `async_poll = "location"`: the URL to poll.
+    pub poll_url: Option<String>,
+}
+
+/// One HTTP attempt, as recorded by the dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    pub number: i64,
+    pub started_at: jiff::Timestamp,
+    pub duration_ms: i64,
+    pub outcome: AttemptOutcome,
+    pub code: Option<Code>,
+    pub kind: String,
+    pub http_status: Option<i64>,
+    pub message: Option<String>,
+    pub body_excerpt: Option<String>,
+    /// A circuit-breaker probe: does not count toward the item's attempts.
+    pub probe: bool,
+    /// Whether it counted toward `retry.max_attempts`.
+    pub counted: bool,
+    /// The API's receipt in this answer, if any.
+    pub receipt: Option<String>,
+}
+
+/// What became of one attempt, as recorded (`success`, `processing`, `failure` in `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    Success,
+    Processing,
+    Failure,
+}
+
+impl AttemptOutcome {
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::Processing => "processing",
+            AttemptOutcome::Failure => "failure",
+        }
+    }
+}
+
+impl FromStr for AttemptOutcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<AttemptOutcome, String> {
+        match text {
+            "success" => Ok(AttemptOutcome::Success),
+            "processing" => Ok(AttemptOutcome::Processing),
+            "failure" => Ok(AttemptOutcome::Failure),
+            _ => Err(format!("resultado de tentativa desconhecido: {text:?}")),
+        }
     }
 }
 

@@ -48,19 +48,6 @@ pub struct Settings {
     pub async_max_wait: Duration,
 }
 
-impl Settings {
-    /// The settings of a config.
-    pub fn from_config(config: &crate::config::Config) -> Settings {
-        Settings {
-            max_attempts: config.retry.max_attempts,
-            first_delay: config.retry.first_delay.get(),
-            max_delay: config.retry.max_delay.get(),
-            async_poll_interval: config.api.async_poll_interval.get(),
-            async_max_wait: config.api.async_max_wait.get(),
-        }
-    }
-}
-
 /// The delay after the `failures`-th counted failure: `first_delay · 2^(failures-1)`, ±20 %
 /// jitter from `seed` (so the same item and attempt always get the same delay), kept within
 /// `first_delay ..= max_delay`.

@@ -1,13 +1,8 @@
-//! pt-BR presentation helpers shared by the commands: local times, ages, I/O errors, and aligned
-//! tables.
+//! pt-BR text helpers: ages, counts that agree, I/O errors, escaping for a terminal, cutting, and
+//! aligned tables. Pure (local times, which read the server's zone, are `view::local_time`).
 
 use std::io;
 use std::time::Duration;
-
-/// A timestamp in the server's local time zone, as Brazilians write it: `22/11/2026 14:03:05`.
-pub fn local_time(at: jiff::Timestamp) -> String {
-    at.to_zoned(jiff::tz::TimeZone::system()).strftime("%d/%m/%Y %H:%M:%S").to_string()
-}
 
 /// How long ago, rounded to a readable unit: `há 5min`, `há 2h`, `agora`.
 pub fn ago(at: jiff::Timestamp, now: jiff::Timestamp) -> String {

@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use crate::core::classify::Outcome;
 use crate::core::dispatch::{Exchanged, Record};
+use crate::core::item::Item;
 use crate::core::item::State;
 use crate::io::api::Client;
 use crate::io::journal::Message;
-use crate::io::store::{AttemptRecord, ItemRow, Store, StoreError};
+use crate::io::store::{AttemptRecord, Store, StoreError};
 use crate::web::metrics::Metrics;
 
 /// Sends one item and classifies what came back.
-pub async fn send(item: ItemRow, client: Arc<Client>) -> (i64, Exchanged) {
+pub async fn send(item: Item, client: Arc<Client>) -> (i64, Exchanged) {
     let exchanged = client.send(&item).await;
     (item.id, exchanged)
 }
@@ -51,7 +52,7 @@ pub fn attempt_done(record: &Record, number: Option<i64>, metrics: &Metrics) {
              tenta às {}",
             crate::core::text::terminal_safe(&record.order),
             crate::core::text::rounded(asked),
-            crate::core::text::local_time(after.next_at)
+            crate::view::local_time(after.next_at)
         );
     }
     log_attempt(record, number.unwrap_or(0));
@@ -133,7 +134,7 @@ fn log_attempt(record: &Record, attempt: i64) {
             probe,
             "pedido {order}: falha no envio: erro {}: {message}; nova tentativa a partir de {}",
             code.label(),
-            crate::core::text::local_time(record.after.next_at)
+            crate::view::local_time(record.after.next_at)
         ),
     }
 }

@@ -60,7 +60,7 @@ impl spool::Queue for WriterQueue {
     fn enqueue(
         &mut self,
         items: Vec<crate::core::item::NewItem>,
-        origin: crate::io::store::Origin,
+        origin: crate::core::item::Origin,
         now: jiff::Timestamp,
     ) -> Result<Vec<crate::io::store::EnqueueOutcome>, StoreError> {
         if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {

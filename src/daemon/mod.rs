@@ -35,11 +35,12 @@ use crate::config::Config;
 use crate::core::classify::Code;
 use crate::core::dispatch::{Action, Claim, Claimed, Dispatcher, Event, Exchanged, Limits, Record, Written};
 use crate::core::failure::Failure;
+use crate::core::item::Item;
 use crate::core::policy::Gate;
 use crate::io::api::Client;
 use crate::io::journal::Message;
 use crate::io::spool;
-use crate::io::store::{ItemRow, StoreError};
+use crate::io::store::StoreError;
 use crate::io::systemd::Notifier;
 use crate::io::writer::Writer;
 use crate::web::metrics::Metrics;
@@ -56,7 +57,7 @@ enum Done {
     Claimed {
         claim: Claim,
         lease_until: jiff::Timestamp,
-        items: Result<Vec<ItemRow>, StoreError>,
+        items: Result<Vec<Item>, StoreError>,
     },
     Recorded {
         record: Box<Record>,
@@ -88,7 +89,7 @@ pub struct Daemon {
     sends: JoinSet<(i64, Exchanged)>,
     send_items: HashMap<tokio::task::Id, i64>,
     /// Items claimed and not sent yet: the dispatcher says `Send` or `Release` for each.
-    claimed: HashMap<i64, ItemRow>,
+    claimed: HashMap<i64, Item>,
     /// Claims, records, releases, chores and the spool import.
     work: JoinSet<Done>,
     /// Runs of the polled sources: aborted at once on stop (a run queues all or nothing, and its
@@ -812,12 +813,12 @@ impl Daemon {
 }
 
 /// What the dispatcher needs of a claimed row.
-fn claimed_facts(row: &ItemRow) -> Claimed {
+fn claimed_facts(row: &Item) -> Claimed {
     Claimed {
         id: row.id,
         order: row.order.clone(),
         attempts: u32::try_from(row.attempts).unwrap_or(0),
-        last_code: row.last_code.as_deref().and_then(crate::core::codes::find).map(|info| info.code),
+        last_code: row.last_code,
         processing_since: row.processing_since,
         poll_url: row.poll_url.clone(),
     }

@@ -108,7 +108,7 @@ pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout
         Err(error) => (0, 0, Some(error.kind()), Some(error.to_string())),
         Ok(output) => {
             let rows = output.rows as u64;
-            let origin = crate::io::store::Origin::Source(name.clone());
+            let origin = crate::core::item::Origin::Source(name.clone());
             let queued =
                 match tokio::task::spawn_blocking(move || new_items(output.items, &database, busy_timeout))
                     .await

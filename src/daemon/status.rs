@@ -12,7 +12,7 @@ pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
         Gate::Closed => "enviando normalmente".to_owned(),
         Gate::Open { code, next_probe_at } => {
             let next = if next_probe_at > now {
-                format!("próximo teste às {}", crate::core::text::local_time(next_probe_at))
+                format!("próximo teste às {}", crate::view::local_time(next_probe_at))
             } else {
                 "o próximo item a enviar servirá de teste".to_owned()
             };
@@ -28,7 +28,7 @@ pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
         Gate::RateLimited { until } if until > now => format!(
             "AGUARDANDO a API: erro {} até {}",
             Code::RateLimited.label(),
-            crate::core::text::local_time(until)
+            crate::view::local_time(until)
         ),
         Gate::RateLimited { .. } => "enviando normalmente".to_owned(),
     }
@@ -63,7 +63,7 @@ pub fn status_line(status: &Status, counts: Option<(u64, u64, u64)>, now: jiff::
         ));
     }
     parts.push(match status.last_success {
-        Some(at) => format!("último envio com sucesso {}", crate::core::text::local_time(at)),
+        Some(at) => format!("último envio com sucesso {}", crate::view::local_time(at)),
         None => "nenhum envio com sucesso ainda".to_owned(),
     });
     if sending_normally {

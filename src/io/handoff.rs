@@ -26,8 +26,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::core::item::Origin;
 use crate::core::item::{NewItem, State};
-use crate::io::store::{EnqueueOutcome, Origin, StoreError};
+use crate::io::store::{EnqueueOutcome, StoreError};
 use crate::io::writer::Writer;
 
 /// How long the daemon gives a client to send its whole batch: `enqueue` writes it at once, and

@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
-pub use crate::config::Secret;
-
-/// What a secret is replaced with.
-pub const MASK: &str = "***";
+use crate::core::secret::{MASK, Secret};
 
 /// The largest secret file read: a password or token is a line, not a file's worth.
 const MAX_SECRET_BYTES: u64 = 64 * 1024;

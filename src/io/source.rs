@@ -53,7 +53,7 @@ pub struct Source {
     pub config: SourceConfig,
     /// The `environment_file`'s variables: only in the command's environment.
     environment: Vec<(String, String)>,
-    /// Masks their values in what the command prints, as `api::Redactor` masks the API's secrets.
+    /// Masks their values in what the command prints, as `io::secrets::Redactor` masks the API's secrets.
     redactor: crate::io::secrets::Redactor,
 }
 
@@ -166,7 +166,7 @@ impl Source {
         configs.iter().map(Source::new).collect()
     }
 
-    /// `text` with every value of the environment file masked (`api::MASK`).
+    /// `text` with every value of the environment file masked (`core::secret::MASK`).
     pub fn mask(&self, text: &str) -> String {
         self.redactor.redact(text, None)
     }

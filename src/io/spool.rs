@@ -32,9 +32,11 @@ use std::time::Duration;
 
 use crate::core::intake::{self, MAX_DOCUMENT_BYTES};
 use crate::core::item::NewItem;
-use crate::core::text::{Listed, io_error, local_time, terminal_safe, terminal_safe_lines};
+use crate::core::item::Origin;
+use crate::core::text::{Listed, io_error, terminal_safe, terminal_safe_lines};
 use crate::io::safe_fs::{Dir, Identity, OpenError, Refused};
-use crate::io::store::{Conflict, EnqueueOutcome, Origin, Store, StoreError};
+use crate::io::store::{Conflict, EnqueueOutcome, Store, StoreError};
+use crate::view::local_time;
 
 /// Imported files go here, inside the spool directory.
 pub const PROCESSED_DIR: &str = "processados";

@@ -50,7 +50,7 @@ const BUSY_GRACE: Duration = Duration::from_secs(5);
 pub struct Listener {
     pub socket: std::net::TcpListener,
     /// The base64 of `user:password` that opens it (HTTP Basic), if any.
-    credentials: Option<crate::config::Secret>,
+    credentials: Option<crate::core::secret::Secret>,
     /// It listens on loopback: the `Host` must be `localhost` or an address.
     loopback: bool,
 }
@@ -67,7 +67,7 @@ pub fn bind(config: &Config) -> Result<Option<Listener>, Failure> {
                 .map_err(|message| Failure { exit_code: crate::core::failure::EXIT_CONFIG, message })?;
             let encoded =
                 crate::io::secrets::basic_forms(&config.metrics.user, password.expose()).swap_remove(0);
-            Some(crate::config::Secret::new(encoded))
+            Some(crate::core::secret::Secret::new(encoded))
         }
     };
     let cannot = |error: std::io::Error| {
@@ -97,7 +97,7 @@ pub fn bind(config: &Config) -> Result<Option<Listener>, Failure> {
 /// What the listener serves from.
 pub struct Site {
     metrics: Arc<Metrics>,
-    credentials: Option<crate::config::Secret>,
+    credentials: Option<crate::core::secret::Secret>,
     loopback: bool,
     database: PathBuf,
     busy_timeout: Duration,

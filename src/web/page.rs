@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use crate::core::codes::CATALOG;
-use crate::core::text::{ago, local_time};
-use crate::io::store::{AttemptRow, DaemonRow, ItemRow, QueueFigures};
+use crate::core::codes::{CATALOG, Code};
+use crate::core::item::{Attempt, Item};
+use crate::core::text::ago;
+use crate::io::store::{DaemonRow, QueueFigures};
+use crate::view::local_time;
 
 /// How many failed items the overview lists.
 pub const FAILED_SHOWN: u32 = 50;
@@ -31,7 +33,7 @@ pub struct Overview {
     /// Attempts per Unix hour and result (a code, `success`, `processing`), last 30 days.
     pub hours: Vec<(i64, String, u64)>,
     /// The items that failed last, newest first.
-    pub failed: Vec<ItemRow>,
+    pub failed: Vec<Item>,
 }
 
 /// The overview page.
@@ -89,7 +91,7 @@ pub fn overview(data: &Overview) -> String {
                     code { "extrator retry" } " (no servidor)."
                 }
                 @for (code, items) in by_code(&data.failed) {
-                    (failed_group(&code, &items))
+                    (failed_group(code, &items))
                 }
             }
         }
@@ -99,7 +101,7 @@ pub fn overview(data: &Overview) -> String {
 
 /// The search's answer: one order with its newest attempts (at most `ATTEMPTS_SHOWN`) and how many
 /// it has in all, or why not.
-pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow], u64)>) -> String {
+pub fn item_page(order: &str, found: Option<(&Item, &[Attempt], u64)>) -> String {
     let order_shown = crate::core::text::terminal_safe(order);
     let body = html! {
         p { a href="/" { "← painel" } }
@@ -112,12 +114,12 @@ pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow], u64)>) -> 
             Some((item, attempts, total)) => {
                 h1 { "Pedido " (order_shown) " — item " (item.id) }
                 table.campos #item {
-                    @for (label, value) in crate::cli::commands::show::fields(item) {
+                    @for (label, value) in crate::view::fields(item) {
                         tr { th { (label.trim_end_matches(':')) } td { (value) } }
                     }
                 }
-                @if let Some(code) = item.last_code.as_deref().and_then(crate::core::codes::find) {
-                    @if item.state == crate::core::item::State::Failed { (what_to_do(code)) }
+                @if let Some(code) = item.last_code {
+                    @if item.state == crate::core::item::State::Failed { (what_to_do(code.info())) }
                 }
                 h2 { "Tentativas (" (total) ")" }
                 @if attempts.is_empty() {
@@ -131,8 +133,8 @@ pub fn item_page(order: &str, found: Option<(&ItemRow, &[AttemptRow], u64)>) -> 
                                 td { (attempt.number) }
                                 td { (local_time(attempt.started_at)) }
                                 td { (duration_text(attempt.duration_ms)) }
-                                td { (crate::cli::commands::show::outcome_label(attempt)) }
-                                td { (attempt.code.as_deref().map_or_else(|| "—".to_owned(), crate::core::codes::label)) }
+                                td { (crate::view::outcome_label(attempt)) }
+                                td { (attempt.code.map_or_else(|| "—".to_owned(), Code::label)) }
                                 td { (attempt.kind) }
                                 td { (attempt.http_status.map_or_else(|| "—".to_owned(), |status| status.to_string())) }
                                 td { (crate::core::text::terminal_safe(attempt.receipt.as_deref().unwrap_or("—"))) }
@@ -205,20 +207,20 @@ fn service_line(daemon: Option<&DaemonRow>, now: jiff::Timestamp) -> String {
 }
 
 /// Failed items grouped by code, codes in order.
-fn by_code(items: &[ItemRow]) -> BTreeMap<String, Vec<&ItemRow>> {
-    let mut groups: BTreeMap<String, Vec<&ItemRow>> = BTreeMap::new();
+fn by_code(items: &[Item]) -> BTreeMap<Code, Vec<&Item>> {
+    let mut groups: BTreeMap<Code, Vec<&Item>> = BTreeMap::new();
     for item in items {
-        groups.entry(item.last_code.clone().unwrap_or_else(|| "99".to_owned())).or_default().push(item);
+        groups.entry(item.last_code.unwrap_or(Code::Generic)).or_default().push(item);
     }
     groups
 }
 
 /// One code's failed items, with what to do.
-fn failed_group(code: &str, items: &[&ItemRow]) -> Markup {
+fn failed_group(code: Code, items: &[&Item]) -> Markup {
     html! {
-        div.grupo id=(format!("falhas-{}", crate::core::text::terminal_safe(code))) {
-            h3 { "Erro " (crate::core::codes::label(code)) " — " (items.len()) (if items.len() == 1 { " item" } else { " itens" }) }
-            @if let Some(info) = crate::core::codes::find(code) { (what_to_do(info)) }
+        div.grupo id=(format!("falhas-{}", code.as_str())) {
+            h3 { "Erro " (code.label()) " — " (crate::core::text::count(items.len() as u64, "item", "itens")) }
+            (what_to_do(code.info()))
             table.lista {
                 tr { th { "Item" } th { "Pedido" } th { "Filial" } th { "Falhou em" } th { "Mensagem" } }
                 @for item in items {
@@ -385,7 +387,7 @@ mod tests {
     #[test]
     fn hostile_text_is_shown_as_text() {
         let now = jiff::Timestamp::now();
-        let item = ItemRow {
+        let item = Item {
             id: 7,
             order: "<b>9</b>".to_owned(),
             branch: "1".to_owned(),
@@ -396,14 +398,14 @@ mod tests {
             state: crate::core::item::State::Failed,
             attempts: 1,
             sent: 1,
-            last_code: Some("07".to_owned()),
+            last_code: Some(Code::Rejected),
             last_message: Some("<img src=x onerror=alert(2)>".to_owned()),
             next_attempt_at: None,
             created_at: now,
             updated_at: now,
             receipt: None,
             poll_url: None,
-            source: "enqueue".to_owned(),
+            source: crate::core::item::Origin::Command,
             idempotency_key: "k".to_owned(),
             processing_since: None,
         };

@@ -8,9 +8,9 @@ use std::time::Duration;
 use extrator::config::Config;
 use extrator::core::classify::Outcome;
 use extrator::core::duration::HumanDuration;
+use extrator::core::item::Item;
 use extrator::core::item::State;
 use extrator::io::api::{Attempt, Client};
-use extrator::io::store::ItemRow;
 use extrator::simulator::{Background, Behavior, Scenario, Shared};
 
 /// A config pointing at `url`, with short deadlines.
@@ -23,9 +23,9 @@ pub fn config_for(url: &str) -> Config {
 }
 
 /// An item as the store would hand it over.
-pub fn item(order: &str) -> ItemRow {
+pub fn item(order: &str) -> Item {
     let now = jiff::Timestamp::now();
-    ItemRow {
+    Item {
         id: 1,
         order: order.to_owned(),
         branch: "1".into(),
@@ -41,7 +41,7 @@ pub fn item(order: &str) -> ItemRow {
         created_at: now,
         updated_at: now,
         idempotency_key: format!("extrator-{order}-1"),
-        source: "enqueue".into(),
+        source: extrator::core::item::Origin::Command,
         processing_since: None,
         sent: 0,
         receipt: None,

@@ -133,7 +133,7 @@ pub fn run(config_path: &Path, args: &CheckArgs) -> CommandOutcome {
 fn request_step(config: &Config) -> bool {
     let plan = match config.api.request_zone() {
         // Secrets are shown as ***, as `preview` shows them.
-        Ok(zone) => crate::core::mapping::RequestPlan::new(&config.api, zone).masked(),
+        Ok(zone) => config.api.request_plan(zone).masked(),
         Err(message) => {
             fail_line("requisição", &message);
             return false;

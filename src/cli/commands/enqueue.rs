@@ -17,9 +17,10 @@ use serde_json::{Map, Value};
 use super::{load_queue_config, open_store};
 use crate::core::failure::{Failure, Outcome};
 use crate::core::intake::{self, MAX_DOCUMENT_BYTES};
+use crate::core::item::Origin;
 use crate::core::item::{self, NewItem};
 use crate::io::handoff::{self, Handed};
-use crate::io::store::{Access, Durability, EnqueueOutcome, Origin};
+use crate::io::store::{Access, Durability, EnqueueOutcome};
 
 /// The `enqueue` flags.
 #[derive(Debug, Clone, Args)]

@@ -6,8 +6,10 @@ use clap::Args;
 
 use super::{FilterArgs, load_queue_config, open_store, print_json};
 use crate::core::failure::Outcome;
-use crate::core::text::{Table, local_time, terminal_safe, truncate};
-use crate::io::store::{Access, ItemRow};
+use crate::core::item::Item;
+use crate::core::text::{Table, terminal_safe, truncate};
+use crate::io::store::Access;
+use crate::view::local_time;
 
 /// The `list` flags.
 #[derive(Debug, Clone, Args)]
@@ -45,7 +47,7 @@ pub fn run(config_path: &Path, args: &ListArgs) -> Outcome {
 }
 
 /// The aligned table `list` and `retry` print.
-pub fn table(items: &[ItemRow]) -> String {
+pub fn table(items: &[Item]) -> String {
     let mut table = Table::new(&[
         "ID",
         "PEDIDO",
@@ -64,7 +66,7 @@ pub fn table(items: &[ItemRow]) -> String {
             terminal_safe(&item.branch).into_owned(),
             item.state.label().to_owned(),
             item.sent.to_string(),
-            item.last_code.clone().unwrap_or_else(|| "—".to_owned()),
+            item.last_code.map_or_else(|| "—".to_owned(), |code| code.as_str().to_owned()),
             item.next_attempt_at.map_or_else(|| "—".to_owned(), local_time),
             local_time(item.updated_at),
             terminal_safe(&truncate(item.last_message.as_deref().unwrap_or(""), 60)).into_owned(),

@@ -9,9 +9,10 @@ use clap::Args;
 use super::load_config;
 use crate::config::{AuthMode, Config};
 use crate::core::failure::{EXIT_CONFIG, Failure, Outcome};
+use crate::core::item::Item;
 use crate::core::mapping::{RenderedRequest, RequestPlan};
 use crate::core::text::terminal_safe;
-use crate::io::store::{Access, ItemRow, Store, StoreError};
+use crate::io::store::{Access, Store, StoreError};
 
 /// The `preview` flags.
 #[derive(Debug, Clone, Args)]
@@ -28,7 +29,7 @@ pub fn run(config_path: &Path, args: &PreviewArgs) -> Outcome {
     let config = &loaded.config;
     let zone = config.api.request_zone().map_err(|message| Failure { exit_code: EXIT_CONFIG, message })?;
     // Secrets are never read here: each `{secret:NAME}` shows as ***.
-    let plan = RequestPlan::new(&config.api, zone).masked();
+    let plan = config.api.request_plan(zone).masked();
     let (item, which) = pick(config, &plan, args.order.as_deref())?;
     let request = plan.render(&item).map_err(|error| {
         Failure::failed(format!(
@@ -44,7 +45,7 @@ pub fn run(config_path: &Path, args: &PreviewArgs) -> Outcome {
 }
 
 /// The item to show and how to name it: the given order, else the next one due, else a sample.
-fn pick(config: &Config, plan: &RequestPlan, order: Option<&str>) -> Result<(ItemRow, String), Failure> {
+fn pick(config: &Config, plan: &RequestPlan, order: Option<&str>) -> Result<(Item, String), Failure> {
     let queue = &config.queue;
     let store = match Store::open(&queue.database, Access::ReadOnly, queue.busy_timeout.get()) {
         Ok(store) => Some(store),
@@ -73,7 +74,7 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
     for (name, value) in &request.headers {
         // A fixed credential written in [api.request.headers] (a "Bearer …") is masked too.
         let shown = if crate::io::secrets::looks_secret(name, plan.idempotency_header())
-            && value != crate::io::secrets::MASK
+            && value != crate::core::secret::MASK
         {
             crate::io::secrets::masked_credential(value)
         } else {
@@ -102,16 +103,16 @@ pub fn describe(config: &Config, plan: &RequestPlan, request: &RenderedRequest) 
         )),
     }
     for (name, value) in &config.api.headers {
-        let masks: std::collections::BTreeMap<String, crate::config::Secret> =
+        let masks: std::collections::BTreeMap<String, crate::core::secret::Secret> =
             crate::io::secrets::placeholders(value)
                 .map(|name| {
-                    (name.to_owned(), crate::config::Secret::new(crate::io::secrets::MASK.to_owned()))
+                    (name.to_owned(), crate::core::secret::Secret::new(crate::core::secret::MASK.to_owned()))
                 })
                 .collect();
         let shown = if crate::io::secrets::looks_secret(name, plan.idempotency_header()) {
-            crate::io::secrets::MASK.to_owned()
+            crate::core::secret::MASK.to_owned()
         } else {
-            crate::io::secrets::fill(value, &masks).unwrap_or_else(|_| crate::io::secrets::MASK.to_owned())
+            crate::io::secrets::fill(value, &masks).unwrap_or_else(|_| crate::core::secret::MASK.to_owned())
         };
         lines.push(header(name, &shown));
     }

@@ -97,7 +97,7 @@ pub fn run(config_path: &Path, args: &RelatorioArgs) -> Outcome {
             "extrator {}\nmáquina: {}\ngerado em: {} ({})\nconta: uid {}\nconfiguração: {}\n{}",
             env!("CARGO_PKG_VERSION"),
             std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
-            crate::core::text::local_time(now),
+            crate::view::local_time(now),
             now,
             rustix::process::getuid().as_raw(),
             config_path.display(),
@@ -186,7 +186,7 @@ fn masked_line(line: &str) -> String {
     let about_a_secret = ["_file", "_path", "_paths", "_url", "_field"].iter().any(|end| name.ends_with(end))
         || matches!(name, "client_certificate" | "client_key" | "client_auth" | "mode");
     if secret && !about_a_secret && !line.trim_start().starts_with('#') {
-        format!("{key}= \"{}\"", crate::io::secrets::MASK)
+        format!("{key}= \"{}\"", crate::core::secret::MASK)
     } else {
         line.to_owned()
     }

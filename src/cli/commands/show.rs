@@ -7,8 +7,10 @@ use serde::Serialize;
 
 use super::{load_queue_config, open_store, print_json};
 use crate::core::failure::{Failure, Outcome};
-use crate::core::text::{Table, local_time, terminal_safe, truncate};
-use crate::io::store::{Access, AttemptRow, ItemRow};
+use crate::core::item::{Attempt, Item};
+use crate::core::text::{Table, terminal_safe, truncate};
+use crate::io::store::Access;
+use crate::view::local_time;
 
 /// The `show` flags.
 #[derive(Debug, Clone, Args)]
@@ -33,8 +35,8 @@ pub struct ShowArgs {
 /// The `--json` document.
 #[derive(Serialize)]
 struct ShowJson<'a> {
-    item: &'a ItemRow,
-    attempts: &'a [AttemptRow],
+    item: &'a Item,
+    attempts: &'a [Attempt],
 }
 
 /// Runs `show`.
@@ -55,66 +57,12 @@ pub fn run(config_path: &Path, args: &ShowArgs) -> Outcome {
     Ok(())
 }
 
-/// The item's fields as `show` and the status page show them: (label, value), text from the ERP
-/// or the API escaped for a terminal (it may hold escapes).
-pub fn fields(item: &ItemRow) -> Vec<(&'static str, String)> {
-    let safe = |value: &str| terminal_safe(value).into_owned();
-    let optional = |value: Option<&str>| value.map_or_else(|| "—".to_owned(), safe);
-    let mut rows: Vec<(&'static str, String)> = vec![
-        ("Pedido:", safe(&item.order)),
-        ("Filial:", safe(&item.branch)),
-        ("Motivo:", safe(&item.reason)),
-        // As every other date here: local time, dd/mm/aaaa (the text kept when it is not RFC 3339).
-        (
-            "Cancelado em:",
-            crate::core::item::parse_rfc3339(&item.cancelled_at)
-                .map_or_else(|_| safe(&item.cancelled_at), local_time),
-        ),
-        ("Cliente:", optional(item.customer.as_deref())),
-        (
-            "Extra:",
-            item.extra.as_ref().map_or_else(
-                || "—".to_owned(),
-                |extra| safe(&serde_json::Value::Object(extra.clone()).to_string()),
-            ),
-        ),
-        ("Estado:", format!("{} ({})", item.state.label(), item.state)),
-        ("Envios:", item.sent.to_string()),
-        ("Falhas que contam:", format!("{} (para retry.max_attempts; zeradas pelo retry)", item.attempts)),
-        (
-            "Último código:",
-            item.last_code.as_deref().map_or_else(|| "—".to_owned(), crate::core::codes::label),
-        ),
-        ("Última mensagem:", optional(item.last_message.as_deref())),
-        ("Próxima tentativa:", item.next_attempt_at.map_or_else(|| "—".to_owned(), local_time)),
-        ("Criado em:", local_time(item.created_at)),
-        ("Atualizado em:", local_time(item.updated_at)),
-        ("Protocolo da API:", optional(item.receipt.as_deref())),
-        ("Origem:", safe(&item.source)),
-        ("Idempotency-Key:", safe(&item.idempotency_key)),
-    ];
-    if let Some(url) = &item.poll_url {
-        rows.push(("Consulta assíncrona:", format!("GET {}", safe(url))));
-    }
-    rows
-}
-
-/// An attempt's result in pt-BR.
-pub fn outcome_label(attempt: &AttemptRow) -> &'static str {
-    match attempt.outcome.as_str() {
-        "success" => "sucesso",
-        "processing" => "processando",
-        _ if attempt.probe => "falha (sonda)",
-        _ => "falha",
-    }
-}
-
 /// The human view: fields, then the attempts table.
-fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
+fn render(item: &Item, attempts: &[Attempt]) -> String {
     let safe = |value: &str| terminal_safe(value).into_owned();
     let optional = |value: Option<&str>| value.map_or_else(|| "—".to_owned(), safe);
     let mut fields_table = Table::new(&["Item:", &item.id.to_string()]);
-    let rows = fields(item);
+    let rows = crate::view::fields(item);
     for (label, value) in rows {
         fields_table.row(vec![label.to_owned(), value]);
     }
@@ -132,13 +80,13 @@ fn render(item: &ItemRow, attempts: &[AttemptRow]) -> String {
     headers.push("MENSAGEM");
     let mut table = Table::new(&headers);
     for attempt in attempts {
-        let outcome = outcome_label(attempt);
+        let outcome = crate::view::outcome_label(attempt);
         let mut row = vec![
             attempt.number.to_string(),
             local_time(attempt.started_at),
             format!("{}ms", attempt.duration_ms),
             outcome.to_owned(),
-            attempt.code.clone().unwrap_or_else(|| "—".to_owned()),
+            attempt.code.map_or_else(|| "—".to_owned(), |code| code.as_str().to_owned()),
             attempt.kind.clone(),
             attempt.http_status.map_or_else(|| "—".to_owned(), |status| status.to_string()),
         ];

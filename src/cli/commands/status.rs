@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use super::{load_queue_config, open_store, print_json};
 use crate::core::failure::Outcome;
-use crate::core::text::{ago, local_time};
+use crate::core::text::ago;
 use crate::io::store::{Access, DaemonRow, Snapshot, SourceRow};
+use crate::view::local_time;
 
 /// The `status` flags.
 #[derive(Debug, Clone, Args)]

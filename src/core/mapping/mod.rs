@@ -23,7 +23,7 @@ pub use path::JsonPath;
 pub use response::{AsyncPoll, Judgement, ResponseConfig};
 pub use template::{Field, Modifier, Template, Use};
 
-use crate::io::store::ItemRow;
+use crate::core::item::Item;
 
 /// The methods a cancellation may be sent with (written in any case in the config).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -154,7 +154,7 @@ fn as_sent(url: String) -> Result<String, String> {
              a outro endereço; nada foi enviado (um número de pedido ou filial não pode ser \".\" nem \"..\")"
         ));
     }
-    Ok(reqwest::Url::parse(&url).map_or(url, |parsed| parsed.to_string()))
+    Ok(url::Url::parse(&url).map_or(url, |parsed| parsed.to_string()))
 }
 
 /// The request URL: `http(s)://host[:port]` fixed by the config, placeholders only in the path
@@ -166,7 +166,6 @@ impl UrlTemplate {
     /// Parses and checks a URL template; the error is pt-BR.
     pub fn parse(text: &str) -> Result<UrlTemplate, String> {
         let template = Template::parse(text, Use::Text)?;
-        crate::config::check_url("api.request.url", &template.with_stand_in("x")).map_err(|(_, why)| why)?;
         let prefix = template.fixed_prefix();
         let after_scheme = prefix.split_once("://").map_or("", |(_, rest)| rest);
         if template.placeholders().next().is_some() && !after_scheme.contains(['/', '?', '#']) {
@@ -174,6 +173,20 @@ impl UrlTemplate {
                 "\"{text}\": os marcadores só podem estar no caminho ou na consulta da URL, nunca no \
                  servidor ou na porta (o servidor da API é fixo na configuração)"
             ));
+        }
+        let example = template.with_stand_in("x");
+        match crate::core::http_url::check(&example) {
+            Ok(_) => {}
+            Err(crate::core::http_url::Refusal::Credentials) => {
+                return Err(
+                    "não coloque usuário ou senha na URL: use [api.auth] (user e password_file)".to_owned()
+                );
+            }
+            Err(crate::core::http_url::Refusal::Invalid) => {
+                return Err(format!(
+                    "\"{example}\" não é uma URL válida: use http://host/caminho ou https://host/caminho"
+                ));
+            }
         }
         // A secret may go in the query (an `apikey=`), never in the path, where servers, proxies
         // and logs write it down in clear.
@@ -227,7 +240,7 @@ impl RequestConfig {
             }
         }
         for name in self.headers.keys() {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            if http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Some((
                     format!("api.request.headers.{name}"),
                     format!("\"{name}\" não é um nome de cabeçalho HTTP válido"),
@@ -245,8 +258,7 @@ impl RequestConfig {
             }
         }
         let idempotency = self.idempotency_header.trim();
-        if !idempotency.is_empty() && reqwest::header::HeaderName::from_bytes(idempotency.as_bytes()).is_err()
-        {
+        if !idempotency.is_empty() && http::header::HeaderName::from_bytes(idempotency.as_bytes()).is_err() {
             return Some((
                 "api.request.idempotency_header".to_owned(),
                 format!(
@@ -277,7 +289,7 @@ pub struct RequestPlan {
     idempotency_header: Option<String>,
     zone: jiff::tz::TimeZone,
     /// The values of the `{secret:NAME}` placeholders (`with_secrets`), or their masks.
-    secrets: BTreeMap<String, crate::config::Secret>,
+    secrets: BTreeMap<String, crate::core::secret::Secret>,
     /// `api.response.status_url`, with `async_poll = "get"`.
     status_url: Option<Template>,
 }
@@ -322,13 +334,18 @@ impl std::fmt::Display for MappingError {
 }
 
 impl RequestPlan {
-    /// The plan of `[api]` (the original request when `[api.request]` is absent), its date
-    /// patterns in `zone` (`ApiConfig::request_zone`, resolved by the config's edge).
-    pub fn new(api: &crate::config::ApiConfig, zone: jiff::tz::TimeZone) -> RequestPlan {
-        let request = &api.request;
+    /// The plan of `[api.request]` (the original request to `api_url` when it sets nothing),
+    /// with `[api.response]`'s status URL, its date patterns in `zone` (`ApiConfig::request_zone`,
+    /// resolved by the config's edge). `ApiConfig::request_plan` calls it with the config's parts.
+    pub fn new(
+        request: &RequestConfig,
+        api_url: &str,
+        response: &ResponseConfig,
+        zone: jiff::tz::TimeZone,
+    ) -> RequestPlan {
         let url = match &request.url {
             Some(url) => url.0.clone(),
-            None => Template::literal(&api.url),
+            None => Template::literal(api_url),
         };
         let body = match (&request.body, request.method) {
             (Some(body), _) => PlanBody::Template(body.clone()),
@@ -345,12 +362,12 @@ impl RequestPlan {
             idempotency_header: (!idempotency.is_empty()).then(|| idempotency.to_owned()),
             zone,
             secrets: BTreeMap::new(),
-            status_url: api.response.status_url.as_ref().map(|url| url.0.clone()),
+            status_url: response.status_url.as_ref().map(|url| url.0.clone()),
         }
     }
 
     /// The URL an item's status is read from with `async_poll = "get"`; `None` without one.
-    pub fn status_url(&self, item: &ItemRow) -> Option<Result<String, MappingError>> {
+    pub fn status_url(&self, item: &Item) -> Option<Result<String, MappingError>> {
         let template = self.status_url.as_ref()?;
         let input = template::Input { item, zone: &self.zone, secrets: &self.secrets };
         let fail = |message: String| MappingError { key: "api.response.status_url".to_owned(), message };
@@ -372,7 +389,7 @@ impl RequestPlan {
     }
 
     /// The plan with the values of its `{secret:NAME}` placeholders (read at the edge).
-    pub fn with_secrets(mut self, secrets: BTreeMap<String, crate::config::Secret>) -> RequestPlan {
+    pub fn with_secrets(mut self, secrets: BTreeMap<String, crate::core::secret::Secret>) -> RequestPlan {
         self.secrets = secrets;
         self
     }
@@ -382,7 +399,7 @@ impl RequestPlan {
         let names: Vec<String> = self.secret_names().map(str::to_owned).collect();
         self.secrets = names
             .into_iter()
-            .map(|name| (name, crate::config::Secret::new(crate::io::secrets::MASK.to_owned())))
+            .map(|name| (name, crate::core::secret::Secret::new(crate::core::secret::MASK.to_owned())))
             .collect();
         self
     }
@@ -418,7 +435,7 @@ impl RequestPlan {
 
     /// Builds `item`'s request. Fails (naming the key) when the item has no value for a URL
     /// placeholder, a value does not fit its type, or a header would carry what HTTP forbids.
-    pub fn render(&self, item: &ItemRow) -> Result<RenderedRequest, MappingError> {
+    pub fn render(&self, item: &Item) -> Result<RenderedRequest, MappingError> {
         let fail = |key: &str, message: String| MappingError { key: key.to_owned(), message };
         let input = template::Input { item, zone: &self.zone, secrets: &self.secrets };
         if let Some(missing) = self.url.missing(&input) {
@@ -484,7 +501,7 @@ impl RequestPlan {
 
     /// An example item with a value for every field the plan uses (`extra` keys included, typed
     /// as their placeholders ask), for `extrator preview` and `extrator check`.
-    pub fn sample(&self) -> ItemRow {
+    pub fn sample(&self) -> Item {
         let mut templates: Vec<&Template> = vec![&self.url];
         templates.extend(self.headers.iter().map(|(_, template)| template));
         if let PlanBody::Template(node) = &self.body {
@@ -495,7 +512,7 @@ impl RequestPlan {
 }
 
 /// The original request's body: the item's fields, `customer` and `extra` when present.
-pub fn default_body(item: &ItemRow) -> Value {
+pub fn default_body(item: &Item) -> Value {
     let mut body = Map::new();
     body.insert("order".into(), Value::String(item.order.clone()));
     body.insert("branch".into(), Value::String(item.branch.clone()));
@@ -511,7 +528,7 @@ pub fn default_body(item: &ItemRow) -> Value {
 }
 
 /// An example item: order 123456, every `extra` key the placeholders name filled in.
-pub fn sample_item<'p>(placeholders: impl Iterator<Item = &'p template::Placeholder>) -> ItemRow {
+pub fn sample_item<'p>(placeholders: impl Iterator<Item = &'p template::Placeholder>) -> Item {
     /// Puts `example` at `path` inside `object`, making the objects on the way.
     fn insert(object: &mut Map<String, Value>, path: &[String], example: Value) {
         let Some((first, rest)) = path.split_first() else { return };
@@ -535,7 +552,7 @@ pub fn sample_item<'p>(placeholders: impl Iterator<Item = &'p template::Placehol
         insert(&mut extra, path, example);
     }
     let at = jiff::Timestamp::from_second(1_795_354_200).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    ItemRow {
+    Item {
         id: 0,
         order: "123456".to_owned(),
         branch: "1".to_owned(),
@@ -551,7 +568,7 @@ pub fn sample_item<'p>(placeholders: impl Iterator<Item = &'p template::Placehol
         created_at: at,
         updated_at: at,
         idempotency_key: "extrator-123456-1795354200000".to_owned(),
-        source: "exemplo".to_owned(),
+        source: crate::core::item::Origin::Command,
         processing_since: None,
         sent: 0,
         receipt: None,

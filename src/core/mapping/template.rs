@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::io::store::ItemRow;
+use crate::core::item::Item;
 
 /// The names a placeholder may use, for error messages.
 const FIELD_NAMES: &str = "order, branch, reason, cancelled_at, customer, idempotency_key, extra, extra.CAMPO, receipt, secret:NOME";
@@ -26,18 +26,18 @@ const FIELD_NAMES: &str = "order, branch, reason, cancelled_at, customer, idempo
 /// `{secret:NAME}` names (their values, or a mask for `preview`).
 #[derive(Clone, Copy)]
 pub struct Input<'a> {
-    pub item: &'a ItemRow,
+    pub item: &'a Item,
     pub zone: &'a jiff::tz::TimeZone,
-    pub secrets: &'a std::collections::BTreeMap<String, crate::config::Secret>,
+    pub secrets: &'a std::collections::BTreeMap<String, crate::core::secret::Secret>,
 }
 
 /// No secrets.
-static NO_SECRETS: std::collections::BTreeMap<String, crate::config::Secret> =
+static NO_SECRETS: std::collections::BTreeMap<String, crate::core::secret::Secret> =
     std::collections::BTreeMap::new();
 
 impl<'a> Input<'a> {
     /// An item in a time zone, with no secrets.
-    pub fn new(item: &'a ItemRow, zone: &'a jiff::tz::TimeZone) -> Input<'a> {
+    pub fn new(item: &'a Item, zone: &'a jiff::tz::TimeZone) -> Input<'a> {
         Input { item, zone, secrets: &NO_SECRETS }
     }
 }
@@ -569,7 +569,7 @@ impl DateFormat {
 mod tests {
     use super::*;
 
-    fn item() -> ItemRow {
+    fn item() -> Item {
         let mut item = crate::core::mapping::sample_item(std::iter::empty());
         item.order = "12/34".into();
         item.reason = "cliente \"desistiu\" {x}".into();

@@ -9,10 +9,10 @@ fn plan(api: &str) -> RequestPlan {
     if let Err((key, why)) = config.check() {
         panic!("{key}: {why}");
     }
-    RequestPlan::new(&config.api, jiff::tz::TimeZone::UTC)
+    config.api.request_plan(jiff::tz::TimeZone::UTC)
 }
 
-fn item(order: &str) -> ItemRow {
+fn item(order: &str) -> Item {
     let mut item = sample_item(std::iter::empty());
     item.order = order.to_owned();
     item.idempotency_key = format!("extrator-{order}-1");
@@ -143,7 +143,7 @@ fn the_support_chapter_shows_what_its_example_really_renders() {
     };
     let config = crate::config::parse_str(&block("```toml\n"), "api-do-cliente.md").unwrap();
     config.check().unwrap();
-    let plan = RequestPlan::new(&config.api, config.api.request_zone().unwrap());
+    let plan = config.api.request_plan(config.api.request_zone().unwrap());
     let rendered = plan.render(&plan.sample()).unwrap();
     assert_eq!(String::from_utf8(rendered.body.unwrap().bytes).unwrap(), block("```json\n"));
 }

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::config::{AuthConfig, AuthMode, ClientAuth, LoginFormat, Secret};
+use crate::config::{AuthConfig, AuthMode, ClientAuth, LoginFormat};
 use crate::core::classify::Exchange;
+use crate::core::secret::Secret;
 use crate::io::secrets;
 
 /// How requests are authenticated.

@@ -22,13 +22,13 @@ use crate::config::Config;
 use crate::core::classify::{
     self, Code, Exchange, Kind, MAX_BODY_BYTES, Outcome, Response, Rules, TransportFailure, Verdict,
 };
+use crate::core::item::Item;
 use crate::core::mapping::{AsyncPoll, Method, RenderedRequest, RequestPlan};
-use crate::io::store::ItemRow;
 
 /// One attempt's exchange, classified: what the dispatcher decides the item's fate from.
 pub use crate::core::dispatch::Exchanged as Attempt;
 
-pub use crate::io::secrets::{MASK, Redactor};
+use crate::io::secrets::Redactor;
 
 /// A client built from the config. Cheap to share: reqwest pools connections inside.
 pub struct Client {
@@ -57,7 +57,7 @@ impl Client {
     /// password cannot be used.
     pub fn new(config: &Config) -> Result<Client, String> {
         let api = &config.api;
-        let plan = RequestPlan::new(api, api.request_zone()?);
+        let plan = api.request_plan(api.request_zone()?);
         // The secrets `{secret:NAME}` names, in the request and in `[api.headers]`.
         let mut names: Vec<String> = plan.secret_names().map(str::to_owned).collect();
         for value in api.headers.values() {
@@ -146,7 +146,7 @@ impl Client {
 
     /// Sends one item and classifies the outcome. Never fails: every failure is a verdict. An
     /// item the API is processing with `async_poll = "location"` is polled at its URL instead.
-    pub async fn send(&self, item: &ItemRow) -> Attempt {
+    pub async fn send(&self, item: &Item) -> Attempt {
         let started_at = jiff::Timestamp::now();
         let clock = Instant::now();
         let polling = match self.rules.response.async_poll {
@@ -335,8 +335,8 @@ impl Client {
     async fn with_credentials(
         &self,
         request: reqwest::RequestBuilder,
-        refused: Option<crate::config::Secret>,
-    ) -> (Exchange, Option<crate::config::Secret>) {
+        refused: Option<crate::core::secret::Secret>,
+    ) -> (Exchange, Option<crate::core::secret::Secret>) {
         match self.auth.apply(request, &self.http, self.request_timeout, refused.as_ref()).await {
             Ok((request, token)) => (perform(request, self.request_timeout).await, token),
             Err(exchange) => (exchange, None),

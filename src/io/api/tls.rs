@@ -140,7 +140,7 @@ fn first_certificate(pem: &str) -> Option<(jiff::Timestamp, String)> {
 /// expired or close to it (`EXPIRY_WARNING`).
 pub fn describe_expiry(not_after: jiff::Timestamp, now: jiff::Timestamp) -> (String, bool) {
     let seconds = not_after.as_second() - now.as_second();
-    let date = crate::core::text::local_time(not_after);
+    let date = crate::view::local_time(not_after);
     if seconds <= 0 {
         (format!("VENCIDO desde {date}: a API vai recusar a conexão (erro 06); troque o certificado"), true)
     } else {

@@ -6,32 +6,11 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, Row, ToSql, params};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Store, StoreError, from_millis, to_millis};
-use crate::core::item::{NewItem, State};
-
-/// Where an item came in from; stored so `show` can tell support.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// `extrator enqueue`.
-    Command,
-    /// A file in the spool directory, by name.
-    Spool(String),
-    /// A polled `[[source]]`, by name.
-    Source(String),
-}
-
-impl Origin {
-    /// The stored form.
-    fn as_text(&self) -> String {
-        match self {
-            Origin::Command => "enqueue".to_owned(),
-            Origin::Spool(name) => format!("spool:{name}"),
-            Origin::Source(name) => format!("source:{name}"),
-        }
-    }
-}
+use crate::core::codes::Code;
+use crate::core::item::{Attempt, AttemptOutcome, Item, NewItem, Origin, State};
 
 /// What enqueue did with one record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,59 +42,6 @@ impl fmt::Display for Conflict {
             None => write!(f, "pedido {order}: repetido no mesmo lote, difere em {fields}"),
         }
     }
-}
-
-/// An item as stored, for `list`, `show` and `--json` (field names are part of the contract).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ItemRow {
-    pub id: i64,
-    pub order: String,
-    pub branch: String,
-    pub reason: String,
-    pub cancelled_at: String,
-    pub customer: Option<String>,
-    pub extra: Option<Map<String, Value>>,
-    pub state: State,
-    /// Attempts that counted toward `retry.max_attempts` (reset by `retry`).
-    pub attempts: i64,
-    pub last_code: Option<String>,
-    pub last_message: Option<String>,
-    /// When it is next due; `None` once it is `done` or `failed`.
-    pub next_attempt_at: Option<jiff::Timestamp>,
-    pub created_at: jiff::Timestamp,
-    pub updated_at: jiff::Timestamp,
-    pub idempotency_key: String,
-    /// `enqueue` or `spool:<file>`.
-    pub source: String,
-    /// When the API first accepted it asynchronously (202/208), while it is being polled.
-    pub processing_since: Option<jiff::Timestamp>,
-    /// Requests sent for it so far, of every kind (probes and asynchronous polls included).
-    pub sent: i64,
-    /// The API's latest receipt for it (a protocol or cancellation number), if it gives one.
-    pub receipt: Option<String>,
-    /// While it is `processing` with `async_poll = "location"`: the URL to poll.
-    pub poll_url: Option<String>,
-}
-
-/// One HTTP attempt, as recorded by the dispatcher.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AttemptRow {
-    pub number: i64,
-    pub started_at: jiff::Timestamp,
-    pub duration_ms: i64,
-    /// `success`, `processing` or `failure`.
-    pub outcome: String,
-    pub code: Option<String>,
-    pub kind: String,
-    pub http_status: Option<i64>,
-    pub message: Option<String>,
-    pub body_excerpt: Option<String>,
-    /// A circuit-breaker probe: does not count toward the item's attempts.
-    pub probe: bool,
-    /// Whether it counted toward `retry.max_attempts`.
-    pub counted: bool,
-    /// The API's receipt in this answer, if any.
-    pub receipt: Option<String>,
 }
 
 /// What the dispatcher records for one attempt.
@@ -216,7 +142,7 @@ fn claim_sql(limit: usize, avoid: &[i64]) -> String {
 }
 
 /// Reads an `ITEM_COLUMNS` row. Bad stored values surface as conversion errors.
-fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
+fn read_item(row: &Row<'_>) -> rusqlite::Result<Item> {
     let conversion = |index: usize, message: String| {
         rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, message.into())
     };
@@ -228,7 +154,10 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
         .transpose()?;
     let next_at: i64 = row.get(11)?;
     let waiting = matches!(state, State::Pending | State::Processing | State::InFlight);
-    Ok(ItemRow {
+    let source: String = row.get(15)?;
+    let source: Origin = source.parse().map_err(|message| conversion(15, message))?;
+    let last_code: Option<String> = row.get(9)?;
+    Ok(Item {
         id: row.get(0)?,
         order: row.get(1)?,
         branch: row.get(2)?,
@@ -238,18 +167,28 @@ fn read_item(row: &Row<'_>) -> rusqlite::Result<ItemRow> {
         extra,
         state,
         attempts: row.get(8)?,
-        last_code: row.get(9)?,
+        last_code: last_code
+            .as_deref()
+            .map(|text| stored_code(text).map_err(|message| conversion(9, message)))
+            .transpose()?,
         last_message: row.get(10)?,
         next_attempt_at: waiting.then(|| from_millis(next_at)),
         created_at: from_millis(row.get(12)?),
         updated_at: from_millis(row.get(13)?),
         idempotency_key: row.get(14)?,
-        source: row.get(15)?,
+        source,
         processing_since: row.get::<_, Option<i64>>(16)?.map(from_millis),
         sent: row.get(17)?,
         receipt: row.get(18)?,
         poll_url: row.get(19)?,
     })
+}
+
+/// A stored code ("07") back; anything else is a damaged row.
+fn stored_code(text: &str) -> Result<Code, String> {
+    crate::core::codes::find(text)
+        .map(|info| info.code)
+        .ok_or_else(|| format!("código desconhecido: {text:?}"))
 }
 
 /// The stored fields of an existing item, for the identity check.
@@ -447,12 +386,12 @@ impl Store {
     }
 
     /// Items matching `filter`, most recently updated first.
-    pub fn list(&self, filter: &Filter) -> Result<Vec<ItemRow>, StoreError> {
+    pub fn list(&self, filter: &Filter) -> Result<Vec<Item>, StoreError> {
         let (where_sql, params) = filter.to_sql();
         let limit = filter.limit.map_or_else(String::new, |limit| format!(" LIMIT {limit}"));
         let sql =
             format!("SELECT {ITEM_COLUMNS} FROM items{where_sql} ORDER BY updated_at DESC, id DESC{limit}");
-        let read = || -> rusqlite::Result<Vec<ItemRow>> {
+        let read = || -> rusqlite::Result<Vec<Item>> {
             let mut statement = self.conn.prepare(&sql)?;
             let rows = statement.query_map(rusqlite::params_from_iter(params.iter()), read_item)?;
             rows.collect()
@@ -462,11 +401,11 @@ impl Store {
 
     /// The `limit` items that failed last, newest first: a walk down the `items_due` index (a
     /// failed item's `next_at` is when it failed), however many have failed.
-    pub fn recent_failures(&self, limit: u32) -> Result<Vec<ItemRow>, StoreError> {
+    pub fn recent_failures(&self, limit: u32) -> Result<Vec<Item>, StoreError> {
         let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM items WHERE state = 'failed' ORDER BY next_at DESC LIMIT {limit}"
         );
-        let read = || -> rusqlite::Result<Vec<ItemRow>> {
+        let read = || -> rusqlite::Result<Vec<Item>> {
             let mut statement = self.conn.prepare_cached(&sql)?;
             let rows = statement.query_map([], read_item)?;
             rows.collect()
@@ -488,33 +427,33 @@ impl Store {
     }
 
     /// One item by id.
-    pub fn get(&self, id: i64) -> Result<Option<ItemRow>, StoreError> {
+    pub fn get(&self, id: i64) -> Result<Option<Item>, StoreError> {
         let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE id = ?1");
         self.conn.query_row(&sql, [id], read_item).optional().map_err(|e| self.error("ler o item", e))
     }
 
     /// The pending item due soonest (what the daemon sends next), if any.
-    pub fn next_pending(&self) -> Result<Option<ItemRow>, StoreError> {
+    pub fn next_pending(&self) -> Result<Option<Item>, StoreError> {
         let sql =
             format!("SELECT {ITEM_COLUMNS} FROM items WHERE state = 'pending' ORDER BY next_at LIMIT 1");
         self.conn.query_row(&sql, [], read_item).optional().map_err(|e| self.error("ler a fila", e))
     }
 
     /// One item by order number.
-    pub fn get_by_order(&self, order: &str) -> Result<Option<ItemRow>, StoreError> {
+    pub fn get_by_order(&self, order: &str) -> Result<Option<Item>, StoreError> {
         let sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE order_number = ?1");
         self.conn.query_row(&sql, [order], read_item).optional().map_err(|e| self.error("ler o item", e))
     }
 
     /// Every attempt of an item, oldest first.
-    pub fn attempts(&self, item_id: i64) -> Result<Vec<AttemptRow>, StoreError> {
+    pub fn attempts(&self, item_id: i64) -> Result<Vec<Attempt>, StoreError> {
         self.read_attempts(item_id, None)
     }
 
     /// The `limit` newest attempts of an item, oldest first, and how many it has in all: the
     /// status page's search, which an item probed through a long outage must not make read
     /// thousands of rows (and their excerpts) for one page.
-    pub fn last_attempts(&self, item_id: i64, limit: u32) -> Result<(Vec<AttemptRow>, u64), StoreError> {
+    pub fn last_attempts(&self, item_id: i64, limit: u32) -> Result<(Vec<Attempt>, u64), StoreError> {
         let total: i64 = self
             .conn
             .query_row("SELECT COUNT(*) FROM attempts WHERE item_id = ?1", [item_id], |row| row.get(0))
@@ -523,7 +462,7 @@ impl Store {
     }
 
     /// An item's attempts in order (on the `attempts_item` index), all or the newest `limit`.
-    fn read_attempts(&self, item_id: i64, limit: Option<u32>) -> Result<Vec<AttemptRow>, StoreError> {
+    fn read_attempts(&self, item_id: i64, limit: Option<u32>) -> Result<Vec<Attempt>, StoreError> {
         const COLUMNS: &str = "number, started_at, duration_ms, outcome, code, kind, http_status, message, \
                                body_excerpt, probe, counted, receipt, id";
         let sql = match limit {
@@ -533,15 +472,27 @@ impl Store {
                  LIMIT {limit}) ORDER BY number, id"
             ),
         };
-        let read = || -> rusqlite::Result<Vec<AttemptRow>> {
+        let read = || -> rusqlite::Result<Vec<Attempt>> {
             let mut statement = self.conn.prepare(&sql)?;
             let rows = statement.query_map([item_id], |row| {
-                Ok(AttemptRow {
+                let conversion = |index: usize, message: String| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        index,
+                        rusqlite::types::Type::Text,
+                        message.into(),
+                    )
+                };
+                let outcome: String = row.get(3)?;
+                let code: Option<String> = row.get(4)?;
+                Ok(Attempt {
                     number: row.get(0)?,
                     started_at: from_millis(row.get(1)?),
                     duration_ms: row.get(2)?,
-                    outcome: row.get(3)?,
-                    code: row.get(4)?,
+                    outcome: outcome.parse().map_err(|message| conversion(3, message))?,
+                    code: code
+                        .as_deref()
+                        .map(|text| stored_code(text).map_err(|message| conversion(4, message)))
+                        .transpose()?,
                     kind: row.get(5)?,
                     http_status: row.get(6)?,
                     message: row.get(7)?,
@@ -559,7 +510,7 @@ impl Store {
     /// Moves the given items back to `pending`, due now, with a fresh attempt budget. An item is
     /// touched only if it is still in the state it was selected in (and never while `in_flight`),
     /// so a concurrent change by the daemon wins. Returns how many moved.
-    pub fn requeue(&mut self, selected: &[ItemRow], now: jiff::Timestamp) -> Result<usize, StoreError> {
+    pub fn requeue(&mut self, selected: &[Item], now: jiff::Timestamp) -> Result<usize, StoreError> {
         const ACTION: &str = "reenfileirar os itens";
         let (tx, context) = self.write(ACTION)?;
         let mut moved = 0;
@@ -591,7 +542,7 @@ impl Store {
         lease: Duration,
         limit: usize,
         token: i64,
-    ) -> Result<Vec<ItemRow>, StoreError> {
+    ) -> Result<Vec<Item>, StoreError> {
         self.claim_where(now, lease, token, &claim_sql(limit, &[]), true)
     }
 
@@ -606,7 +557,7 @@ impl Store {
         lease: Duration,
         token: i64,
         avoid: &[i64],
-    ) -> Result<Option<ItemRow>, StoreError> {
+    ) -> Result<Option<Item>, StoreError> {
         let fresh = format!(
             "UPDATE items SET state = 'in_flight', lease_until = ?2, lease_token = ?3, updated_at = ?1 \
              WHERE id = (SELECT id FROM (SELECT id, sent, next_at FROM items WHERE state = 'pending' \
@@ -633,10 +584,10 @@ impl Store {
         token: i64,
         sql: &str,
         cached: bool,
-    ) -> Result<Vec<ItemRow>, StoreError> {
+    ) -> Result<Vec<Item>, StoreError> {
         let now_ms = to_millis(now);
         let lease_until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        let claim = || -> rusqlite::Result<Vec<ItemRow>> {
+        let claim = || -> rusqlite::Result<Vec<Item>> {
             let params = params![now_ms, lease_until, token];
             if cached {
                 let mut statement = self.conn.prepare_cached(sql)?;
@@ -737,10 +688,11 @@ impl Store {
         let after = record.after;
         let verdict = &after.verdict;
         let outcome = match verdict.outcome {
-            crate::core::classify::Outcome::Success => "success",
-            crate::core::classify::Outcome::Processing => "processing",
-            crate::core::classify::Outcome::Failure(_) => "failure",
-        };
+            crate::core::classify::Outcome::Success => AttemptOutcome::Success,
+            crate::core::classify::Outcome::Processing => AttemptOutcome::Processing,
+            crate::core::classify::Outcome::Failure(_) => AttemptOutcome::Failure,
+        }
+        .as_str();
         // The item first: its `sent` counter numbers the attempt. (Taking the number from
         // `attempts` with a MAX() look-up made SQLite re-prepare that statement on every use.)
         let number: i64 = tx

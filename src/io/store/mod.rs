@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, ffi::ErrorCode};
 
-pub use items::{AttemptRecord, AttemptRow, Conflict, EnqueueOutcome, Filter, ItemRow, Origin};
+pub use items::{AttemptRecord, Conflict, EnqueueOutcome, Filter};
 pub use sources::{SourceRow, SourceRun};
 pub use status::{DaemonRow, QueueFigures, Snapshot};
 
@@ -192,6 +192,12 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+impl From<StoreError> for crate::core::failure::Failure {
+    fn from(error: StoreError) -> Self {
+        Self::failed(error.to_string())
+    }
+}
 
 /// SQLite's failure in words an administrator can act on.
 fn describe_sqlite(error: &rusqlite::Error, busy_timeout: Duration) -> String {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
-use crate::core::item::{self, NewItem, State};
+use crate::core::item::{self, NewItem, Origin, State};
 
 const BUSY: Duration = Duration::from_secs(5);
 
@@ -78,7 +78,7 @@ fn omitted_cancelled_at_matches_but_a_different_one_conflicts() {
 }
 
 /// Claims the item due longest, under `token`.
-fn claim_one(store: &mut Store, now: jiff::Timestamp, token: i64) -> Option<crate::io::store::ItemRow> {
+fn claim_one(store: &mut Store, now: jiff::Timestamp, token: i64) -> Option<crate::core::item::Item> {
     store.claim(now, Duration::from_secs(60), 1, token).unwrap().into_iter().next()
 }
 
@@ -131,7 +131,7 @@ fn the_claim_takes_processing_and_pending_items_by_due_time_and_a_probe_avoids_t
         )
         .unwrap();
     let orders =
-        |rows: Vec<crate::io::store::ItemRow>| rows.into_iter().map(|row| row.order).collect::<Vec<_>>();
+        |rows: Vec<crate::core::item::Item>| rows.into_iter().map(|row| row.order).collect::<Vec<_>>();
     let claimed = store.claim(at(10), Duration::from_secs(60), 2, 1).unwrap();
     let mut got = orders(claimed);
     got.sort();
@@ -266,7 +266,11 @@ fn requeue_resets_only_items_still_in_the_selected_state() {
     assert_eq!(store.requeue(&selected, at(100)).unwrap(), 1);
     let one = store.get_by_order("1").unwrap().unwrap();
     assert_eq!((one.state, one.attempts), (State::Pending, 0));
-    assert_eq!(one.last_code.as_deref(), Some("07"), "history of the last failure stays visible");
+    assert_eq!(
+        one.last_code,
+        Some(crate::core::codes::Code::Rejected),
+        "history of the last failure stays visible"
+    );
     assert_eq!(store.get_by_order("2").unwrap().unwrap().state, State::InFlight);
 }
 
@@ -357,7 +361,7 @@ fn recording_an_attempt_updates_the_item_and_history_purges_only_done_items() {
     let done = store.get_by_order("1").unwrap().unwrap();
     assert_eq!((done.state, done.last_message.as_deref()), (State::Done, Some("m")));
     assert_eq!(store.attempts(done.id).unwrap()[0].duration_ms, 12);
-    assert_eq!(store.get_by_order("2").unwrap().unwrap().last_code.as_deref(), Some("07"));
+    assert_eq!(store.get_by_order("2").unwrap().unwrap().last_code, Some(crate::core::codes::Code::Rejected));
 
     assert_eq!(store.purge_history(at(15), 100).unwrap(), 1);
     assert!(store.attempts(done.id).unwrap().is_empty());
