@@ -3,7 +3,8 @@
 //! can reach it. The folders are the architecture (ARCHITECTURE.md, "Layers"): `core` decides and
 //! does no I/O; `config` is the typed configuration and its loader; `io` is every edge (SQLite,
 //! the API, files, sockets, systemd, the journal); `daemon` runs the service; `web` serves the
-//! status page and metrics; `cli` is the commands; `simulator` is the demo's and tests' API.
+//! status page and metrics; `view` renders the read model in pt-BR for both; `cli` is the
+//! commands; `simulator` is the demo's and tests' API.
 
 pub mod cli;
 pub mod config;

@@ -525,12 +525,6 @@ impl From<ConfigError> for crate::core::failure::Failure {
     }
 }
 
-/// Picks the config path: `--config`, else `EXTRATOR_CONFIG`, else the default. (clap reads the
-/// environment variable; this only supplies the default.)
-pub fn path_or_default(path: Option<&Path>) -> PathBuf {
-    path.map_or_else(|| PathBuf::from(DEFAULT_PATH), Path::to_path_buf)
-}
-
 /// Loads, overrides from the process environment, and checks the config at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     load_with_env(path, std::env::vars())

@@ -269,7 +269,7 @@ pub fn explain(code: &Info) -> String {
 pub fn support_guide() -> String {
     let mut text = String::from(
         "# Códigos de erro do extrator\n\n\
-         Gerado a partir do catálogo do código (`src/codes.rs`), o mesmo que `extrator explain`, os logs,\n\
+         Gerado a partir do catálogo do código (`src/core/codes.rs`), o mesmo que `extrator explain`, os logs,\n\
          `extrator check` e `extrator status` usam. Não edite à mão: rode\n\
          `extrator explain --markdown > docs/codigos-de-erro.md`.\n\n\
          | código | nome | quando |\n| --- | --- | --- |\n",

@@ -1,8 +1,9 @@
 //! Human durations as support writes them in the config and on the command line: `"30s"`, `"5m"`,
 //! `"1h30m"`, `"500ms"`, `"7d"`.
 //!
-//! Written here rather than taken from `humantime`, which is unmaintained (RUSTSEC-2025-0014); the
-//! grammar we accept is small and its error text must be pt-BR.
+//! Written here rather than taken from `humantime` (unmaintained, RUSTSEC-2025-0014) or jiff's
+//! friendly-duration parser (in the lockfile, and it reads most of the same text): the grammar we
+//! accept is small, and every error must say in pt-BR which unit was wrong and what to write.
 
 use std::fmt;
 use std::time::Duration;

@@ -212,8 +212,6 @@ impl Daemon {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(signal_error)?;
         let mut hangup = signal(SignalKind::hangup()).map_err(signal_error)?;
         let mut ticker = self.ticker();
-        let wake = crate::io::wake::listen(&self.config.queue.database);
-        let mut wake_buffer = [0_u8; 16];
         // Cancellations handed in through the socket by accounts that cannot write the queue.
         let handed = Arc::new(tokio::sync::Notify::new());
         let intake = crate::io::handoff::listen(&self.config.queue.socket).map(|listener| {
@@ -265,7 +263,6 @@ impl Daemon {
                     Err(_) => return Err(store_thread_died()),
                 },
                 _ = tokio::time::sleep(wait) => Event::Turn,
-                () = woken(wake.as_ref(), &mut wake_buffer) => Event::Turn,
                 () = handed.notified() => Event::Turn,
             };
             let stopping = event == Event::Stop;
@@ -276,7 +273,6 @@ impl Daemon {
             self.ping_watchdog();
         }
         self.notifier.stopping();
-        let _ = std::fs::remove_file(crate::io::wake::socket_path(&self.config.queue.database));
         // A batch cut off here gets no answer: `enqueue` then writes it to the spool (intake is
         // idempotent, so a batch that did get in is "já na fila" there).
         if let Some(intake) = intake {
@@ -828,16 +824,6 @@ fn claimed_facts(row: &Item) -> Claimed {
 fn add(now: jiff::Timestamp, delay: Duration) -> jiff::Timestamp {
     now.saturating_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
         .unwrap_or(now)
-}
-
-/// Completes when `enqueue` signals new items on the wake socket; never without a socket.
-async fn woken(socket: Option<&tokio::net::UnixDatagram>, buffer: &mut [u8]) {
-    match socket {
-        Some(socket) => {
-            let _ = socket.recv(buffer).await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// The fatal error of a store thread that panicked.

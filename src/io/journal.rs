@@ -4,8 +4,10 @@
 //! becomes `MESSAGE`, its `message_id` becomes `MESSAGE_ID`, every other field `EXTRATOR_<NAME>`
 //! (so `journalctl -u extrator EXTRATOR_CODE=04` works), and the level becomes `PRIORITY`. Every
 //! value is cut to `MAX_FIELD` bytes, so an entry always fits one datagram whatever the API
-//! answered. (tracing-journald, used before, puts its prefix on every field but `message`, so it
-//! cannot send `MESSAGE_ID`.)
+//! answered. Why our own layer rather than tracing-journald's: its field prefix is all or nothing
+//! (`with_field_prefix(None)` would send `MESSAGE_ID`, but then `code` becomes `CODE` and the
+//! documented `EXTRATOR_CODE=04` filters break), and it sends a value of any size (through a
+//! memfd), where we want every entry bounded whatever the API answered.
 //!
 //! `Message` lists the events support filters on and alerts on, each with a stable
 //! `MESSAGE_ID`; `catalog()` generates from it and from `codes::CATALOG` the pt-BR catalog the
@@ -239,7 +241,7 @@ pub fn catalog() -> String {
     let mut text = String::from(
         "# extrator: catálogo de mensagens do journal (pt-BR). `journalctl -u extrator -x` mostra o\n\
          # texto de cada evento abaixo da linha; `journalctl MESSAGE_ID=ID` encontra os eventos de um tipo.\n\
-         # Gerado de src/journal.rs e src/codes.rs (o catálogo dos códigos): não edite à mão.\n",
+         # Gerado de src/io/journal.rs e src/core/codes.rs (o catálogo dos códigos): não edite à mão.\n",
     );
     for message in Message::all() {
         let (subject, body) = message.entry();

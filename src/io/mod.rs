@@ -13,5 +13,4 @@ pub mod source;
 pub mod spool;
 pub mod store;
 pub mod systemd;
-pub mod wake;
 pub mod writer;

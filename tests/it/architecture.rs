@@ -265,7 +265,7 @@ fn the_checker_catches_planted_violations() {
     // A planted import of io from core, absolute and through `super::super`.
     assert!(!caught("use crate::io::store::Store;", &core).is_empty());
     assert!(!caught("use super::super::io::store;", &core).is_empty());
-    assert!(!caught("fn f() { crate::io::wake::notify(); }", &core).is_empty());
+    assert!(!caught("fn f() { crate::io::handoff::connect(); }", &core).is_empty());
     // The clock, by any name.
     assert!(!caught("fn f() -> jiff::Timestamp { jiff::Timestamp::now() }", &core).is_empty());
     assert!(!caught("use jiff::Timestamp; fn f() -> Timestamp { Timestamp::now() }", &core).is_empty());

@@ -204,9 +204,10 @@ fn wrong_password_pauses_everything_until_a_reload_and_never_leaks() {
 }
 
 #[test]
-fn enqueue_wakes_an_idle_daemon_instead_of_waiting_for_the_poll() {
+fn enqueue_through_the_socket_wakes_an_idle_daemon_instead_of_waiting_for_the_poll() {
     let api = Background::start(Scenario::default()).unwrap();
-    // A poll interval far longer than the wait below: only the wake-up can deliver in time.
+    // A poll interval far longer than the wait below: only the intake socket's wake-up (the
+    // daemon's `handed` notification) can deliver in time.
     let env = Env::build(&api.url(), "", "");
     let config = std::fs::read_to_string(&env.config)
         .unwrap()
@@ -215,9 +216,11 @@ fn enqueue_wakes_an_idle_daemon_instead_of_waiting_for_the_poll() {
     expect_exit(&env.run(&["enqueue", "--order", "0", "--branch", "1", "--reason", "cria o banco"]), 0);
     let mut daemon = env.spawn_daemon();
     wait_until("the first item (sent at start)", Duration::from_secs(30), || env.number(UNFINISHED) == 0);
-    expect_exit(&env.run(&["enqueue", "--order", "1", "--branch", "1", "--reason", "acorda"]), 0);
+    let (stdout, _) =
+        expect_exit(&env.run(&["enqueue", "--order", "1", "--branch", "1", "--reason", "acorda"]), 0);
+    assert!(!stdout.contains("spool"), "handed to the daemon, not spooled: {stdout}");
     wait_until("the woken daemon to deliver", Duration::from_secs(60), || env.number(UNFINISHED) == 0);
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success());
-    assert!(!crate::util::Env::wake_socket(&env).exists(), "the socket is removed on stop");
+    assert!(!env.intake_socket().exists(), "the socket is removed on stop");
 }

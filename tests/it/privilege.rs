@@ -36,7 +36,7 @@ fn a_linked_database_or_lock_is_refused_and_its_target_untouched() {
 fn a_second_daemon_cannot_reach_a_running_queue_through_a_link() {
     let env = Env::new();
     let mut daemon = env.spawn_daemon();
-    wait_until("the daemon's wake socket", Duration::from_secs(30), || env.wake_socket().exists());
+    wait_until("the daemon's intake socket", Duration::from_secs(30), || env.intake_socket().exists());
     let elsewhere = tempfile::tempdir().unwrap();
     // Through a linked directory: the same lock file, so the second is told the queue is taken.
     let alias = elsewhere.path().join("estado");
@@ -73,7 +73,7 @@ fn a_database_deleted_or_replaced_under_the_daemon_stops_it_with_the_reason() {
         let env = Env::new();
         expect_exit(&env.run(&["enqueue", "--order", "1", "--branch", "1", "--reason", "x"]), 0);
         let mut daemon = env.spawn_daemon();
-        wait_until("the daemon's wake socket", Duration::from_secs(30), || env.wake_socket().exists());
+        wait_until("the daemon's intake socket", Duration::from_secs(30), || env.intake_socket().exists());
         let moved = env.dir.path().join("guardado.db");
         std::fs::rename(env.database(), &moved).unwrap();
         if how == "substituir" {

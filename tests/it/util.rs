@@ -64,11 +64,6 @@ impl Env {
         self.database.with_file_name("entrada.sock")
     }
 
-    /// The daemon's wake socket.
-    pub fn wake_socket(&self) -> PathBuf {
-        extrator::io::wake::socket_path(&self.database)
-    }
-
     /// One integer from a query on the real database.
     pub fn number(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |row| row.get(0)).expect(sql)

@@ -118,7 +118,6 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
     let mut store = open_store(&loaded, Access::ReadWrite(Durability::Full))?;
     let outcomes =
         store.enqueue(&items, &Origin::Command, jiff::Timestamp::now()).map_err(|error| refused(&error))?;
-    crate::io::wake::notify(&queue.database);
     report(&outcomes);
     Ok(())
 }
