@@ -629,7 +629,15 @@ impl Daemon {
     fn chores_done(&mut self, chores: chores::Chores) {
         match chores.recovered {
             Ok(0) => {}
-            Ok(count) => tracing::warn!(items = count, "itens com reserva vencida voltaram para a fila"),
+            Ok(count) => tracing::warn!(
+                items = count,
+                "{} para a fila",
+                crate::core::text::count(
+                    count as u64,
+                    "item com reserva vencida voltou",
+                    "itens com reserva vencida voltaram"
+                )
+            ),
             Err(error) => self.store_error(error.to_string()),
         }
         if let Err(error) = chores.hours {

@@ -26,6 +26,7 @@ mod relatorio;
 mod retry;
 mod robust;
 mod simulate;
+mod snapshots;
 mod source;
 mod spool;
 mod systemd;

@@ -22,11 +22,11 @@ fn queue_with_failures() -> Env {
     env
 }
 
-/// Ids that are pending with a fresh budget.
+/// Ids that are pending with a fresh budget (no counted attempt: the fixture gave them 10).
 fn requeued(env: &Env) -> Vec<i64> {
     let conn = env.db();
     let mut statement = conn
-        .prepare("SELECT id FROM items WHERE state = 'pending' AND id IN (1, 2, 3, 4, 5, 6, 10) ORDER BY id")
+        .prepare("SELECT id FROM items WHERE state = 'pending' AND attempts = 0 AND id IN (1, 2, 3, 4, 5, 6, 10) ORDER BY id")
         .unwrap();
     statement.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
 }

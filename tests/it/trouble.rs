@@ -61,20 +61,30 @@ fn one_order_the_api_never_answers_fails_on_its_own_while_200_others_flow() {
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
 
-    let mut waits: Vec<Duration> = api
-        .shared
-        .received()
+    let received = api.shared.received();
+    let poison: Vec<Instant> = received
         .iter()
-        .filter_map(|request| {
-            let order = request.order.as_deref()?;
-            Some(request.received_at.saturating_duration_since(*queued.get(order)?))
-        })
+        .filter(|request| request.order.as_deref() == Some("666"))
+        .map(|request| request.received_at)
         .collect();
+    let mut waits: Vec<Duration> = Vec::new();
+    for request in &received {
+        let Some(&queued_at) = request.order.as_deref().and_then(|order| queued.get(order)) else { continue };
+        waits.push(request.received_at.saturating_duration_since(queued_at));
+        // Not held back by the poison order, in events rather than seconds: between a healthy
+        // order's enqueue and its request, the poison order started at most one attempt (had
+        // the circuit made it the probe, each healthy order would wait out probe after probe).
+        let poison_between = poison.iter().filter(|&&at| at > queued_at && at < request.received_at).count();
+        assert!(
+            poison_between <= 1,
+            "order {:?} waited behind {poison_between} attempts of 666",
+            request.order
+        );
+    }
     assert_eq!(waits.len(), 200, "each healthy order sent once");
     waits.sort();
-    let p99 = waits[waits.len() * 99 / 100 - 1];
-    eprintln!("enqueue → request: median {:?}, p99 {p99:?}, max {:?}", waits[100], waits[199]);
-    assert!(p99 < Duration::from_secs(2), "no healthy order waits behind the poison one: p99 {p99:?}");
+    // Figures for the reader (tests do not judge time): median, p99, max.
+    eprintln!("enqueue → request: median {:?}, p99 {:?}, max {:?}", waits[100], waits[197], waits[199]);
     assert_eq!(env.number("SELECT COUNT(*) FROM items WHERE state = 'done'"), 200);
     assert_eq!(item(&env, "666"), ("failed".into(), 5, Some("04".into())), "its own 04, max_attempts");
     assert_eq!(
@@ -104,6 +114,7 @@ fn a_04_outage_of_every_order_counts_nothing_and_delivery_resumes_within_a_probe
 
     api.shared.set_scenario(Scenario::default());
     let back = Instant::now();
+    let back_ms = jiff::Timestamp::now().as_millisecond();
     wait_until("every item delivered", Duration::from_secs(30), || env.number(UNFINISHED) == 0);
     let first = api
         .shared
@@ -116,10 +127,15 @@ fn a_04_outage_of_every_order_counts_nothing_and_delivery_resumes_within_a_probe
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());
 
+    // A figure, not a test of time: delivery resumes at the next probe (at most retry.max_delay,
+    // 2 s, away). What is asserted is the count: after the API came back, at most the one probe
+    // already on the wire timed out; the next one delivered.
     eprintln!("first request after the API came back: {first:?}");
-    // A probe on the wire when it came back may still hang for request_timeout (1 s); then the
-    // next is at most retry.max_delay (2 s) away.
-    assert!(first <= Duration::from_secs(4), "resumes within one probe interval: {first:?}");
+    assert!(
+        env.number(&format!("SELECT COUNT(*) FROM attempts WHERE code = '04' AND started_at >= {back_ms}"))
+            <= 1,
+        "a probe after the API came back failed"
+    );
     assert_eq!(env.number("SELECT COUNT(*) FROM items WHERE state = 'done'"), 10, "nothing failed");
     assert_eq!(env.number("SELECT SUM(attempts) FROM items"), 0, "nothing counted");
     assert_eq!(
@@ -171,6 +187,13 @@ fn an_async_order_whose_checks_fail_holds_nothing_back_and_ends_04_and_retry_aft
     wait_until("the 20 good orders delivered", Duration::from_secs(10), || {
         env.number("SELECT COUNT(*) FROM items WHERE state = 'done'") == 20
     });
+    // Not held back, in events: the 20 were delivered while both async orders were still being
+    // checked (each has two rounds of async_max_wait ahead of it).
+    assert_eq!(
+        env.number("SELECT COUNT(*) FROM items WHERE order_number IN ('A1', 'A2') AND state NOT IN ('done', 'failed')"),
+        2,
+        "the good orders waited for the async ones to end"
+    );
     let slowest = api
         .shared
         .received()
@@ -180,7 +203,7 @@ fn an_async_order_whose_checks_fail_holds_nothing_back_and_ends_04_and_retry_aft
         })
         .max()
         .unwrap();
-    assert!(slowest < Duration::from_secs(2), "not held back by the async orders: {slowest:?}");
+    eprintln!("slowest good order, enqueue → request: {slowest:?}");
 
     let limited = enqueue(&env, "R1");
     wait_until("every order final", Duration::from_secs(30), || env.number(UNFINISHED) == 0);
@@ -209,8 +232,9 @@ fn an_async_order_whose_checks_fail_holds_nothing_back_and_ends_04_and_retry_aft
         .collect();
     assert_eq!(r1.len(), 2);
     let waited = r1[1].duration_since(r1[0]);
+    // A lower bound only (never sent early); that it did not wait for 5195 is the wait above.
     assert!(waited >= Duration::from_millis(2_900), "it waited retry.max_delay: {waited:?}");
-    assert!(limited.elapsed() < Duration::from_secs(30), "not until 5195");
+    eprintln!("R1 delivered {:?} after its enqueue", limited.elapsed());
     assert_eq!(item(&env, "R1").0, "done");
     let log = env.daemon_log();
     assert!(log.contains("a API pediu para esperar") && log.contains("retry.max_delay"), "{log}");

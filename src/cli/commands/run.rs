@@ -53,10 +53,12 @@ pub fn run(config_path: &Path) -> Outcome {
     // The lock proves no other daemon has them: every item left in flight is a crash's orphan.
     let recovered = store.release_all(jiff::Timestamp::now())?;
     if recovered > 0 {
-        tracing::warn!(
-            items = recovered,
-            "itens que estavam em envio quando o serviço parou voltaram para a fila"
-        );
+        let said = if recovered == 1 {
+            "1 item que estava em envio quando o serviço parou voltou para a fila".to_owned()
+        } else {
+            format!("{recovered} itens que estavam em envio quando o serviço parou voltaram para a fila")
+        };
+        tracing::warn!(items = recovered, "{said}");
     }
     // A due time past the longest wait (stored by an older version from an unbounded
     // Retry-After) is brought back to it.
