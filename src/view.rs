@@ -3,7 +3,9 @@
 //! because it reads the server's time zone (`text::local_time`); not in `cli` or `web` because
 //! both use it.
 
+use crate::core::codes::Code;
 use crate::core::item::{Attempt, AttemptOutcome, Item};
+use crate::core::policy::Gate;
 use crate::core::text::terminal_safe;
 
 /// A timestamp in the server's local time zone, as Brazilians write it: `22/11/2026 14:03:05`.
@@ -59,5 +61,40 @@ pub fn outcome_label(attempt: &Attempt) -> &'static str {
         AttemptOutcome::Processing => "processando",
         AttemptOutcome::Failure if attempt.probe => "falha (sonda)",
         AttemptOutcome::Failure => "falha",
+    }
+}
+
+/// A one-line pt-BR description of the gate at `now`, for `status` and the systemd status line.
+pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
+    match *gate {
+        Gate::Closed => "enviando normalmente".to_owned(),
+        Gate::Open { code, next_probe_at } => {
+            let next = if next_probe_at > now {
+                format!("próximo teste às {}", local_time(next_probe_at))
+            } else {
+                "o próximo item a enviar servirá de teste".to_owned()
+            };
+            format!(
+                "CIRCUITO ABERTO: a API falhou com o erro {} e só recebe envios de teste; {next}",
+                code.label()
+            )
+        }
+        Gate::Paused { code, .. } => format!(
+            "PAUSADO: erro {}; corrija as credenciais e recarregue (systemctl reload extrator)",
+            code.label()
+        ),
+        Gate::RateLimited { until } if until > now => {
+            format!("AGUARDANDO a API: erro {} até {}", Code::RateLimited.label(), local_time(until))
+        }
+        Gate::RateLimited { .. } => "enviando normalmente".to_owned(),
+    }
+}
+
+/// Whether the gate lets everything through at `now` (a rate limit that has ended does).
+pub fn sending_normally(gate: &Gate, now: jiff::Timestamp) -> bool {
+    match *gate {
+        Gate::Closed => true,
+        Gate::RateLimited { until } => until <= now,
+        Gate::Open { .. } | Gate::Paused { .. } => false,
     }
 }

@@ -125,12 +125,6 @@ impl std::fmt::Display for Kind {
     }
 }
 
-impl PartialEq<&str> for Kind {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// An HTTP response, reduced to what classification reads.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Response {

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::core::policy::Gate;
 use crate::io::store::{Store, StoreError};
 
 /// How often old attempt records are purged.
@@ -31,7 +32,7 @@ pub struct Chores {
 impl Chores {
     /// Does the chores on the store thread: `gate` is the circuit's state for the heartbeat, and
     /// the purge deletes records of items delivered before `retention` ago when `purge` says so.
-    pub fn run(store: &mut Store, gate: &str, purge: bool, retention: Duration) -> Chores {
+    pub fn run(store: &mut Store, gate: &Gate, purge: bool, retention: Duration) -> Chores {
         let now = jiff::Timestamp::now();
         let retention = jiff::SignedDuration::try_from(retention).unwrap_or_default();
         Chores {

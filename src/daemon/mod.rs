@@ -21,7 +21,7 @@ mod intake;
 mod sources;
 mod status;
 
-pub use status::{describe_gate, status_line};
+pub use status::status_line;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -413,7 +413,7 @@ impl Daemon {
                 message_id = %message.id(),
                 code = code.map_or("", Code::as_str),
                 "envio suspenso: {}",
-                describe_gate(&to, jiff::Timestamp::now())
+                crate::view::describe_gate(&to, jiff::Timestamp::now())
             ),
         }
     }
@@ -544,7 +544,7 @@ impl Daemon {
             return;
         }
         self.chores_running = true;
-        let gate = describe_gate(&self.dispatcher.status().gate, jiff::Timestamp::now());
+        let gate = self.dispatcher.status().gate;
         let retention = self.config.history.retention.get();
         let purge = self.purge.due(std::time::Instant::now());
         let chores = self.writer.alone(move |store| chores::Chores::run(store, &gate, purge, retention));

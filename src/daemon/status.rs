@@ -2,44 +2,15 @@
 //! with the heartbeat for `status` and the page. Recomputed from `now` each time it is shown, so
 //! a moment that has passed is never shown as the future.
 
-use crate::core::classify::Code;
 use crate::core::dispatch::Status;
-use crate::core::policy::Gate;
-
-/// A one-line pt-BR description of the gate at `now`, for `status` and the systemd status line.
-pub fn describe_gate(gate: &Gate, now: jiff::Timestamp) -> String {
-    match *gate {
-        Gate::Closed => "enviando normalmente".to_owned(),
-        Gate::Open { code, next_probe_at } => {
-            let next = if next_probe_at > now {
-                format!("próximo teste às {}", crate::view::local_time(next_probe_at))
-            } else {
-                "o próximo item a enviar servirá de teste".to_owned()
-            };
-            format!(
-                "CIRCUITO ABERTO: a API falhou com o erro {} e só recebe envios de teste; {next}",
-                code.label()
-            )
-        }
-        Gate::Paused { code, .. } => format!(
-            "PAUSADO: erro {}; corrija as credenciais e recarregue (systemctl reload extrator)",
-            code.label()
-        ),
-        Gate::RateLimited { until } if until > now => format!(
-            "AGUARDANDO a API: erro {} até {}",
-            Code::RateLimited.label(),
-            crate::view::local_time(until)
-        ),
-        Gate::RateLimited { .. } => "enviando normalmente".to_owned(),
-    }
-}
+use crate::view::describe_gate;
 
 /// The status line of the dispatcher's status and the (pending, processing, failed) counts —
 /// `None` until the first count after the start (READY comes before it: counting a million items
 /// is not part of being up), when the line says so rather than show zeros and "no success yet".
 pub fn status_line(status: &Status, counts: Option<(u64, u64, u64)>, now: jiff::Timestamp) -> String {
     let gate = describe_gate(&status.gate, now);
-    let sending_normally = gate == describe_gate(&Gate::Closed, now);
+    let sending_normally = crate::view::sending_normally(&status.gate, now);
     let mut parts = Vec::new();
     if !sending_normally {
         parts.push(gate.clone());
@@ -75,6 +46,8 @@ pub fn status_line(status: &Status, counts: Option<(u64, u64, u64)>, now: jiff::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::codes::Code;
+    use crate::core::policy::Gate;
 
     fn t(seconds: i64) -> jiff::Timestamp {
         jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap()

@@ -38,7 +38,7 @@ pub struct Overview {
 
 /// The overview page.
 pub fn overview(data: &Overview) -> String {
-    let gate = data.daemon.as_ref().and_then(|daemon| daemon.gate.clone());
+    let gate = data.daemon.as_ref().and_then(|daemon| daemon.gate);
     let total_failed = data
         .figures
         .counts
@@ -61,8 +61,8 @@ pub fn overview(data: &Overview) -> String {
                 tr { th { "Serviço" } td #servico { (service_line(data.daemon.as_ref(), data.now)) } }
                 tr {
                     th { "Envio" }
-                    td #envio .(if gate.as_deref().is_some_and(|gate| gate != "enviando normalmente") { "alerta" } else { "" }) {
-                        (gate.unwrap_or_else(|| "—".to_owned()))
+                    td #envio .(if gate.is_some_and(|gate| !crate::view::sending_normally(&gate, data.now)) { "alerta" } else { "" }) {
+                        (gate.map_or_else(|| "—".to_owned(), |gate| crate::view::describe_gate(&gate, data.now)))
                     }
                 }
                 tr { th { "Pendente mais antigo" } td #pendente-mais-antigo { (moment(data.figures.oldest_pending)) } }

@@ -62,7 +62,7 @@ pub fn send(config: &Config, order: &str) -> Attempt {
 pub fn expect(attempt: &Attempt, code: Option<&str>, kind: &str, status: Option<u16>, fragment: &str) {
     let verdict = &attempt.verdict;
     assert_eq!(verdict.code().map(extrator::core::codes::Code::as_str), code, "{verdict:?}");
-    assert_eq!(verdict.kind, kind, "{verdict:?}");
+    assert_eq!(verdict.kind.as_str(), kind, "{verdict:?}");
     assert_eq!(verdict.http_status, status, "{verdict:?}");
     let message = verdict.message.clone().unwrap_or_default();
     assert!(message.contains(fragment), "message {message:?} lacks {fragment:?}");

@@ -130,10 +130,9 @@ fn render(snapshot: &Snapshot, sources: &[SourceRow], liveness: Liveness, now: j
         at.map_or_else(|| "—".to_owned(), |at| format!("{} ({})", local_time(at), ago(at, now)))
     };
     let mut table = crate::core::text::Table::new(&["Serviço:", &daemon]);
-    if let (Liveness::Alive, Some(gate)) =
-        (liveness, snapshot.daemon.as_ref().and_then(|daemon| daemon.gate.clone()))
+    if let (Liveness::Alive, Some(gate)) = (liveness, snapshot.daemon.as_ref().and_then(|daemon| daemon.gate))
     {
-        table.row(vec!["Envio:".into(), gate]);
+        table.row(vec!["Envio:".into(), crate::view::describe_gate(&gate, now)]);
     }
     if let Some(expires_at) = snapshot.daemon.as_ref().and_then(|daemon| daemon.certificate_expires_at) {
         let (expiry, _) = crate::io::api::tls::describe_expiry(expires_at, now);

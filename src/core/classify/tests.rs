@@ -182,7 +182,7 @@ fn every_row_of_the_code_table() {
     for (exchange, code, kind, fragment) in cases {
         let verdict = classify(&exchange, &patterns(), now());
         assert_eq!(verdict.code().map(crate::core::codes::Code::as_str), code, "{exchange:?} → {verdict:?}");
-        assert_eq!(verdict.kind, kind, "{exchange:?}");
+        assert_eq!(verdict.kind.as_str(), kind, "{exchange:?}");
         if let Some(fragment) = fragment {
             let message = verdict.message.clone().unwrap_or_default();
             assert!(message.contains(fragment), "{exchange:?}: message {message:?} lacks {fragment:?}");

@@ -127,7 +127,7 @@ fn async_answers_poll_until_async_max_wait_then_count_as_04() {
         (too_late.state, too_late.last_code, too_late.counted),
         (State::Pending, Some(Code::Timeout), true)
     );
-    assert_eq!(too_late.verdict.kind, "async_timeout");
+    assert_eq!(too_late.verdict.kind, Kind::AsyncTimeout);
     assert_eq!(too_late.processing_since, None);
     let done = after_attempt(item, &success(), true, t(20), &settings);
     assert_eq!(done.state, State::Done);

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{Store, StoreError, from_millis, to_millis};
 use crate::core::item::State;
+use crate::core::policy::Gate;
 
 /// The daemon's own row: who it is and when it last proved it was working.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -16,10 +17,39 @@ pub struct DaemonRow {
     pub heartbeat_at: jiff::Timestamp,
     /// Set on a clean stop.
     pub stopped_at: Option<jiff::Timestamp>,
-    /// The circuit breaker's state in pt-BR, as last described by the daemon.
-    pub gate: Option<String>,
+    /// The circuit breaker's state as of the last heartbeat, typed (rendered in pt-BR at the
+    /// edge with the reader's `now`: a probe time that has passed is never shown as the future).
+    /// `None` when unknown (no heartbeat yet, or written by an older version as prose).
+    #[serde(skip)]
+    pub gate: Option<Gate>,
     /// When the client certificate it uses expires (mutual TLS), if it uses one.
     pub certificate_expires_at: Option<jiff::Timestamp>,
+}
+
+/// The stored form of a gate: `closed`, `open 04 <ms>`, `paused 02 <ms>`, `rate_limited <ms>`.
+fn gate_to_stored(gate: &Gate) -> String {
+    match *gate {
+        Gate::Closed => "closed".to_owned(),
+        Gate::Open { code, next_probe_at } => format!("open {} {}", code.as_str(), to_millis(next_probe_at)),
+        Gate::Paused { code, next_probe_at } => {
+            format!("paused {} {}", code.as_str(), to_millis(next_probe_at))
+        }
+        Gate::RateLimited { until } => format!("rate_limited {}", to_millis(until)),
+    }
+}
+
+/// A stored gate back; `None` for anything else (an older version stored pt-BR prose).
+fn gate_from_stored(text: &str) -> Option<Gate> {
+    let parts: Vec<&str> = text.split(' ').collect();
+    let code = |text: &str| crate::core::codes::find(text).map(|info| info.code);
+    let at = |text: &str| text.parse::<i64>().ok().map(from_millis);
+    match parts.as_slice() {
+        ["closed"] => Some(Gate::Closed),
+        ["open", c, ms] => Some(Gate::Open { code: code(c)?, next_probe_at: at(ms)? }),
+        ["paused", c, ms] => Some(Gate::Paused { code: code(c)?, next_probe_at: at(ms)? }),
+        ["rate_limited", ms] => Some(Gate::RateLimited { until: at(ms)? }),
+        _ => None,
+    }
 }
 
 /// When the oldest pending item was queued: the partial index `items_pending_since` (migration
@@ -101,7 +131,7 @@ impl Store {
                         started_at: from_millis(row.get(2)?),
                         heartbeat_at: from_millis(row.get(3)?),
                         stopped_at: row.get::<_, Option<i64>>(4)?.map(from_millis),
-                        gate: row.get(5)?,
+                        gate: row.get::<_, Option<String>>(5)?.as_deref().and_then(gate_from_stored),
                         certificate_expires_at: row.get::<_, Option<i64>>(6)?.map(from_millis),
                     })
                 },
@@ -248,11 +278,11 @@ impl Store {
     }
 
     /// The daemon's proof of life, written from its working loop, with the circuit's state.
-    pub fn heartbeat(&mut self, now: jiff::Timestamp, gate: &str) -> Result<(), StoreError> {
+    pub fn heartbeat(&mut self, now: jiff::Timestamp, gate: &Gate) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE daemon SET heartbeat_at = ?1, gate = ?2 WHERE id = 1",
-                params![to_millis(now), gate],
+                params![to_millis(now), gate_to_stored(gate)],
             )
             .map(drop)
             .map_err(|e| self.error("registrar o sinal de vida", e))
@@ -264,5 +294,26 @@ impl Store {
             .execute("UPDATE daemon SET stopped_at = ?1, heartbeat_at = ?1 WHERE id = 1", [to_millis(now)])
             .map(drop)
             .map_err(|e| self.error("registrar a parada do serviço", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::codes::Code;
+
+    #[test]
+    fn a_gate_is_stored_typed_and_read_back_and_old_prose_is_unknown() {
+        let at = jiff::Timestamp::from_millisecond(1_800_000_000_123).unwrap();
+        for gate in [
+            Gate::Closed,
+            Gate::Open { code: Code::Timeout, next_probe_at: at },
+            Gate::Paused { code: Code::InvalidPassword, next_probe_at: at },
+            Gate::RateLimited { until: at },
+        ] {
+            assert_eq!(gate_from_stored(&gate_to_stored(&gate)), Some(gate));
+        }
+        assert_eq!(gate_from_stored("enviando normalmente"), None);
+        assert_eq!(gate_from_stored("open 42 1"), None, "not a code");
     }
 }
