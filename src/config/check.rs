@@ -37,6 +37,17 @@ impl Config {
 
     /// Rules that span keys or bound values. Returns the key at fault and a pt-BR message.
     pub fn check(&self) -> Result<(), (String, String)> {
+        self.check_bounds()?;
+        self.check_endpoint()?;
+        self.check_credentials()?;
+        self.check_mapping()?;
+        self.check_queue()?;
+        self.metrics.check()?;
+        check_sources(&self.sources)
+    }
+
+    /// Every duration and count within its documented range.
+    fn check_bounds(&self) -> Result<(), (String, String)> {
         let fail = |key: &str, message: String| Err((key.to_owned(), message));
         for (key, value, min, max) in self.duration_bounds() {
             within(key, value, min, max)?;
@@ -49,6 +60,12 @@ impl Config {
                 return fail(key, format!("deve estar entre 1 e {max} (está {value})"));
             }
         }
+        Ok(())
+    }
+
+    /// Where requests go: the URL, the proxy and its credentials, the two timeouts.
+    fn check_endpoint(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
         let api = &self.api;
         match (api.url.trim().is_empty(), &api.request.url) {
             (true, None) => {
@@ -95,7 +112,21 @@ impl Config {
                 ),
             );
         }
-        let auth = &api.auth;
+        Ok(())
+    }
+
+    /// The credentials: each auth mode's keys, client certificates, header secrets.
+    fn check_credentials(&self) -> Result<(), (String, String)> {
+        self.check_user_and_password()?;
+        self.check_oauth2()?;
+        self.check_certificates_and_headers()?;
+        Ok(())
+    }
+
+    /// `basic` and `login`: the user, the password (one source), the login request.
+    fn check_user_and_password(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        let auth = &self.api.auth;
         if matches!(auth.mode, AuthMode::Basic | AuthMode::Login) {
             if auth.user.as_deref().is_none_or(|user| user.trim().is_empty()) {
                 return fail(
@@ -148,6 +179,13 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// `oauth2`: the token URL, the client, its secret (one source).
+    fn check_oauth2(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        let auth = &self.api.auth;
         if auth.mode == AuthMode::OAuth2 {
             match &auth.token_url {
                 None => {
@@ -192,6 +230,14 @@ impl Config {
         {
             return fail(key, "só vale com api.auth.mode = \"oauth2\"".to_owned());
         }
+        Ok(())
+    }
+
+    /// Client certificates, `check_url`, and credentials written in headers.
+    fn check_certificates_and_headers(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        let api = &self.api;
+        let auth = &self.api.auth;
         match (&api.client_certificate, &api.client_key, &api.client_certificate_password_file) {
             (None, Some(_), _) => {
                 return fail(
@@ -230,6 +276,13 @@ impl Config {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// The request and the response mapping: secrets' names, the status URL, the rate.
+    fn check_mapping(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
+        let api = &self.api;
         for name in self.secrets.keys() {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                 return fail(
@@ -272,6 +325,12 @@ impl Config {
                 ),
             );
         }
+        Ok(())
+    }
+
+    /// The retry schedule and the queue's paths.
+    fn check_queue(&self) -> Result<(), (String, String)> {
+        let fail = |key: &str, message: String| Err((key.to_owned(), message));
         if self.retry.first_delay > self.retry.max_delay {
             return fail(
                 "retry.first_delay",
@@ -287,8 +346,7 @@ impl Config {
         if self.queue.spool_dir.as_os_str().is_empty() {
             return fail("queue.spool_dir", "é obrigatório".to_owned());
         }
-        self.metrics.check()?;
-        check_sources(&self.sources)
+        Ok(())
     }
 }
 
