@@ -509,48 +509,10 @@ fn read_response(response: &Response, rules: &Rules, now: jiff::Timestamp) -> Ve
     let kind = Kind::Http(status);
     match status {
         202 | 208 => verdict(Outcome::Processing, kind, message),
-        200..=299 => match json {
-            Err(()) => verdict(
-                Outcome::Failure(Code::Generic),
-                Kind::InvalidJson,
-                Some(format!("resposta {status} com JSON ilegível")),
-            ),
-            Ok(value) => match rules.response.judge(value.as_ref()) {
-                Some(Judgement::Success) => verdict(Outcome::Success, kind, message),
-                Some(Judgement::Processing(_)) => verdict(Outcome::Processing, kind, message),
-                Some(Judgement::Failure(found)) => verdict(
-                    Outcome::Failure(Code::Rejected),
-                    Kind::RejectedInBody,
-                    message.or_else(|| {
-                        Some(format!(
-                            "a API respondeu {status} com status \"{}\" (api.response.failure_values)",
-                            one_line(&found)
-                        ))
-                    }),
-                ),
-                Some(Judgement::Unknown(found)) => {
-                    let path = rules.response.status_path.as_ref().map_or("", |path| path.source());
-                    let what = match found {
-                        Some(found) => format!(
-                            "com status \"{}\", que não está em success_values nem em failure_values",
-                            one_line(&found)
-                        ),
-                        None => format!("sem o campo \"{path}\" (api.response.status_path)"),
-                    };
-                    verdict(
-                        Outcome::Failure(Code::Generic),
-                        Kind::UnknownStatus,
-                        Some(format!("a API respondeu {status} {what}")),
-                    )
-                }
-                None if value.as_ref().is_some_and(says_it_failed) => verdict(
-                    Outcome::Failure(Code::Rejected),
-                    Kind::RejectedInBody,
-                    message.or_else(|| Some(format!("resposta {status} indica falha no corpo"))),
-                ),
-                None => verdict(Outcome::Success, kind, message),
-            },
-        },
+        200..=299 => {
+            let (outcome, kind, message) = judge_2xx(status, json, message, rules);
+            verdict(outcome, kind, message)
+        }
         300..=399 => {
             let location = response.location.as_deref().map_or_else(|| "(sem Location)".to_owned(), one_line);
             verdict(
@@ -613,6 +575,59 @@ fn read_response(response: &Response, rules: &Rules, now: jiff::Timestamp) -> Ve
         }
         400..=499 => verdict(Outcome::Failure(Code::Rejected), kind, message),
         _ => verdict(Outcome::Failure(Code::Generic), kind, message),
+    }
+}
+
+/// A 2xx answer's verdict: an unreadable body, what `[api.response]` says of it, or a body that
+/// says it failed; otherwise a success. (Outcome, kind, message) for `read_response` to finish.
+fn judge_2xx(
+    status: u16,
+    json: Result<Option<Value>, ()>,
+    message: Option<String>,
+    rules: &Rules,
+) -> (Outcome, Kind, Option<String>) {
+    let kind = Kind::Http(status);
+    match json {
+        Err(()) => (
+            Outcome::Failure(Code::Generic),
+            Kind::InvalidJson,
+            Some(format!("resposta {status} com JSON ilegível")),
+        ),
+        Ok(value) => match rules.response.judge(value.as_ref()) {
+            Some(Judgement::Success) => (Outcome::Success, kind, message),
+            Some(Judgement::Processing(_)) => (Outcome::Processing, kind, message),
+            Some(Judgement::Failure(found)) => (
+                Outcome::Failure(Code::Rejected),
+                Kind::RejectedInBody,
+                message.or_else(|| {
+                    Some(format!(
+                        "a API respondeu {status} com status \"{}\" (api.response.failure_values)",
+                        one_line(&found)
+                    ))
+                }),
+            ),
+            Some(Judgement::Unknown(found)) => {
+                let path = rules.response.status_path.as_ref().map_or("", |path| path.source());
+                let what = match found {
+                    Some(found) => format!(
+                        "com status \"{}\", que não está em success_values nem em failure_values",
+                        one_line(&found)
+                    ),
+                    None => format!("sem o campo \"{path}\" (api.response.status_path)"),
+                };
+                (
+                    Outcome::Failure(Code::Generic),
+                    Kind::UnknownStatus,
+                    Some(format!("a API respondeu {status} {what}")),
+                )
+            }
+            None if value.as_ref().is_some_and(says_it_failed) => (
+                Outcome::Failure(Code::Rejected),
+                Kind::RejectedInBody,
+                message.or_else(|| Some(format!("resposta {status} indica falha no corpo"))),
+            ),
+            None => (Outcome::Success, kind, message),
+        },
     }
 }
 
