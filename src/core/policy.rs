@@ -142,19 +142,7 @@ pub fn after_attempt(
             };
         }
         _ if undecided && waited.is_some_and(|waited| waited >= settings.async_max_wait) => {
-            let checked = match verdict.outcome {
-                Outcome::Failure(code) => format!(" (a última consulta falhou com o erro {})", code.as_str()),
-                _ => String::new(),
-            };
-            verdict = Verdict {
-                outcome: Outcome::Failure(Code::Timeout),
-                kind: Kind::AsyncTimeout,
-                message: Some(format!(
-                    "a API aceitou o cancelamento mas não deu resposta final em {} (api.async_max_wait){checked}",
-                    crate::core::duration::format(settings.async_max_wait)
-                )),
-                ..verdict
-            };
+            verdict = async_timeout(verdict, settings);
             counts = true;
         }
         Outcome::Processing => {
@@ -173,6 +161,36 @@ pub fn after_attempt(
         }
         Outcome::Failure(_) => {}
     }
+    after_failure(item, verdict, counts, now, settings)
+}
+
+/// An accepted item that got no final answer within `api.async_max_wait`: a 04 `async_timeout`,
+/// saying what its last check got.
+fn async_timeout(verdict: Verdict, settings: &Settings) -> Verdict {
+    let checked = match verdict.outcome {
+        Outcome::Failure(code) => format!(" (a última consulta falhou com o erro {})", code.as_str()),
+        _ => String::new(),
+    };
+    Verdict {
+        outcome: Outcome::Failure(Code::Timeout),
+        kind: Kind::AsyncTimeout,
+        message: Some(format!(
+            "a API aceitou o cancelamento mas não deu resposta final em {} (api.async_max_wait){checked}",
+            crate::core::duration::format(settings.async_max_wait)
+        )),
+        ..verdict
+    }
+}
+
+/// A failed attempt: by the code's retry class, waiting uncounted (endpoint, credentials, rate
+/// limit), failed at once (07), or counted toward `retry.max_attempts` with the next delay.
+fn after_failure(
+    item: ItemBefore<'_>,
+    verdict: Verdict,
+    counts: bool,
+    now: jiff::Timestamp,
+    settings: &Settings,
+) -> ItemAfter {
     let code = verdict.code().unwrap_or(Code::Generic);
     let async_timed_out = verdict.kind == Kind::AsyncTimeout;
     let keep_processing = if async_timed_out { None } else { item.processing_since };
