@@ -262,66 +262,8 @@ async fn network_steps(config: &Config, client: &Client) -> Option<bool> {
         pass("proxy", &format!("as requisições passam pelo proxy {host}:{port} (api.proxy)"));
     }
 
-    let lookup_host = host.clone();
-    let resolved = tokio::time::timeout(
-        timeout,
-        tokio::task::spawn_blocking(move || crate::io::api::lookup(&lookup_host)),
-    )
-    .await;
-    let addresses = match resolved {
-        Ok(Ok(Ok(addresses))) => addresses,
-        Ok(Ok(Err(crate::io::api::DnsFailure::NoName))) => {
-            return fail(fail_code("DNS", Code::UnknownHost, &format!("o nome {host} não existe no DNS")));
-        }
-        Ok(Ok(Err(crate::io::api::DnsFailure::Unavailable))) => {
-            return fail(fail_code(
-                "DNS",
-                Code::UnknownHost,
-                &format!("nenhum servidor DNS respondeu ao resolver {host}"),
-            ));
-        }
-        Ok(Ok(Err(other))) => return fail(fail_code("DNS", Code::UnknownHost, &format!("{host}: {other}"))),
-        Ok(Err(_)) | Err(_) => {
-            return fail(fail_code(
-                "DNS",
-                Code::UnknownHost,
-                &format!("{host}: o DNS não respondeu a tempo"),
-            ));
-        }
-    };
-    let shown: Vec<String> = addresses.iter().map(|address| address.ip().to_string()).collect();
-    pass("DNS", &format!("{host} → {}", shown.join(", ")));
-
-    let mut last_error = None;
-    let mut connected = None;
-    for address in &addresses {
-        let target = std::net::SocketAddr::new(address.ip(), port);
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
-            Ok(Ok(_)) => {
-                connected = Some(target);
-                break;
-            }
-            Ok(Err(error)) => last_error = Some((target, Some(error))),
-            Err(_) => last_error = Some((target, None)),
-        }
-    }
-    match (connected, last_error) {
-        (Some(target), _) => pass("TCP", &format!("conectou em {target}")),
-        (None, Some((target, Some(error)))) => {
-            return fail(fail_code(
-                "TCP",
-                Code::ConnectionRefused,
-                &format!("{target}: {}", crate::core::text::io_error(&error)),
-            ));
-        }
-        (None, _) => {
-            return fail(fail_code(
-                "TCP",
-                Code::Timeout,
-                &format!("porta {port}: sem resposta em {}", crate::core::text::rounded(timeout)),
-            ));
-        }
-    }
+    let addresses = dns_step(&host, timeout).await?;
+    tcp_step(&addresses, port, timeout).await?;
 
     let bare = client.probe_get(false).await;
     if url.scheme() == "https" {
@@ -367,8 +309,78 @@ async fn network_steps(config: &Config, client: &Client) -> Option<bool> {
     Some(verified)
 }
 
+/// The DNS step: `host` resolved within `timeout` (✓ with its addresses), or ✗ 05 and `None`.
+async fn dns_step(host: &str, timeout: std::time::Duration) -> Option<Vec<std::net::SocketAddr>> {
+    let lookup_host = host.to_owned();
+    let resolved = tokio::time::timeout(
+        timeout,
+        tokio::task::spawn_blocking(move || crate::io::api::lookup(&lookup_host)),
+    )
+    .await;
+    let addresses = match resolved {
+        Ok(Ok(Ok(addresses))) => addresses,
+        Ok(Ok(Err(crate::io::api::DnsFailure::NoName))) => {
+            return fail(fail_code("DNS", Code::UnknownHost, &format!("o nome {host} não existe no DNS")));
+        }
+        Ok(Ok(Err(crate::io::api::DnsFailure::Unavailable))) => {
+            return fail(fail_code(
+                "DNS",
+                Code::UnknownHost,
+                &format!("nenhum servidor DNS respondeu ao resolver {host}"),
+            ));
+        }
+        Ok(Ok(Err(other))) => return fail(fail_code("DNS", Code::UnknownHost, &format!("{host}: {other}"))),
+        Ok(Err(_)) | Err(_) => {
+            return fail(fail_code(
+                "DNS",
+                Code::UnknownHost,
+                &format!("{host}: o DNS não respondeu a tempo"),
+            ));
+        }
+    };
+    let shown: Vec<String> = addresses.iter().map(|address| address.ip().to_string()).collect();
+    pass("DNS", &format!("{host} → {}", shown.join(", ")));
+    Some(addresses)
+}
+
+/// The TCP step: a connection to one of `addresses` on `port` within `timeout` (✓), or ✗ 01/04
+/// and `None`.
+async fn tcp_step(addresses: &[std::net::SocketAddr], port: u16, timeout: std::time::Duration) -> Option<()> {
+    let mut last_error = None;
+    let mut connected = None;
+    for address in addresses {
+        let target = std::net::SocketAddr::new(address.ip(), port);
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
+            Ok(Ok(_)) => {
+                connected = Some(target);
+                break;
+            }
+            Ok(Err(error)) => last_error = Some((target, Some(error))),
+            Err(_) => last_error = Some((target, None)),
+        }
+    }
+    match (connected, last_error) {
+        (Some(target), _) => pass("TCP", &format!("conectou em {target}")),
+        (None, Some((target, Some(error)))) => {
+            return fail(fail_code(
+                "TCP",
+                Code::ConnectionRefused,
+                &format!("{target}: {}", crate::core::text::io_error(&error)),
+            ));
+        }
+        (None, _) => {
+            return fail(fail_code(
+                "TCP",
+                Code::Timeout,
+                &format!("porta {port}: sem resposta em {}", crate::core::text::rounded(timeout)),
+            ));
+        }
+    }
+    Some(())
+}
+
 /// A failed step's result (its lines are printed already).
-fn fail(_: bool) -> Option<bool> {
+fn fail<T>(_: bool) -> Option<T> {
     None
 }
 
