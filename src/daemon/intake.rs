@@ -1,75 +1,29 @@
 //! The spool as the daemon imports it: a pass runs on a thread of its own and queues through
-//! the daemon's writer one batch at a time (`WriterQueue`), so claims and records wait behind at
+//! the daemon's writer one batch at a time (`io::queue::WriterQueue`), so claims and records wait behind at
 //! most one batch; what it did is logged with the ERP's file names escaped.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::io::journal::Message;
+use crate::io::queue::WriterQueue;
 use crate::io::spool;
-use crate::io::store::StoreError;
 use crate::io::writer::Writer;
 
-/// The spool import's way into the queue from its own thread: conflicts are read on a
-/// read-only connection of its own, batches are written by the daemon's writer, one job each,
-/// so the claims and records queue up between them rather than behind the whole file.
-pub struct WriterQueue {
-    writer: Writer,
-    database: PathBuf,
-    busy_timeout: Duration,
-    reader: Option<crate::io::store::Store>,
-    /// Set when the daemon stops: the import ends before its next batch, the file stays.
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// The `WriterQueue` of a config.
-pub fn spool_queue(
+/// The daemon's way into the queue (`io::queue::WriterQueue`) for the spool import, the sources
+/// and the intake socket: one writer job per batch, so claims and records queue up between
+/// them rather than behind a whole file.
+pub fn writer_queue(
     config: &Config,
     writer: Writer,
     stopping: Arc<std::sync::atomic::AtomicBool>,
 ) -> WriterQueue {
-    WriterQueue {
+    WriterQueue::new(
         writer,
-        database: config.queue.database.clone(),
-        busy_timeout: config.queue.busy_timeout.get().min(super::DAEMON_BUSY_TIMEOUT),
-        reader: None,
+        config.queue.database.clone(),
+        config.queue.busy_timeout.get().min(super::DAEMON_BUSY_TIMEOUT),
         stopping,
-    }
-}
-
-impl spool::Queue for WriterQueue {
-    fn conflicts(
-        &mut self,
-        items: &[crate::core::item::NewItem],
-    ) -> Result<Vec<crate::io::store::Conflict>, StoreError> {
-        let reader = match self.reader.take() {
-            Some(reader) => reader,
-            None => crate::io::store::Store::open(
-                &self.database,
-                crate::io::store::Access::ReadOnly,
-                self.busy_timeout,
-            )?,
-        };
-        let conflicts = reader.conflicts(items);
-        self.reader = Some(reader);
-        conflicts
-    }
-
-    fn enqueue(
-        &mut self,
-        items: Vec<crate::core::item::NewItem>,
-        origin: crate::core::item::Origin,
-        now: jiff::Timestamp,
-    ) -> Result<Vec<crate::io::store::EnqueueOutcome>, StoreError> {
-        if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(StoreError::Interrupted("o serviço está parando"));
-        }
-        self.writer
-            .call_blocking(move |store| store.enqueue(&items, &origin, now))
-            .unwrap_or_else(|| Err(super::store_gone()))
-    }
+    )
 }
 
 /// What a pass over the spool did, in the journal: file names are the ERP's text, escaped.

@@ -215,7 +215,8 @@ impl Daemon {
         // Cancellations handed in through the socket by accounts that cannot write the queue.
         let handed = Arc::new(tokio::sync::Notify::new());
         let intake = crate::io::handoff::listen(&self.config.queue.socket).map(|listener| {
-            tokio::spawn(crate::io::handoff::serve(listener, self.writer.clone(), handed.clone()))
+            let queue = intake::writer_queue(&self.config, self.writer.clone(), self.stopping.clone());
+            tokio::spawn(crate::io::handoff::serve(listener, queue, handed.clone()))
         });
         let site = self.listener.take().map(|listener| {
             let site = Arc::new(crate::web::Site::new(self.metrics.clone(), &self.config, &listener));
@@ -525,7 +526,7 @@ impl Daemon {
     /// The tick: start the chores, the spool import and the due sources, unless still running.
     fn tick(&mut self) {
         if let Some(mut spool) = self.spool.take() {
-            let mut queue = intake::spool_queue(&self.config, self.writer.clone(), self.stopping.clone());
+            let mut queue = intake::writer_queue(&self.config, self.writer.clone(), self.stopping.clone());
             let quiet = self.config.queue.spool_quiet.get();
             self.work.spawn(async move {
                 let imported = tokio::task::spawn_blocking(move || {
@@ -559,13 +560,12 @@ impl Daemon {
     /// Starts each source whose time has come and that is not running yet.
     fn start_sources(&mut self) {
         let now = std::time::Instant::now();
-        let (database, busy_timeout) =
-            (&self.config.queue.database, self.config.queue.busy_timeout.get().min(DAEMON_BUSY_TIMEOUT));
+        let queue = intake::writer_queue(&self.config, self.writer.clone(), self.stopping.clone());
         for slot in &mut self.sources {
             if !slot.start(now) {
                 continue;
             }
-            let run = sources::run(slot.source.clone(), self.writer.clone(), database.clone(), busy_timeout);
+            let run = sources::run(slot.source.clone(), queue.clone(), self.writer.clone());
             self.source_runs.spawn(run);
         }
     }

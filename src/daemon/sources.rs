@@ -1,13 +1,14 @@
 //! The polled `[[source]]`s as the daemon runs them: each one's schedule (`Slot`), one run as a
-//! task (`run`: the command, the new orders queued through the writer in one transaction, the
+//! task (`run`: the command, the new orders queued through `io::queue` in one transaction, the
 //! run recorded), and what a run is worth saying in the journal (`news`, pure: a line when the
 //! source's state changes, not one per run).
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::core::item::{NewItem, Origin};
+use crate::io::queue::{Queue, WriterQueue};
 use crate::io::source::Source;
-use crate::io::store::{SourceRun, Store, StoreError};
+use crate::io::store::{SourceRun, StoreError};
 use crate::io::writer::Writer;
 
 /// A polled source between runs.
@@ -99,7 +100,7 @@ pub struct Ran {
 /// One run of a source: the command, then — if it printed cancellations — the new ones queued
 /// through the writer in one transaction (orders already queued are left as they are, found on
 /// a read-only connection so the writer sees only what is new), then the run recorded.
-pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout: Duration) -> Ran {
+pub async fn run(source: Source, queue: WriterQueue, writer: Writer) -> Ran {
     let started = Instant::now();
     let name = source.config.name.clone();
     let outcome = source.run().await;
@@ -110,22 +111,10 @@ pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout
             let rows = output.rows as u64;
             let origin = crate::core::item::Origin::Source(name.clone());
             let queued =
-                match tokio::task::spawn_blocking(move || new_items(output.items, &database, busy_timeout))
-                    .await
-                {
-                    Ok(Ok((fresh, different))) => {
+                match tokio::task::spawn_blocking(move || queue_new(queue, output.items, origin)).await {
+                    Ok(Ok((new, different))) => {
                         changed = different;
-                        if fresh.is_empty() {
-                            Ok(0)
-                        } else {
-                            writer
-                                .call(move |store| store.enqueue(&fresh, &origin, jiff::Timestamp::now()))
-                                .await
-                                .unwrap_or_else(|| Err(super::store_gone()))
-                                .map(|outcomes| {
-                                    outcomes.iter().filter(|outcome| !outcome.already_queued).count() as u64
-                                })
-                        }
+                        Ok(new)
                     }
                     Ok(Err(error)) => Err(error),
                     Err(_) => Err(StoreError::Interrupted("a leitura da fila foi interrompida")),
@@ -159,20 +148,25 @@ pub async fn run(source: Source, writer: Writer, database: PathBuf, busy_timeout
     Ran { name, run, failure, changed, unrecorded }
 }
 
-/// The items not queued yet, and how many of the others differ from what is queued.
-fn new_items(
-    items: Vec<crate::core::item::NewItem>,
-    database: &std::path::Path,
-    busy_timeout: Duration,
-) -> Result<(Vec<crate::core::item::NewItem>, usize), StoreError> {
+/// Queues the items not queued yet, in one transaction; returns how many were new and how many
+/// of the others differ from what is queued (kept as queued).
+fn queue_new(
+    mut queue: WriterQueue,
+    items: Vec<NewItem>,
+    origin: Origin,
+) -> Result<(u64, usize), StoreError> {
     if items.is_empty() {
-        return Ok((items, 0));
+        return Ok((0, 0));
     }
-    let reader = Store::open(database, crate::io::store::Access::ReadOnly, busy_timeout)?;
-    let queued = reader.queued(&items)?;
-    let different = reader.conflicts(&items)?.len();
-    let fresh = items.into_iter().zip(queued).filter(|(_, queued)| !queued).map(|(item, _)| item).collect();
-    Ok((fresh, different))
+    let queued = queue.queued(&items)?;
+    let different = queue.conflicts(&items)?.len();
+    let fresh: Vec<NewItem> =
+        items.into_iter().zip(queued).filter(|(_, queued)| !queued).map(|(item, _)| item).collect();
+    if fresh.is_empty() {
+        return Ok((0, different));
+    }
+    let outcomes = queue.enqueue(fresh, origin, jiff::Timestamp::now())?;
+    Ok((outcomes.iter().filter(|outcome| !outcome.already_queued).count() as u64, different))
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::core::item::Origin;
 use crate::core::item::{NewItem, State};
+use crate::io::queue::{Queue, WriterQueue};
 use crate::io::store::{EnqueueOutcome, StoreError};
-use crate::io::writer::Writer;
 
 /// How long the daemon gives a client to send its whole batch: `enqueue` writes it at once, and
 /// 4 MiB over a local socket take milliseconds; a client idle longer is dropped.
@@ -227,8 +227,9 @@ pub fn listen(socket: &Path) -> Option<tokio::net::UnixListener> {
 }
 
 /// Serves the socket until the task is dropped: each connection's batch is validated, queued
-/// through the daemon's writer, answered, and `queued` is notified so the loop looks at once.
-pub async fn serve(listener: tokio::net::UnixListener, writer: Writer, queued: Arc<tokio::sync::Notify>) {
+/// through `queue` (the daemon's writer), answered, and `queued` is notified so the loop looks at
+/// once.
+pub async fn serve(listener: tokio::net::UnixListener, queue: WriterQueue, queued: Arc<tokio::sync::Notify>) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -242,11 +243,11 @@ pub async fn serve(listener: tokio::net::UnixListener, writer: Writer, queued: A
                 continue;
             }
         };
-        let (writer, queued) = (writer.clone(), queued.clone());
+        let (queue, queued) = (queue.clone(), queued.clone());
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 connections.spawn(async move {
-                    serve_one(stream, writer, &queued).await;
+                    serve_one(stream, queue, &queued).await;
                     drop(permit);
                 });
             }
@@ -280,7 +281,7 @@ async fn answer_busy(mut stream: tokio::net::UnixStream) {
 }
 
 /// One connection: read the batch (bounded in size and time), validate, queue, answer.
-async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &tokio::sync::Notify) {
+async fn serve_one(mut stream: tokio::net::UnixStream, queue: WriterQueue, queued: &tokio::sync::Notify) {
     let peer = stream.peer_cred().ok().and_then(|cred| cred.pid()).unwrap_or(0);
     let mut request = Vec::new();
     let limit = u64::try_from(MAX_BATCH_BYTES + 1).unwrap_or(u64::MAX);
@@ -296,7 +297,7 @@ async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &
             "lote grande demais para o socket (máximo {} MiB): grave-o no spool",
             MAX_BATCH_BYTES / (1024 * 1024)
         )),
-        Ok(Ok(_)) => queue(request, writer, peer, queued).await,
+        Ok(Ok(_)) => take_batch(request, queue, peer, queued).await,
     };
     let bytes = serde_json::to_vec(&answer).unwrap_or_default();
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&bytes)).await;
@@ -304,7 +305,12 @@ async fn serve_one(mut stream: tokio::net::UnixStream, writer: Writer, queued: &
 
 /// Validates a batch (on the blocking pool: up to `MAX_BATCH_BYTES` of JSON) and queues it
 /// whole.
-async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync::Notify) -> Answer {
+async fn take_batch(
+    request: Vec<u8>,
+    mut queue: WriterQueue,
+    peer: i32,
+    queued: &tokio::sync::Notify,
+) -> Answer {
     let parsed = tokio::task::spawn_blocking(move || crate::core::intake::parse_document(&request)).await;
     let records = match parsed {
         Ok(Ok(records)) => records,
@@ -314,9 +320,10 @@ async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync
     let items: Vec<NewItem> = records.into_iter().map(|record| record.item).collect();
     let count = items.len();
     let result =
-        writer.call(move |store| store.enqueue(&items, &Origin::Command, jiff::Timestamp::now())).await;
+        tokio::task::spawn_blocking(move || queue.enqueue(items, Origin::Command, jiff::Timestamp::now()))
+            .await;
     match result {
-        Some(Ok(outcomes)) => {
+        Ok(Ok(outcomes)) => {
             let new = outcomes.iter().filter(|outcome| !outcome.already_queued).count();
             tracing::info!(
                 peer_pid = peer,
@@ -343,11 +350,9 @@ async fn queue(request: Vec<u8>, writer: Writer, peer: i32, queued: &tokio::sync
                     .collect(),
             }
         }
-        Some(Err(error @ StoreError::Conflicts(_))) => refused(error.to_string()),
-        Some(Err(error)) => Answer { transient: true, ..refused(error.to_string()) },
-        None => {
-            Answer { transient: true, ..refused("a thread do banco de dados do serviço parou".to_owned()) }
-        }
+        Ok(Err(error @ StoreError::Conflicts(_))) => refused(error.to_string()),
+        Ok(Err(error)) => Answer { transient: true, ..refused(error.to_string()) },
+        Err(_) => Answer { transient: true, ..refused("a gravação do lote foi interrompida".to_owned()) },
     }
 }
 

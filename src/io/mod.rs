@@ -7,6 +7,7 @@ pub mod api;
 pub mod handoff;
 pub mod journal;
 pub mod logging;
+pub mod queue;
 pub mod safe_fs;
 pub mod secrets;
 pub mod source;

@@ -20,7 +20,7 @@
 //! replaced); what is refused for what it is (a link, a FIFO, a device, a hard link) is left in
 //! place and reported once. `processados/` and `rejeitados/` must belong to the service.
 //!
-//! The daemon runs the import on a thread of its own (`Queue` for its writer), never on the
+//! The daemon runs the import on a thread of its own (`io::queue::WriterQueue`), never on the
 //! loop: a 64 MiB file must not hold claims, records or the watchdog back.
 
 use std::collections::HashMap;
@@ -34,8 +34,9 @@ use crate::core::intake::{self, MAX_DOCUMENT_BYTES};
 use crate::core::item::NewItem;
 use crate::core::item::Origin;
 use crate::core::text::{Listed, io_error, terminal_safe, terminal_safe_lines};
+use crate::io::queue::Queue;
 use crate::io::safe_fs::{Dir, Identity, OpenError, Refused};
-use crate::io::store::{Conflict, EnqueueOutcome, Store, StoreError};
+use crate::io::store::StoreError;
 use crate::view::local_time;
 
 /// Imported files go here, inside the spool directory.
@@ -117,34 +118,6 @@ impl fmt::Display for SpoolError {
 }
 
 impl std::error::Error for SpoolError {}
-
-/// Where an import puts what it read: the store itself (a command), or the daemon's writer.
-pub trait Queue {
-    /// The orders already queued with other content (read only).
-    fn conflicts(&mut self, items: &[NewItem]) -> Result<Vec<Conflict>, StoreError>;
-    /// Queues one batch, all or nothing.
-    fn enqueue(
-        &mut self,
-        items: Vec<NewItem>,
-        origin: Origin,
-        now: jiff::Timestamp,
-    ) -> Result<Vec<EnqueueOutcome>, StoreError>;
-}
-
-impl Queue for Store {
-    fn conflicts(&mut self, items: &[NewItem]) -> Result<Vec<Conflict>, StoreError> {
-        Store::conflicts(self, items)
-    }
-
-    fn enqueue(
-        &mut self,
-        items: Vec<NewItem>,
-        origin: Origin,
-        now: jiff::Timestamp,
-    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
-        Store::enqueue(self, &items, &origin, now)
-    }
-}
 
 /// The spool and what passes over it remember: files moved out that are still watched, and
 /// names already reported as refused.

@@ -209,7 +209,7 @@ fn a_wrong_client_secret_pauses_sending_and_fails_no_item() {
     expect_exit(&env.run_with_input(&["enqueue", "--json", "-"], json_lines(1, 3).as_bytes()), 0);
     let mut daemon = env.spawn_daemon();
     wait_until("the pause", Duration::from_secs(30), || {
-        env.number("SELECT COUNT(*) FROM daemon WHERE gate LIKE 'PAUSADO: erro 02%'") == 1
+        env.number("SELECT COUNT(*) FROM daemon WHERE gate LIKE 'paused 02 %'") == 1
     });
     signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success(), "{}", env.daemon_log());

@@ -160,7 +160,7 @@ fn wrong_password_pauses_everything_until_a_reload_and_never_leaks() {
 
     let mut daemon = env.spawn_daemon();
     wait_until("the pause to be recorded", Duration::from_secs(30), || {
-        env.number("SELECT COUNT(*) FROM daemon WHERE gate LIKE 'PAUSADO: erro 02%'") == 1
+        env.number("SELECT COUNT(*) FROM daemon WHERE gate LIKE 'paused 02 %'") == 1
     });
     let sent = api.shared.received().len();
     assert!(sent <= 4, "no more than the requests already in flight: {sent}");

@@ -184,7 +184,7 @@ fn adyen_checkout_cancels_with_an_api_key_header_from_a_secret_file() {
     wait_until_or(
         "the pause",
         Duration::from_secs(30),
-        || keyless.number("SELECT COUNT(*) FROM daemon WHERE gate LIKE 'PAUSADO: erro 02%'") == 1,
+        || keyless.number("SELECT COUNT(*) FROM daemon WHERE gate LIKE 'paused 02 %'") == 1,
         || keyless.daemon_log(),
     );
     signal(&daemon, "TERM");

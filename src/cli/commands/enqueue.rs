@@ -115,9 +115,11 @@ pub fn run(config_path: &Path, args: &EnqueueArgs) -> Outcome {
             "o serviço não está rodando e os enfileira quando voltar (veja com `systemctl status extrator`)";
         return to_spool(&queue.spool_dir, &lines, items.len(), why);
     }
+    // With no daemon, the store itself is the way in (io::queue).
     let mut store = open_store(&loaded, Access::ReadWrite(Durability::Full))?;
     let outcomes =
-        store.enqueue(&items, &Origin::Command, jiff::Timestamp::now()).map_err(|error| refused(&error))?;
+        crate::io::queue::Queue::enqueue(&mut store, items, Origin::Command, jiff::Timestamp::now())
+            .map_err(|error| refused(&error))?;
     report(&outcomes);
     Ok(())
 }
