@@ -458,15 +458,17 @@ fn transport_failure(error: &reqwest::Error) -> TransportFailure {
     // reqwest's own line names the URL; its causes say what went wrong.
     let causes: Vec<String> = chain.iter().skip(1).map(ToString::to_string).collect();
     let text = if causes.is_empty() { error.to_string() } else { causes.join(": ") };
-    if text.contains("connection closed before message completed") || text.contains("incomplete") {
-        return TransportFailure::Reset;
-    }
-    // hyper's parse errors: what came back is not an HTTP response.
-    if ["invalid HTTP", "message head is too large", "invalid URI", "invalid header", "invalid status"]
-        .iter()
-        .any(|fragment| text.contains(fragment))
-    {
-        return TransportFailure::InvalidResponse(text);
+    // hyper's own error, asked rather than read: the connection ended mid-answer, or what came
+    // back is not an HTTP response.
+    for cause in &chain {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            if hyper.is_incomplete_message() || hyper.is_closed() || hyper.is_canceled() {
+                return TransportFailure::Reset;
+            }
+            if hyper.is_parse() || hyper.is_parse_too_large() || hyper.is_parse_status() {
+                return TransportFailure::InvalidResponse(text);
+            }
+        }
     }
     TransportFailure::Other(text)
 }
