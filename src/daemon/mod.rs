@@ -734,7 +734,7 @@ impl Daemon {
                     message_id = %Message::ReloadRefused.id(),
                     "recarga recusada, a configuração anterior continua valendo: {error}"
                 );
-                self.reload_refused = Some(error);
+                self.reload_refused = Some(error.to_string());
                 return None;
             }
         };
@@ -842,12 +842,30 @@ fn store_thread_died() -> Failure {
 /// Everything the daemon builds from the config file before it uses it: the config, the HTTP
 /// client (secrets, certificates) and the sources (their environment files). What a reload
 /// does first, and what `extrator check --config-only` (the unit's `ExecReload=`) runs, so a
-/// config the daemon would refuse makes `systemctl reload` fail. The error is the pt-BR reason.
+/// config the daemon would refuse makes `systemctl reload` fail.
 pub fn prepare(
     path: &std::path::Path,
-) -> Result<(crate::config::Loaded, Client, Vec<crate::io::source::Source>), String> {
-    let loaded = crate::config::load(path).map_err(|error| error.to_string())?;
-    let client = Client::new(&loaded.config)?;
-    let sources = crate::io::source::Source::all(&loaded.config.sources)?;
+) -> Result<(crate::config::Loaded, Client, Vec<crate::io::source::Source>), Unprepared> {
+    let loaded = crate::config::load(path).map_err(Unprepared::Config)?;
+    let client = Client::new(&loaded.config).map_err(Unprepared::Client)?;
+    let sources = crate::io::source::Source::all(&loaded.config.sources).map_err(Unprepared::Sources)?;
     Ok((loaded, client, sources))
+}
+
+/// Why `prepare` refused a config: the file itself (its message names the file), or what the
+/// client or the sources could not build from it (a certificate, a secret, an environment file).
+#[derive(Debug)]
+pub enum Unprepared {
+    Config(crate::config::ConfigError),
+    Client(String),
+    Sources(String),
+}
+
+impl std::fmt::Display for Unprepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unprepared::Config(error) => write!(f, "{error}"),
+            Unprepared::Client(why) | Unprepared::Sources(why) => f.write_str(why),
+        }
+    }
 }

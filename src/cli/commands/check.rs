@@ -37,13 +37,12 @@ pub fn run(config_path: &Path, args: &CheckArgs) -> CommandOutcome {
                 println!("✓ configuração: válida ({})", config_path.display());
                 Ok(())
             }
-            Err(message) => Err(Failure {
+            Err(error) => Err(Failure {
                 exit_code: EXIT_CONFIG,
                 // The loader's errors name the file already; the client's and sources' do not.
-                message: if message.contains(&config_path.display().to_string()) {
-                    message
-                } else {
-                    format!("configuração recusada ({}): {message}", config_path.display())
+                message: match error {
+                    crate::daemon::Unprepared::Config(error) => error.to_string(),
+                    other => format!("configuração recusada ({}): {other}", config_path.display()),
                 },
             }),
         };
