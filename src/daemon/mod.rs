@@ -77,6 +77,12 @@ fn store_gone() -> StoreError {
     StoreError::Interrupted("a thread do banco de dados parou")
 }
 
+/// The tasks serving beside the loop, stopped when it stops.
+struct Listeners {
+    intake: Option<tokio::task::JoinHandle<()>>,
+    site: Option<tokio::task::JoinHandle<()>>,
+}
+
 /// The running daemon.
 pub struct Daemon {
     config_path: PathBuf,
@@ -214,14 +220,7 @@ impl Daemon {
         let mut ticker = self.ticker();
         // Cancellations handed in through the socket by accounts that cannot write the queue.
         let handed = Arc::new(tokio::sync::Notify::new());
-        let intake = crate::io::handoff::listen(&self.config.queue.socket).map(|listener| {
-            let queue = intake::writer_queue(&self.config, self.writer.clone(), self.stopping.clone());
-            tokio::spawn(crate::io::handoff::serve(listener, queue, handed.clone()))
-        });
-        let site = self.listener.take().map(|listener| {
-            let site = Arc::new(crate::web::Site::new(self.metrics.clone(), &self.config, &listener));
-            tokio::spawn(crate::web::serve(listener, site))
-        });
+        let listeners = self.spawn_listeners(&handed);
         let mut watchdog =
             tokio::time::interval(self.notifier.watchdog_every().unwrap_or(Duration::from_secs(3_600)));
         // Ready before the first tick's chores: counting a million pending items for the status
@@ -236,14 +235,7 @@ impl Daemon {
                 _ = terminate.recv() => Event::Stop,
                 _ = interrupt.recv() => Event::Stop,
                 () = &mut stop => Event::Stop,
-                _ = hangup.recv() => {
-                    self.notifier.reloading();
-                    let event = self.reload();
-                    ticker = self.ticker();
-                    let status = self.status_line();
-                    self.notifier.ready(&status);
-                    event.unwrap_or(Event::Turn)
-                }
+                _ = hangup.recv() => self.hangup(&mut ticker),
                 _ = watchdog.tick() => Event::Turn,
                 _ = ticker.tick() => {
                     self.tick();
@@ -276,15 +268,40 @@ impl Daemon {
         self.notifier.stopping();
         // A batch cut off here gets no answer: `enqueue` then writes it to the spool (intake is
         // idempotent, so a batch that did get in is "já na fila" there).
-        if let Some(intake) = intake {
+        if let Some(intake) = listeners.intake {
             intake.abort();
             let _ = std::fs::remove_file(&self.config.queue.socket);
         }
-        if let Some(site) = site {
+        if let Some(site) = listeners.site {
             site.abort();
         }
         tracing::info!("sinal de parada recebido: não reservo mais itens");
         self.drain().await
+    }
+
+    /// Starts what the loop serves beside it: the intake socket (a batch queued there notifies
+    /// `handed`) and the web listener bound at start.
+    fn spawn_listeners(&mut self, handed: &Arc<tokio::sync::Notify>) -> Listeners {
+        let intake = crate::io::handoff::listen(&self.config.queue.socket).map(|listener| {
+            let queue = intake::writer_queue(&self.config, self.writer.clone(), self.stopping.clone());
+            tokio::spawn(crate::io::handoff::serve(listener, queue, handed.clone()))
+        });
+        let site = self.listener.take().map(|listener| {
+            let site = Arc::new(crate::web::Site::new(self.metrics.clone(), &self.config, &listener));
+            tokio::spawn(crate::web::serve(listener, site))
+        });
+        Listeners { intake, site }
+    }
+
+    /// SIGHUP: RELOADING, the reload (kept as it was if refused), the ticker at the new poll
+    /// interval, READY with the status line.
+    fn hangup(&mut self, ticker: &mut tokio::time::Interval) -> Event {
+        self.notifier.reloading();
+        let event = self.reload();
+        *ticker = self.ticker();
+        let status = self.status_line();
+        self.notifier.ready(&status);
+        event.unwrap_or(Event::Turn)
     }
 
     /// The poll tick.
