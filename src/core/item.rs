@@ -364,6 +364,8 @@ pub struct Attempt {
     pub duration_ms: i64,
     pub outcome: AttemptOutcome,
     pub code: Option<Code>,
+    /// `classify::Kind`'s word when it was recorded. Kept as text: a record says what happened in
+    /// the words of the version that wrote it, and an older version's word must still read.
     pub kind: String,
     pub http_status: Option<i64>,
     pub message: Option<String>,
