@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod commands;
+pub mod json;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

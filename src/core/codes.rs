@@ -52,13 +52,6 @@ impl Code {
     }
 }
 
-impl serde::Serialize for Code {
-    /// As records and `--json` carry it: "07".
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -317,15 +317,9 @@ impl FromStr for Origin {
     }
 }
 
-impl Serialize for Origin {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.as_text())
-    }
-}
-
-/// An item as the operator sees it — `list`, `show`, the page, the mapping's input and `--json`
-/// (field names and their text forms are the contract, tests/it/snapshots) — read from the store.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An item as the operator sees it — `list`, `show`, the page, the mapping's input — read from the
+/// store. `--json` is its own type (`cli::json`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     pub id: i64,
     pub order: String,
@@ -357,7 +351,7 @@ pub struct Item {
 }
 
 /// One HTTP attempt, as recorded by the dispatcher.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
     pub number: i64,
     pub started_at: jiff::Timestamp,
@@ -378,9 +372,8 @@ pub struct Attempt {
     pub receipt: Option<String>,
 }
 
-/// What became of one attempt, as recorded (`success`, `processing`, `failure` in `--json`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// What became of one attempt, as recorded (`success`, `processing`, `failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttemptOutcome {
     Success,
     Processing,

@@ -32,7 +32,7 @@ pub fn run(config_path: &Path, args: &ListArgs) -> Outcome {
     let filter = args.filter.to_filter((args.limit > 0).then_some(args.limit), &[]);
     let items = store.list(&filter)?;
     if args.json {
-        return print_json(&items);
+        return print_json(&crate::cli::json::items(&items));
     }
     if items.is_empty() {
         println!("nenhum item encontrado");

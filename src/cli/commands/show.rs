@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use clap::Args;
-use serde::Serialize;
 
 use super::{load_queue_config, open_store, print_json};
 use crate::core::failure::{Failure, Outcome};
@@ -32,13 +31,6 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-/// The `--json` document.
-#[derive(Serialize)]
-struct ShowJson<'a> {
-    item: &'a Item,
-    attempts: &'a [Attempt],
-}
-
 /// Runs `show`.
 pub fn run(config_path: &Path, args: &ShowArgs) -> Outcome {
     let loaded = load_queue_config(config_path, true)?;
@@ -51,7 +43,7 @@ pub fn run(config_path: &Path, args: &ShowArgs) -> Outcome {
     let item = item.ok_or_else(|| Failure::failed(format!("{wanted} não encontrado na fila")))?;
     let attempts = store.attempts(item.id)?;
     if args.json {
-        return print_json(&ShowJson { item: &item, attempts: &attempts });
+        return print_json(&crate::cli::json::ShowJson::new(&item, &attempts));
     }
     print!("{}", render(&item, &attempts));
     Ok(())
