@@ -271,10 +271,25 @@ pub fn has_command(name: &str) -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-/// A free port on loopback: the OS's choice, released for the process that will bind it (a
-/// closed port, for a test that wants one).
+/// A free port on loopback, released for the process that will bind it (or a closed port, for a
+/// test that wants one). Taken below Linux's ephemeral range (32768–60999), in turn from a start
+/// that differs per test process: the OS's own choice of port 0 — another test's listener, or the
+/// source port of any of the thousands of connections the load tests open — never lands on a port
+/// handed out here between its release and the bind of the server it is for.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = u16::try_from(FIRST + offset).expect("below 32768");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on loopback between {FIRST} and {}", FIRST + SPAN)
 }
 
 /// `GET path` over HTTP/1.0 with an optional `Authorization`, read whole: the status, the head
