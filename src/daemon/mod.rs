@@ -72,11 +72,6 @@ enum Done {
     StoreDied,
 }
 
-/// The error of work the store thread never got to, because it is gone.
-fn store_gone() -> StoreError {
-    StoreError::Interrupted("a thread do banco de dados parou")
-}
-
 /// The tasks serving beside the loop, stopped when it stops.
 struct Listeners {
     intake: Option<tokio::task::JoinHandle<()>>,
@@ -577,12 +572,12 @@ impl Daemon {
     /// Starts each source whose time has come and that is not running yet.
     fn start_sources(&mut self) {
         let now = std::time::Instant::now();
-        let queue = intake::writer_queue(&self.config, self.writer.clone(), self.stopping.clone());
         for slot in &mut self.sources {
             if !slot.start(now) {
                 continue;
             }
-            let run = sources::run(slot.source.clone(), queue.clone(), self.writer.clone());
+            let queue = intake::writer_queue(&self.config, self.writer.clone(), self.stopping.clone());
+            let run = sources::run(slot.source.clone(), queue, self.writer.clone());
             self.source_runs.spawn(run);
         }
     }

@@ -143,7 +143,7 @@ pub async fn run(source: Source, queue: WriterQueue, writer: Writer) -> Ran {
     let unrecorded = writer
         .call(move |store| store.record_source_run(&recording))
         .await
-        .unwrap_or_else(|| Err(super::store_gone()))
+        .unwrap_or_else(|| Err(crate::io::writer::gone()))
         .err();
     Ran { name, run, failure, changed, unrecorded }
 }

@@ -105,6 +105,6 @@ impl Queue for WriterQueue {
         }
         self.writer
             .call_blocking(move |store| store.enqueue(&items, &origin, now))
-            .unwrap_or_else(|| Err(StoreError::Interrupted("a thread do banco de dados parou")))
+            .unwrap_or_else(|| Err(crate::io::writer::gone()))
     }
 }

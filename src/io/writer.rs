@@ -64,6 +64,11 @@ impl Health {
     }
 }
 
+/// The error of work the store thread never got to, because it is gone.
+pub fn gone() -> StoreError {
+    StoreError::Interrupted("a thread do banco de dados parou")
+}
+
 impl Writer {
     /// Moves `store` onto its own thread.
     pub fn spawn(mut store: Store) -> Writer {
