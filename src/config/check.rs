@@ -351,12 +351,7 @@ impl Config {
 }
 
 /// A duration key must fall within its range.
-pub(super) fn within(
-    key: &str,
-    value: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<(), (String, String)> {
+fn within(key: &str, value: Duration, min: Duration, max: Duration) -> Result<(), (String, String)> {
     if (min..=max).contains(&value) {
         return Ok(());
     }
@@ -368,7 +363,7 @@ pub(super) fn within(
 }
 
 /// Each `[[source]]`: a unique simple name, a command, bounded times, a mapping onto our fields.
-pub(super) fn check_sources(sources: &[SourceConfig]) -> Result<(), (String, String)> {
+fn check_sources(sources: &[SourceConfig]) -> Result<(), (String, String)> {
     if sources.len() > MAX_SOURCES {
         return Err(("source".to_owned(), format!("no máximo {MAX_SOURCES} fontes (há {})", sources.len())));
     }
@@ -479,14 +474,14 @@ impl ApiConfig {
 }
 
 /// A number as Brazilians write it: a decimal comma.
-pub(super) fn decimal(value: f64) -> String {
+fn decimal(value: f64) -> String {
     value.to_string().replace('.', ",")
 }
 
 /// `scheme://host[:port]` of a URL (lower case), to compare origins. Hand-written on purpose: it
 /// reads the fixed start of a URL template (`https://api.x/pedidos/` of `…/{order}/status`),
 /// which is not always a URL `url::Url` would parse.
-pub(super) fn origin(url: &str) -> String {
+fn origin(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
@@ -494,7 +489,7 @@ pub(super) fn origin(url: &str) -> String {
 
 /// A URL must be `http://` or `https://` with a host (`core::http_url`); the refusal in pt-BR,
 /// naming `key`.
-pub(super) fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
+fn check_url(key: &str, url: &str) -> Result<(), (String, String)> {
     use crate::core::http_url::{Refusal, check};
     match check(url) {
         Ok(_) => Ok(()),

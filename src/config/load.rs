@@ -114,9 +114,7 @@ pub fn parse_str(text: &str, source: &str) -> Result<Config, ConfigError> {
 }
 
 /// The `EXTRATOR_<SECTION>__<KEY>` variables present, as (variable, key path) pairs.
-pub(super) fn env_overrides(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Vec<(String, Vec<String>, String)> {
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<(String, Vec<String>, String)> {
     let mut found: Vec<_> = env
         .into_iter()
         .filter_map(|(name, value)| {
@@ -134,10 +132,7 @@ pub(super) fn env_overrides(
 
 /// Applies environment overrides on top of the file's table, coercing each value to the type the
 /// key has in the defaults (so `EXTRATOR_API__CONCURRENCY=8` is a number, `…__USER=123` a string).
-pub(super) fn apply_env(
-    text: &str,
-    overrides: &[(String, Vec<String>, String)],
-) -> Result<Config, ConfigError> {
+fn apply_env(text: &str, overrides: &[(String, Vec<String>, String)]) -> Result<Config, ConfigError> {
     let mut table: toml::Table = toml::from_str(text).unwrap_or_default();
     let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
     for (name, path, raw) in overrides {
@@ -189,7 +184,7 @@ pub(super) fn apply_env(
 /// Where `key` (`api.request.body.itens[0]`) is written in `text`: the line and column of its
 /// name (or of the array element), for errors found after parsing. `None` when the file does not
 /// have it (a default, or an environment override).
-pub(super) fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
     use toml::de::{DeTable, DeValue};
     let document = DeTable::parse(text).ok()?;
     let mut value: Option<&toml::Spanned<DeValue<'_>>> = None;
@@ -219,20 +214,20 @@ pub(super) fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
 }
 
 /// Looks up a dotted key path in a table.
-pub(super) fn lookup<'t>(table: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
+fn lookup<'t>(table: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
     let (first, rest) = path.split_first()?;
     let value = table.get(first)?;
     if rest.is_empty() { Some(value) } else { lookup(value.as_table()?, rest) }
 }
 
 /// The key path of a serde error, or `None` at the top level.
-pub(super) fn key_of(path: &serde_path_to_error::Path) -> Option<String> {
+fn key_of(path: &serde_path_to_error::Path) -> Option<String> {
     let key = path.to_string();
     (key != ".").then_some(key)
 }
 
 /// 1-based line and column of a byte offset.
-pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
@@ -242,7 +237,7 @@ pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// What an operator should know about how the credentials are kept and sent: Basic or login
 /// credentials over plain `http://` (the Basic header is base64, readable by anyone on the
 /// way), and a password file that accounts other than the service can read.
-pub(super) fn secret_warnings(config: &Config) -> Vec<String> {
+fn secret_warnings(config: &Config) -> Vec<String> {
     let auth = &config.api.auth;
     let mut warnings = Vec::new();
     let plain = |url: &str| url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
@@ -305,7 +300,7 @@ pub(super) fn secret_warnings(config: &Config) -> Vec<String> {
 /// Who besides root and the service can read `path`, in pt-BR, if anyone: every account when
 /// it is readable by others, the group's other members when it is readable by a group that
 /// has them (from /etc/group; a directory service is not consulted).
-pub(super) fn who_else_reads(path: &Path) -> Option<String> {
+fn who_else_reads(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     if meta.mode() & 0o004 != 0 {
@@ -335,7 +330,7 @@ pub(super) fn who_else_reads(path: &Path) -> Option<String> {
 }
 
 /// True when the file's mode lets users other than its owner and group read it.
-pub(super) fn readable_by_others(path: &Path) -> bool {
+fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o004 != 0)
 }

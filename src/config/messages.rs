@@ -23,7 +23,7 @@ pub(super) fn translate_syntax(message: &str) -> String {
 }
 
 /// The TOML parser's (toml_parser) commonest complaints, in pt-BR.
-pub(super) const TOML_SYNTAX: [(&str, &str); 25] = [
+const TOML_SYNTAX: [(&str, &str); 25] = [
     ("unclosed table", "o nome da tabela não foi fechado"),
     ("unclosed array table", "o nome da tabela [[…]] não foi fechado"),
     ("unclosed array", "a lista não foi fechada"),
@@ -61,11 +61,11 @@ pub(super) fn translate_for(key: Option<&str>, message: &str) -> String {
 }
 
 /// Keys whose values are secrets.
-pub(super) const SECRET_KEYS: [&str; 1] = ["api.auth.password"];
+const SECRET_KEYS: [&str; 1] = ["api.auth.password"];
 
 /// Turns serde's English messages into pt-BR. Our own deserializers (durations, templates,
 /// paths) already speak pt-BR and pass through unchanged.
-pub(super) fn translate(message: &str) -> String {
+fn translate(message: &str) -> String {
     let message = message.trim();
     if let Some(rest) = message.strip_prefix("unknown field ") {
         let (field, expected) = split_expected(rest);
@@ -96,7 +96,7 @@ pub(super) fn translate(message: &str) -> String {
 }
 
 /// Splits "`x`, expected one of `a`, `b`" into ("`x`", Some("`a`, `b`")).
-pub(super) fn split_expected(rest: &str) -> (&str, Option<&str>) {
+fn split_expected(rest: &str) -> (&str, Option<&str>) {
     match rest.split_once(", expected ") {
         Some((head, expected)) => (head, Some(expected.strip_prefix("one of ").unwrap_or(expected))),
         None => (rest.split_once(", there are no").map_or(rest, |(head, _)| head), None),
@@ -104,12 +104,12 @@ pub(super) fn split_expected(rest: &str) -> (&str, Option<&str>) {
 }
 
 /// "`a`, `b`" → "a, b".
-pub(super) fn names(list: &str) -> String {
+fn names(list: &str) -> String {
     list.replace('`', "")
 }
 
 /// serde's description of what was found, in pt-BR.
-pub(super) fn found_pt(found: &str) -> String {
+fn found_pt(found: &str) -> String {
     let pairs = [
         ("string ", "o texto "),
         ("integer ", "o número "),
@@ -129,7 +129,7 @@ pub(super) fn found_pt(found: &str) -> String {
 }
 
 /// serde's description of what was expected, in pt-BR.
-pub(super) fn expected_pt(expected: &str) -> String {
+fn expected_pt(expected: &str) -> String {
     match expected {
         "u8" | "u16" | "u32" | "u64" | "usize" => "um número inteiro não negativo".to_owned(),
         "i8" | "i16" | "i32" | "i64" | "isize" => "um número inteiro".to_owned(),
